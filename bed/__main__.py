@@ -1,0 +1,153 @@
+"""./testbed: the project's local multi-node test bed.
+
+  up [--vm] [--nodes N]   bring up N nodes (default 3) and the salt-master; idempotent
+  add NAME                add one more node to the running bed (day 2), pillar included
+  down [--wipe]           stop everything the bed started; --wipe also deletes node data
+  status                  what runs
+  exec NODE CMD...        run CMD on NODE (nuc1, nuc2, ...)
+  salt|salt-run|salt-key ARGS...   the Salt CLI aimed at the bed's master
+  validate PILLAR_DIR     check a pillar directory offline (no master, no nodes)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from . import config, host, netns, pillar
+from .util import load_state, log, save_state, wait_for
+
+
+def tier_module(tier: str):
+    if tier == "vm":
+        from . import vm
+
+        return vm
+    return netns
+
+
+def current() -> tuple:
+    state = load_state()
+    return state.get("tier"), state.get("nodes", [])
+
+
+def minions_answering(names) -> set:
+    res = subprocess.run(
+        host.salt_cmd("salt", "--out=json", "--static", "-t", "10", "*", "test.ping"),
+        capture_output=True, text=True,
+    )
+    try:
+        answered = json.loads(res.stdout or "{}")
+    except ValueError:
+        return set()
+    return {n for n in names if answered.get(n) is True}
+
+
+def cmd_up(tier: str, count: int) -> None:
+    started = time.monotonic()
+    running_tier, running_nodes = current()
+    if running_tier and running_tier != tier and running_nodes:
+        sys.exit(f"tier {running_tier} is up ({', '.join(running_nodes)}); run ./testbed down first")
+    indexes = sorted(set(range(1, count + 1)) | {config.node_index(n) for n in running_nodes})
+    names = [config.node_name(i) for i in indexes]
+    host.bridge_up()
+    pillar.write(tier, indexes)
+    host.master_up()
+    save_state({"tier": tier, "nodes": names})
+    tier_module(tier).up(indexes)
+    wait_for(lambda: minions_answering(names) == set(names), 180 if tier == "vm" else 60,
+             "every minion to answer the master", interval=1)
+    log(f"{tier} bed up: {', '.join(names)} in {time.monotonic() - started:.1f}s")
+
+
+def cmd_add(name: str) -> None:
+    tier, names = current()
+    if not tier:
+        sys.exit("the bed is down; run ./testbed up first")
+    index = config.node_index(name)
+    if name in names:
+        log(f"{name} is already part of the bed")
+        return
+    tier_module(tier).up([index])
+    save_state({"tier": tier, "nodes": names + [name]})
+    wait_for(lambda: minions_answering([name]) == {name}, 180 if tier == "vm" else 60,
+             f"{name}'s minion to answer", interval=1)
+
+
+def cmd_down(wipe: bool) -> None:
+    tier, names = current()
+    if tier:
+        tier_module(tier).down([config.node_index(n) for n in names], wipe=wipe)
+    host.master_down()
+    host.bridge_down()
+    if wipe:
+        for path in (config.MASTER_DIR, config.PILLAR_DIR, netns.SHARED_CHECKOUT.parent):
+            shutil.rmtree(path, ignore_errors=True)
+    save_state({})
+    log("bed down")
+
+
+def cmd_status() -> int:
+    tier, names = current()
+    print(f"tier: {tier or 'none'}")
+    print(f"salt-master: {'running' if host.master_pid() else 'stopped'}")
+    if not tier:
+        return 0
+    answering = minions_answering(names) if host.master_pid() else set()
+    for name in names:
+        parts = tier_module(tier).running(name)
+        parts["minion answers"] = name in answering
+        shown = " ".join(f"{k}={'yes' if v else 'no'}" for k, v in parts.items())
+        print(f"{name} {config.node_addr(tier, config.node_index(name))}: {shown}")
+    return 0
+
+
+def cmd_exec(name: str, argv) -> int:
+    tier, names = current()
+    if name not in names:
+        sys.exit(f"{name} is not a node of the running bed ({', '.join(names) or 'none'})")
+    res = tier_module(tier).node_exec(name, argv)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    return res.returncode
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="testbed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up")
+    p_up.add_argument("--vm", action="store_true", help="tier 2: qemu guests instead of namespaces")
+    p_up.add_argument("--nodes", type=int, default=3)
+    sub.add_parser("add").add_argument("name")
+    sub.add_parser("down").add_argument("--wipe", action="store_true")
+    sub.add_parser("status")
+    p_exec = sub.add_parser("exec")
+    p_exec.add_argument("node")
+    p_exec.add_argument("argv", nargs=argparse.REMAINDER)
+    for tool in ("salt", "salt-run", "salt-key"):
+        sub.add_parser(tool, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.cmd == "up":
+        if not 1 <= args.nodes <= config.MAX_NODES:
+            sys.exit(f"--nodes must be 1..{config.MAX_NODES}")
+        cmd_up("vm" if args.vm else "netns", args.nodes)
+    elif args.cmd == "add":
+        cmd_add(args.name)
+    elif args.cmd == "down":
+        cmd_down(args.wipe)
+    elif args.cmd == "status":
+        return cmd_status()
+    elif args.cmd == "exec":
+        return cmd_exec(args.node, args.argv)
+    elif args.cmd in ("salt", "salt-run", "salt-key"):
+        os.execv(str(config.SALT_BIN / args.cmd), host.salt_cmd(args.cmd, *args.args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Where the test bed lives and which addresses it uses.
+
+Every address the bed hands out is inside 198.18.0.0/15: nodes and the host's bridge in
+198.18.0.0/24, Docker's bridge and swarm pools in 198.19.0.0/16. Nothing else is routed.
+"""
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BED_DIR = Path(os.environ.get("AG_BED_DIR", "/var/tmp/agbed"))
+VENV = BED_DIR / "venv"
+STATE_FILE = BED_DIR / "state.json"
+
+BRIDGE = "agbr0"
+BRIDGE_ADDR = "198.18.0.254"
+PREFIX_LEN = 24
+# Tier 1 (namespace) nodes are nucN at 198.18.0.(10+N); tier 2 (VM) guests at 198.18.0.(100+N),
+# so a stale neighbour cache entry from one tier never points at the other.
+TIER_BASE = {"netns": 10, "vm": 100}
+MAX_NODES = 9
+
+# Docker inside every node: docker0 gets 198.19.<10+N>.1/24; local and swarm pools below.
+DOCKER_LOCAL_POOL = "198.19.128.0/17"
+SWARM_ADDR_POOL = "198.19.64.0/18"
+
+MASTER_DIR = BED_DIR / "master"
+PILLAR_DIR = BED_DIR / "pillar"
+NODES_DIR = BED_DIR / "nodes"
+NS_HANDLES = Path("/run/agbed")  # bind-mounted mount/uts namespace handles of tier 1 nodes
+CACHE_DIR = BED_DIR / "cache"  # slow artefacts kept across up/down: base images, VM image
+
+SALT_BIN = VENV / "bin"
+
+
+def node_name(index: int) -> str:
+    return f"nuc{index}"
+
+
+def node_index(name: str) -> int:
+    if not name.startswith("nuc") or not name[3:].isdigit():
+        raise ValueError(f"not a test-bed node name: {name!r} (expected nuc1..nuc{MAX_NODES})")
+    return int(name[3:])
+
+
+def node_addr(tier: str, index: int) -> str:
+    return f"198.18.0.{TIER_BASE[tier] + index}"
+
+
+def docker_bip(index: int) -> str:
+    return f"198.19.{10 + index}.1/24"

@@ -1,0 +1,83 @@
+"""The host side of the bed: the bridge every node hangs off and the one salt-master."""
+
+import textwrap
+
+from . import config
+from .util import log, ok, read_pid, run, stop_pid, wait_for
+
+MASTER_PIDFILE = config.MASTER_DIR / "var/run/salt-master.pid"
+
+
+def bridge_up() -> None:
+    if not ok(["ip", "link", "show", config.BRIDGE]):
+        run(["ip", "link", "add", config.BRIDGE, "type", "bridge"])
+        run(["ip", "addr", "add", f"{config.BRIDGE_ADDR}/{config.PREFIX_LEN}", "dev", config.BRIDGE])
+    run(["ip", "link", "set", config.BRIDGE, "up"])
+
+
+def bridge_down() -> None:
+    if ok(["ip", "link", "show", config.BRIDGE]):
+        run(["ip", "link", "del", config.BRIDGE])
+
+
+def master_config() -> str:
+    """The bed's master: this repo is the state tree, the bed's generated pillar the pillar."""
+    return textwrap.dedent(
+        f"""\
+        # written by ./testbed; a real site points these at its checkout of this repo
+        root_dir: {config.MASTER_DIR}
+        interface: {config.BRIDGE_ADDR}
+        ipv6: false
+        user: root
+        auto_accept: true
+        file_roots:
+          base:
+            - {config.REPO}/salt
+            - {config.REPO}
+        pillar_roots:
+          base:
+            - {config.PILLAR_DIR}
+        runner_dirs:
+          - {config.REPO}/_runners
+        utils_dirs:
+          - {config.REPO}/_utils
+        module_dirs:
+          - {config.REPO}/_modules
+        states_dirs:
+          - {config.REPO}/_states
+        # the project's own master settings (mine, peer, reactor) as a real site includes them
+        include: {config.REPO}/conf/master.d/*.conf
+        log_level_logfile: info
+        """
+    )
+
+
+def salt_cmd(tool: str, *args: str) -> list:
+    """argv of a salt CLI tool (salt, salt-run, salt-key, ...) aimed at the bed's master."""
+    return [str(config.SALT_BIN / tool), "-c", str(config.MASTER_DIR), *args]
+
+
+def master_up() -> None:
+    config.MASTER_DIR.mkdir(parents=True, exist_ok=True)
+    conf = config.MASTER_DIR / "master"
+    wanted = master_config()
+    changed = not conf.exists() or conf.read_text() != wanted
+    pid = read_pid(MASTER_PIDFILE)
+    if pid and changed:
+        stop_pid(pid)
+        pid = None
+    conf.write_text(wanted)
+    if not pid:
+        log("starting salt-master on " + config.BRIDGE_ADDR)
+        run([str(config.SALT_BIN / "salt-master"), "-c", str(config.MASTER_DIR), "-d"])
+        wait_for(lambda: read_pid(MASTER_PIDFILE), 30, "salt-master pidfile")
+
+
+def master_down() -> None:
+    pid = read_pid(MASTER_PIDFILE)
+    if pid:
+        stop_pid(pid)
+
+
+def master_pid():
+    return read_pid(MASTER_PIDFILE)

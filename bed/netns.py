@@ -1,0 +1,201 @@
+"""Tier 1: namespace nodes. Each node is a network namespace on the bed's bridge plus a mount
+and UTS namespace with its own /etc, /run, /tmp and daemon state, running its own dockerd
+(Debian's docker.io, started through its own /etc/init.d/docker as Salt will restart it) and
+its own salt-minion. /usr and the package database are shared with the host."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import config
+from .util import log, ok, pid_alive, run, stop_pid, wait_for
+
+TIER = "netns"
+CHECKOUT = "/srv/autograder-full-stack"
+SHARED_CHECKOUT = config.BED_DIR / "shared/autograder-full-stack"
+MINION_PIDFILE = "/run/salt-minion.pid"
+# pidfiles of the node's daemons, in the node's /run; dockerd last, it owns the containers
+NODE_DAEMON_PIDFILES = ("/run/salt-minion.pid", "/run/socat-mesh.pid", "/run/docker-ssd.pid")
+
+
+def netns(name: str) -> str:
+    return f"ag-{name}"
+
+
+def handles(name: str):
+    return config.NS_HANDLES / f"{name}.mnt", config.NS_HANDLES / f"{name}.uts"
+
+
+def node_dir(name: str) -> Path:
+    return config.NODES_DIR / name
+
+
+def enter(name: str) -> list:
+    mnt, uts = handles(name)
+    return ["nsenter", f"--net=/run/netns/{netns(name)}", f"--mount={mnt}", f"--uts={uts}", "--"]
+
+
+def node_exec(name: str, cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(enter(name) + list(cmd), text=True, capture_output=True, **kw)
+
+
+def _write_node_etc(name: str, index: int, all_nodes) -> None:
+    etc = node_dir(name) / "etc"
+    if etc.exists():
+        return
+    log(f"{name}: copying /etc")
+    tmp = etc.with_name("etc.tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    run(["cp", "-a", "/etc", str(tmp)])
+    (tmp / "hostname").write_text(name + "\n")
+    # dockerd and salt must never resolve anything outside the bed
+    (tmp / "resolv.conf").unlink(missing_ok=True)
+    (tmp / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    hosts = ["127.0.0.1 localhost", "::1 localhost"]
+    hosts += [f"{config.node_addr(TIER, i)} {config.node_name(i)}" for i in all_nodes]
+    (tmp / "hosts").write_text("\n".join(hosts) + "\n")
+    (tmp / "docker").mkdir(exist_ok=True)
+    (tmp / "docker/key.json").unlink(missing_ok=True)
+    # what a site's own Docker setup would already have; the product merges its keys into it
+    daemon = {
+        "bip": config.docker_bip(index),
+        "default-address-pools": [{"base": config.DOCKER_LOCAL_POOL, "size": 24}],
+        "cgroup-parent": f"/agbed-{name}",
+        "hosts": ["unix:///run/docker.sock"],
+        "dns": [config.BRIDGE_ADDR],
+    }
+    (tmp / "docker/daemon.json").write_text(json.dumps(daemon, indent=2) + "\n")
+    # this sandbox withholds CAP_SYS_RESOURCE, so the init script may not raise hard limits
+    init = tmp / "init.d/docker"
+    init.write_text(init.read_text().replace("ulimit -n 1048576", "ulimit -n $(ulimit -Hn)")
+                    .replace("ulimit -u unlimited", "ulimit -u $(ulimit -Hu)")
+                    .replace("ulimit -p unlimited", ":"))
+    (tmp / "salt").mkdir(exist_ok=True)
+    (tmp / "salt/minion").write_text(
+        f"id: {name}\nmaster: {config.BRIDGE_ADDR}\nipv6: false\n"
+        f"grains:\n  agbed_tier: {TIER}\n"
+    )
+    tmp.rename(etc)
+
+
+def _net_up(name: str, index: int) -> None:
+    ns = netns(name)
+    if ok(["ip", "netns", "exec", ns, "true"]):
+        return
+    veth = f"agv{index}"
+    run(["ip", "netns", "add", ns])
+    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run(["ip", "link", "set", veth, "master", config.BRIDGE, "up"])
+    run(["ip", "-n", ns, "addr", "add", f"{config.node_addr(TIER, index)}/{config.PREFIX_LEN}", "dev", "eth0"])
+    run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+def _mounts_up(name: str) -> None:
+    mnt, uts = handles(name)
+    if mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"]):
+        return
+    config.NS_HANDLES.mkdir(parents=True, exist_ok=True)
+    # the handles must live on a private mount for the namespace bind mounts to stick
+    if not ok(["mountpoint", "-q", str(config.NS_HANDLES)]):
+        run(["mount", "--bind", str(config.NS_HANDLES), str(config.NS_HANDLES)])
+        run(["mount", "--make-private", str(config.NS_HANDLES)])
+    mnt.touch()
+    uts.touch()
+    SHARED_CHECKOUT.mkdir(parents=True, exist_ok=True)
+    script = config.REPO / "bed/node-mounts.sh"
+    run(
+        ["unshare", f"--mount={mnt}", f"--uts={uts}", "--propagation", "private",
+         "nsenter", f"--net=/run/netns/{netns(name)}",
+         "sh", str(script), name, str(node_dir(name)), str(SHARED_CHECKOUT), CHECKOUT]
+    )
+
+
+def _daemons_up(name: str) -> None:
+    if node_exec(name, ["/etc/init.d/docker", "status"]).returncode != 0:
+        run(enter(name) + ["/etc/init.d/docker", "start"])
+    if node_exec(name, ["sh", "-c", f"kill -0 $(cat {MINION_PIDFILE})"]).returncode != 0:
+        run(enter(name) + [str(config.SALT_BIN / "salt-minion"), "-d", "--pid-file", MINION_PIDFILE])
+
+
+def up(indexes) -> None:
+    for i in indexes:
+        name = config.node_name(i)
+        _write_node_etc(name, i, indexes)
+        _net_up(name, i)
+        _mounts_up(name)
+        _daemons_up(name)
+    for i in indexes:
+        name = config.node_name(i)
+        wait_for(lambda: node_exec(name, ["docker", "info", "-f", "{{.ID}}"]).returncode == 0,
+                 60, f"dockerd on {name}")
+
+
+def node_pid(name: str, pidfile: str):
+    mnt, _ = handles(name)
+    if not mnt.exists():
+        return None
+    res = node_exec(name, ["cat", pidfile])
+    return read_pid_text(res.stdout) if res.returncode == 0 else None
+
+
+def read_pid_text(text: str):
+    try:
+        pid = int(text.strip())
+    except ValueError:
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def down(indexes, wipe: bool = False) -> None:
+    for i in indexes:
+        name = config.node_name(i)
+        mnt, uts = handles(name)
+        if mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"]):
+            for pidfile in NODE_DAEMON_PIDFILES:
+                pid = node_pid(name, pidfile)
+                if pid:
+                    stop_pid(pid, timeout=30)
+        # whatever still lives in the node's netns (containerd shims, stray children)
+        res = subprocess.run(["ip", "netns", "pids", netns(name)], capture_output=True, text=True)
+        for pid in res.stdout.split():
+            stop_pid(int(pid), timeout=5)
+        for h in (mnt, uts):
+            if h.exists():
+                subprocess.run(["umount", str(h)], capture_output=True)
+                h.unlink()
+        if ok(["ip", "netns", "exec", netns(name), "true"]):
+            run(["ip", "netns", "del", netns(name)])
+        subprocess.run(["ip", "link", "del", f"agv{i}"], capture_output=True)
+        for cg in Path("/sys/fs/cgroup").glob(f"*/agbed-{name}"):
+            _rmdir_tree(cg)
+        if wipe:
+            shutil.rmtree(node_dir(name), ignore_errors=True)
+    if config.NS_HANDLES.exists() and not any(config.NS_HANDLES.iterdir()):
+        subprocess.run(["umount", str(config.NS_HANDLES)], capture_output=True)
+        config.NS_HANDLES.rmdir()
+
+
+def _rmdir_tree(path: Path) -> None:
+    for child in sorted(path.rglob("*"), reverse=True):
+        if child.is_dir():
+            try:
+                child.rmdir()
+            except OSError:
+                pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def running(name: str) -> dict:
+    mnt, _ = handles(name)
+    alive = mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"])
+    return {
+        "namespaces": alive,
+        "dockerd": bool(alive and node_pid(name, "/run/docker-ssd.pid")),
+        "salt-minion": bool(alive and node_pid(name, MINION_PIDFILE)),
+    }

@@ -1,0 +1,49 @@
+"""The bed's pillar: the cluster of the nodes that are up, in the schema of pillar.example."""
+
+import yaml
+
+from . import config
+
+# The guide's labels spread over a 3-node bed: nuc1 carries the singletons and the web side,
+# the others grade. Nodes past the third grade with the tiny workers.
+BED_LABELS = {
+    1: ["registry", "database", "cache", "rabbitmq_broker", "custom_image_registry",
+        "webserver", "django_app", "small_tasks"],
+    2: ["grader", "fast_grader", "image_builder"],
+    3: ["deferred_grader", "rerun_grader"],
+}
+EXTRA_NODE_LABELS = ["tiny_grader", "tiny_fast_grader"]
+
+
+def bed_pillar(tier: str, indexes) -> dict:
+    nodes = {
+        config.node_name(i): {
+            "address": config.node_addr(tier, i),
+            "labels": BED_LABELS.get(i, EXTRA_NODE_LABELS),
+        }
+        for i in indexes
+    }
+    return {
+        "autograder": {
+            "cluster": {"manager": config.node_name(min(indexes)), "nodes": nodes},
+            # tier 1 shares the host's packages and has no NFS; tier 2 installs for real
+            "docker": {"source": "external" if tier == "netns" else "distro"},
+            "nfs": {"managed": tier == "vm"},
+            "swarm": {
+                "default_addr_pool": [config.SWARM_ADDR_POOL],
+                "default_addr_pool_mask_length": 24,
+            },
+        }
+    }
+
+
+def write(tier: str, indexes, overwrite: bool = False) -> None:
+    """Write the bed pillar; an existing one is kept (tests edit it) unless overwrite."""
+    config.PILLAR_DIR.mkdir(parents=True, exist_ok=True)
+    (config.PILLAR_DIR / "top.sls").write_text("base:\n  '*':\n    - bed\n")
+    target = config.PILLAR_DIR / "bed.sls"
+    if overwrite or not target.exists():
+        target.write_text(
+            "# written by ./testbed for the nodes it brought up\n"
+            + yaml.safe_dump(bed_pillar(tier, indexes), sort_keys=False)
+        )

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Install what the bed and the tests need on a fresh Debian/Ubuntu machine (run as root):
+# host packages, then the project's venv from requirements.txt. Quick when already done.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BED_DIR=${AG_BED_DIR:-/var/tmp/agbed}
+PACKAGES="docker.io busybox-static docker-registry iptables socat rpcbind nfs-ganesha
+  nfs-ganesha-vfs libnfs-utils debootstrap qemu-system-x86 qemu-utils apt-cacher-ng
+  openssh-client git curl e2fsprogs iproute2 procps python3 python3-venv"
+missing=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PACKAGES 2>/dev/null | awk '$2!="installed"{print $1}' || true)
+[ "$(dpkg-query -W -f='${Package}\n' $PACKAGES 2>/dev/null | wc -l)" -eq "$(echo $PACKAGES | wc -w)" ] || missing="$PACKAGES"
+if [ -n "$missing" ]; then
+  echo "[setup] installing host packages:" $missing >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+fi
+mkdir -p "$BED_DIR"
+stamp="$BED_DIR/venv/.requirements"
+if ! cmp -s "$REPO/requirements.txt" "$stamp"; then
+  echo "[setup] building the venv in $BED_DIR/venv" >&2
+  python3 -m venv "$BED_DIR/venv"
+  "$BED_DIR/venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
+  cp "$REPO/requirements.txt" "$stamp"
+fi

@@ -1,0 +1,83 @@
+"""Small process and state helpers shared by both tiers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import config
+
+
+def log(msg: str) -> None:
+    print(f"[bed {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, capture=True, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, text=True, capture_output=capture, **kw)
+    if check and res.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({res.returncode}): {' '.join(map(str, cmd))}\n"
+            f"{(res.stderr or '').strip()}"
+        )
+    return res
+
+
+def ok(cmd) -> bool:
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pid(pidfile: Path):
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM, wait, then SIGKILL: the bed has no PID namespaces, so never pkill."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def load_state() -> dict:
+    try:
+        return json.loads(config.STATE_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def save_state(state: dict) -> None:
+    config.BED_DIR.mkdir(parents=True, exist_ok=True)
+    config.STATE_FILE.write_text(json.dumps(state, indent=2, sort_keys=True))
