@@ -84,9 +84,9 @@ def cmd_down(wipe: bool) -> None:
     host.master_down()
     host.bridge_down()
     if wipe:
-        for path in (config.MASTER_DIR, config.PILLAR_DIR, netns.SHARED_CHECKOUT.parent):
-            shutil.rmtree(path, ignore_errors=True)
-    save_state({})
+        shutil.rmtree(config.BED_DIR, ignore_errors=True)
+    else:
+        save_state({})
     log("bed down")
 
 

@@ -8,15 +8,23 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BED_DIR = Path(os.environ.get("AG_BED_DIR", "/var/tmp/agbed"))
-VENV = BED_DIR / "venv"
-STATE_FILE = BED_DIR / "state.json"
+ROOT = Path(os.environ.get("AG_BED_ROOT", "/var/tmp/agbed"))
+VENV = ROOT / "venv"
+CACHE_DIR = ROOT / "cache"  # slow artefacts kept across up/down: base images, VM image
 
-BRIDGE = "agbr0"
-BRIDGE_ADDR = "198.18.0.254"
+# Several beds can run side by side (parallel work, tests of the bed itself): bed K has its
+# own directory, bridge, namespace names and subnet 198.18.K.0/24. Default: bed 0.
+BED_ID = int(os.environ.get("AG_BED_ID", "0"))
+BED_DIR = ROOT / f"bed{BED_ID}"
+STATE_FILE = BED_DIR / "state.json"
+NAME_PREFIX = f"ag{BED_ID}"
+
+BRIDGE = f"agbr{BED_ID}"
+SUBNET = f"198.18.{BED_ID}"
+BRIDGE_ADDR = f"{SUBNET}.254"
 PREFIX_LEN = 24
-# Tier 1 (namespace) nodes are nucN at 198.18.0.(10+N); tier 2 (VM) guests at 198.18.0.(100+N),
-# so a stale neighbour cache entry from one tier never points at the other.
+# Tier 1 (namespace) nodes are nucN at .(10+N); tier 2 (VM) guests at .(100+N), so a stale
+# neighbour cache entry from one tier never points at the other.
 TIER_BASE = {"netns": 10, "vm": 100}
 MAX_NODES = 9
 
@@ -27,8 +35,7 @@ SWARM_ADDR_POOL = "198.19.64.0/18"
 MASTER_DIR = BED_DIR / "master"
 PILLAR_DIR = BED_DIR / "pillar"
 NODES_DIR = BED_DIR / "nodes"
-NS_HANDLES = Path("/run/agbed")  # bind-mounted mount/uts namespace handles of tier 1 nodes
-CACHE_DIR = BED_DIR / "cache"  # slow artefacts kept across up/down: base images, VM image
+NS_HANDLES = Path(f"/run/agbed{BED_ID}")  # bind-mounted mount/uts namespace handles (tier 1)
 
 SALT_BIN = VENV / "bin"
 
@@ -44,7 +51,7 @@ def node_index(name: str) -> int:
 
 
 def node_addr(tier: str, index: int) -> str:
-    return f"198.18.0.{TIER_BASE[tier] + index}"
+    return f"{SUBNET}.{TIER_BASE[tier] + index}"
 
 
 def docker_bip(index: int) -> str:

@@ -20,7 +20,11 @@ NODE_DAEMON_PIDFILES = ("/run/salt-minion.pid", "/run/socat-mesh.pid", "/run/doc
 
 
 def netns(name: str) -> str:
-    return f"ag-{name}"
+    return f"{config.NAME_PREFIX}-{name}"
+
+
+def veth_name(index: int) -> str:
+    return f"{config.NAME_PREFIX}v{index}"
 
 
 def handles(name: str):
@@ -62,7 +66,7 @@ def _write_node_etc(name: str, index: int, all_nodes) -> None:
     daemon = {
         "bip": config.docker_bip(index),
         "default-address-pools": [{"base": config.DOCKER_LOCAL_POOL, "size": 24}],
-        "cgroup-parent": f"/agbed-{name}",
+        "cgroup-parent": f"/{config.NAME_PREFIX}-{name}",
         "hosts": ["unix:///run/docker.sock"],
         "dns": [config.BRIDGE_ADDR],
     }
@@ -84,7 +88,7 @@ def _net_up(name: str, index: int) -> None:
     ns = netns(name)
     if ok(["ip", "netns", "exec", ns, "true"]):
         return
-    veth = f"agv{index}"
+    veth = veth_name(index)
     run(["ip", "netns", "add", ns])
     run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
     run(["ip", "link", "set", veth, "master", config.BRIDGE, "up"])
@@ -168,8 +172,8 @@ def down(indexes, wipe: bool = False) -> None:
                 h.unlink()
         if ok(["ip", "netns", "exec", netns(name), "true"]):
             run(["ip", "netns", "del", netns(name)])
-        subprocess.run(["ip", "link", "del", f"agv{i}"], capture_output=True)
-        for cg in Path("/sys/fs/cgroup").glob(f"*/agbed-{name}"):
+        subprocess.run(["ip", "link", "del", veth_name(i)], capture_output=True)
+        for cg in Path("/sys/fs/cgroup").glob(f"*/{config.NAME_PREFIX}-{name}"):
             _rmdir_tree(cg)
         if wipe:
             shutil.rmtree(node_dir(name), ignore_errors=True)

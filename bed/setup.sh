@@ -3,7 +3,7 @@
 # host packages, then the project's venv from requirements.txt. Quick when already done.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-BED_DIR=${AG_BED_DIR:-/var/tmp/agbed}
+ROOT=${AG_BED_ROOT:-/var/tmp/agbed}
 PACKAGES="docker.io busybox-static docker-registry iptables socat rpcbind nfs-ganesha
   nfs-ganesha-vfs libnfs-utils debootstrap qemu-system-x86 qemu-utils apt-cacher-ng
   openssh-client git curl e2fsprogs iproute2 procps python3 python3-venv"
@@ -14,11 +14,11 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 fi
-mkdir -p "$BED_DIR"
-stamp="$BED_DIR/venv/.requirements"
+mkdir -p "$ROOT"
+stamp="$ROOT/venv/.requirements"
 if ! cmp -s "$REPO/requirements.txt" "$stamp"; then
-  echo "[setup] building the venv in $BED_DIR/venv" >&2
-  python3 -m venv "$BED_DIR/venv"
-  "$BED_DIR/venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
+  echo "[setup] building the venv in $ROOT/venv" >&2
+  python3 -m venv "$ROOT/venv"
+  "$ROOT/venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
   cp "$REPO/requirements.txt" "$stamp"
 fi
