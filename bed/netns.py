@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from . import config
-from .util import log, ok, pid_alive, run, stop_pid, wait_for
+from .util import log, ok, pid_alive, run, stop_pids, wait_for
 
 TIER = "netns"
 CHECKOUT = "/srv/autograder-full-stack"
@@ -92,14 +92,15 @@ def _net_up(name: str, index: int) -> None:
     run(["ip", "netns", "add", ns])
     run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
     run(["ip", "link", "set", veth, "master", config.BRIDGE, "up"])
-    run(["ip", "-n", ns, "addr", "add", f"{config.node_addr(TIER, index)}/{config.PREFIX_LEN}", "dev", "eth0"])
+    addr = f"{config.node_addr(TIER, index)}/{config.PREFIX_LEN}"
+    run(["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
 
 
 def _mounts_up(name: str) -> None:
     mnt, uts = handles(name)
-    if mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"]):
+    if _namespaces_alive(name):
         return
     config.NS_HANDLES.mkdir(parents=True, exist_ok=True)
     # the handles must live on a private mount for the namespace bind mounts to stick
@@ -133,7 +134,7 @@ def up(indexes) -> None:
         _daemons_up(name)
     for i in indexes:
         name = config.node_name(i)
-        wait_for(lambda: node_exec(name, ["docker", "info", "-f", "{{.ID}}"]).returncode == 0,
+        wait_for(lambda n=name: node_exec(n, ["docker", "info", "-f", "{{.ID}}"]).returncode == 0,
                  60, f"dockerd on {name}")
 
 
@@ -154,19 +155,16 @@ def read_pid_text(text: str):
 
 
 def down(indexes, wipe: bool = False) -> None:
-    for i in indexes:
-        name = config.node_name(i)
-        mnt, uts = handles(name)
-        if mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"]):
-            for pidfile in NODE_DAEMON_PIDFILES:
-                pid = node_pid(name, pidfile)
-                if pid:
-                    stop_pid(pid, timeout=30)
-        # whatever still lives in the node's netns (containerd shims, stray children)
+    names = [config.node_name(i) for i in indexes]
+    alive = [n for n in names if _namespaces_alive(n)]
+    # minions and dockerds of all nodes stop together; then whatever is left in each netns
+    stop_pids([p for n in alive for p in map(lambda f: node_pid(n, f), NODE_DAEMON_PIDFILES) if p],
+              timeout=30)
+    for name in names:
         res = subprocess.run(["ip", "netns", "pids", netns(name)], capture_output=True, text=True)
-        for pid in res.stdout.split():
-            stop_pid(int(pid), timeout=5)
-        for h in (mnt, uts):
+        stop_pids([int(p) for p in res.stdout.split()], timeout=5)
+    for i, name in zip(indexes, names, strict=True):
+        for h in handles(name):
             if h.exists():
                 subprocess.run(["umount", str(h)], capture_output=True)
                 h.unlink()
@@ -180,6 +178,11 @@ def down(indexes, wipe: bool = False) -> None:
     if config.NS_HANDLES.exists() and not any(config.NS_HANDLES.iterdir()):
         subprocess.run(["umount", str(config.NS_HANDLES)], capture_output=True)
         config.NS_HANDLES.rmdir()
+
+
+def _namespaces_alive(name: str) -> bool:
+    mnt, _ = handles(name)
+    return mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"])
 
 
 def _rmdir_tree(path: Path) -> None:
@@ -196,8 +199,7 @@ def _rmdir_tree(path: Path) -> None:
 
 
 def running(name: str) -> dict:
-    mnt, _ = handles(name)
-    alive = mnt.exists() and ok(["nsenter", f"--mount={mnt}", "true"])
+    alive = _namespaces_alive(name)
     return {
         "namespaces": alive,
         "dockerd": bool(alive and node_pid(name, "/run/docker-ssd.pid")),

@@ -58,17 +58,23 @@ def read_pid(pidfile: Path):
     return pid if pid_alive(pid) else None
 
 
-def stop_pid(pid: int, timeout: float = 20.0) -> None:
-    """SIGTERM, wait, then SIGKILL: the bed has no PID namespaces, so never pkill."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def stop_pids(pids, timeout: float = 20.0) -> None:
+    """SIGTERM all, wait, then SIGKILL the rest: the bed has no PID namespaces, so never pkill.
+    Stopping many at once matters: a salt-minion alone takes seconds to exit."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while any(map(pid_alive, pids)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if pid_alive(pid):
+    for pid in filter(pid_alive, pids):
         os.kill(pid, signal.SIGKILL)
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    stop_pids([pid], timeout)
 
 
 def load_state() -> dict:

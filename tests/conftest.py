@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bed import config, host  # noqa: E402
+from bed.__main__ import tier_module  # noqa: E402
 
 TIER_ORDER = ("unit", "functional", "integration")
 
@@ -42,7 +43,10 @@ class Bed:
         return res
 
     def exec(self, node: str, *cmd, check=True) -> subprocess.CompletedProcess:
-        return self.cli("exec", node, *cmd, check=check)
+        res = tier_module(self.tier).node_exec(node, list(cmd))
+        if check and res.returncode != 0:
+            raise AssertionError(f"{node}: {' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+        return res
 
     def addr(self, node: str) -> str:
         return config.node_addr(self.tier, config.node_index(node))
