@@ -4,9 +4,11 @@
   add NAME                add one more node to the running bed (day 2), pillar included
   down [--wipe]           stop everything the bed started; --wipe also deletes node data
   status                  what runs
+  images                  build the local base images (cached) and load them where missing
   exec NODE CMD...        run CMD on NODE (nuc1, nuc2, ...)
   salt|salt-run|salt-key ARGS...   the Salt CLI aimed at the bed's master
-  validate PILLAR_DIR     check a pillar directory offline (no master, no nodes)
+  demo [--vm]             bring the bed up and run the real deploy on it
+  test [PYTEST ARGS]      run the test suite (unit, functional, integration on both tiers)
 """
 
 import argparse
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from . import config, host, netns, pillar
+from . import config, host, images, netns, pillar
 from .util import load_state, log, save_state, wait_for
 
 
@@ -58,6 +60,8 @@ def cmd_up(tier: str, count: int) -> None:
     host.master_up()
     save_state({"tier": tier, "nodes": names})
     tier_module(tier).up(indexes)
+    if tier == "netns":
+        images.ensure(netns.node_exec, names)
     wait_for(lambda: minions_answering(names) == set(names), 180 if tier == "vm" else 60,
              "every minion to answer the master", interval=1)
     log(f"{tier} bed up: {', '.join(names)} in {time.monotonic() - started:.1f}s")
@@ -72,6 +76,8 @@ def cmd_add(name: str) -> None:
         log(f"{name} is already part of the bed")
         return
     tier_module(tier).up([index])
+    if tier == "netns":
+        images.ensure(netns.node_exec, [name])
     save_state({"tier": tier, "nodes": names + [name]})
     wait_for(lambda: minions_answering([name]) == {name}, 180 if tier == "vm" else 60,
              f"{name}'s minion to answer", interval=1)
@@ -105,6 +111,17 @@ def cmd_status() -> int:
     return 0
 
 
+def cmd_images() -> None:
+    tier, names = current()
+    built = images.build_all()
+    for name, info in built.items():
+        print(f"{name:9} {' '.join(info['tags'])}  {info['size'] / 1e6:.0f} MB  "
+              f"built in {info['build_seconds']}s  {info['id'][:19]}")
+    if tier:
+        for node in names:
+            images.load_into(tier_module(tier).node_exec, node)
+
+
 def cmd_exec(name: str, argv) -> int:
     tier, names = current()
     if name not in names:
@@ -112,6 +129,23 @@ def cmd_exec(name: str, argv) -> int:
     res = tier_module(tier).node_exec(name, argv)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
+    return res.returncode
+
+
+def cmd_demo(tier: str) -> int:
+    """The newcomer's first command: a bed, then the deploy a site would run."""
+    cmd_up(tier, 3)
+    log("running: salt-run state.orchestrate ag.deploy")
+    res = subprocess.run(host.salt_cmd("salt-run", "state.orchestrate", "ag.deploy"))
+    log("deploy " + ("succeeded" if res.returncode == 0 else f"failed (exit {res.returncode})"))
+    return res.returncode
+
+
+def cmd_test(pytest_args) -> int:
+    res = subprocess.run([str(config.SALT_BIN / "python"), "-m", "pytest", *pytest_args],
+                         cwd=config.REPO)
+    if os.environ.get("CI"):
+        cmd_down(wipe=False)  # leave the CI machine as clean as it came
     return res.returncode
 
 
@@ -125,9 +159,12 @@ def main(argv=None) -> int:
     sub.add_parser("add").add_argument("name")
     sub.add_parser("down").add_argument("--wipe", action="store_true")
     sub.add_parser("status")
+    sub.add_parser("images")
     p_exec = sub.add_parser("exec")
     p_exec.add_argument("node")
     p_exec.add_argument("argv", nargs=argparse.REMAINDER)
+    sub.add_parser("demo").add_argument("--vm", action="store_true")
+    sub.add_parser("test", add_help=False).add_argument("args", nargs=argparse.REMAINDER)
     for tool in ("salt", "salt-run", "salt-key"):
         sub.add_parser(tool, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -142,8 +179,14 @@ def main(argv=None) -> int:
         cmd_down(args.wipe)
     elif args.cmd == "status":
         return cmd_status()
+    elif args.cmd == "images":
+        cmd_images()
     elif args.cmd == "exec":
         return cmd_exec(args.node, args.argv)
+    elif args.cmd == "demo":
+        return cmd_demo("vm" if args.vm else "netns")
+    elif args.cmd == "test":
+        return cmd_test(args.args)
     elif args.cmd in ("salt", "salt-run", "salt-key"):
         os.execv(str(config.SALT_BIN / args.cmd), host.salt_cmd(args.cmd, *args.args))
     return 0
