@@ -1,5 +1,7 @@
 """The bed's pillar: the cluster of the nodes that are up, in the schema of pillar.example."""
 
+import resource
+
 import yaml
 
 from . import config
@@ -23,7 +25,7 @@ def bed_pillar(tier: str, indexes) -> dict:
         }
         for i in indexes
     }
-    return {
+    pillar = {
         "autograder": {
             "cluster": {"manager": config.node_name(min(indexes)), "nodes": nodes},
             # tier 1 shares the host's packages and has no NFS; tier 2 installs for real
@@ -35,6 +37,12 @@ def bed_pillar(tier: str, indexes) -> dict:
             },
         }
     }
+    if tier == "netns":
+        # this sandbox withholds CAP_SYS_RESOURCE: no process on tier 1 (runc included) may
+        # raise its hard nofile above the host's, so containers get exactly that; tier 2
+        # guests keep the pillar default, 1000000
+        pillar["autograder"]["limits"] = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
+    return pillar
 
 
 def write(tier: str, indexes, overwrite: bool = False) -> None:
