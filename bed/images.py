@@ -1,0 +1,358 @@
+"""Local base images for the bed's nodes: nothing can be pulled here, so the bed makes its own.
+
+Every image is written straight in `docker save` format (layer tars, an image config,
+manifest.json), so building needs no dockerd and no network but Debian's mirror for the
+debootstrap. The tarballs are cached under config.CACHE_DIR/images, shared by every bed
+(a lock file serialises builders, each file appears by atomic rename), and rebuilt only when
+an image's inputs change. `load_into` loads into one node the images it lacks; both tiers
+call it with their own `node_exec`.
+
+  agbed/debian:bookworm    debootstrap --variant=minbase bookworm + python3
+  agbed/busybox:latest     Debian's busybox-static, its applets as symlinks
+  agbed/registry:2         busybox + Debian's docker-registry binary; also tagged registry:2,
+                           the name the guide's registry service and the stack's
+                           sandboximageregistry use
+  agbed/postgres:standin   debian + bed/standin_server.py postgres; also postgres:<v> for
+                           POSTGRES_VERSIONS, the names a compose file pulls
+  agbed/redis:standin      debian + bed/standin_server.py redis; also redis:latest
+"""
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import config
+from .util import log, run
+
+IMAGES_DIR = config.CACHE_DIR / "images"
+LOCK_FILE = IMAGES_DIR / ".lock"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_INCLUDE = ("python3",)
+# the postgres versions a compose file may name: upstream's default, and what 2025.08 requires
+POSTGRES_VERSIONS = ("9.5", "13", "14")
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STANDIN_SERVER = Path(__file__).with_name("standin_server.py")
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+"""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # file stem in the cache
+    tags: tuple
+    base: str | None  # name of the image whose layers come first
+    layer: str  # builder of this image's own layer (LAYERS)
+    config: dict = field(default_factory=dict)  # the image config's "config" (Cmd, Env, ...)
+
+
+IMAGES = (
+    Image("debian", ("agbed/debian:bookworm",), None, "debian",
+          {"Env": [PATH_ENV, "LANG=C.UTF-8"], "Cmd": ["bash"]}),
+    Image("busybox", ("agbed/busybox:latest",), None, "busybox",
+          {"Env": [PATH_ENV], "Cmd": ["sh"]}),
+    Image("registry", ("agbed/registry:2", "registry:2"), "busybox", "registry",
+          {"Env": [PATH_ENV], "Entrypoint": ["/bin/registry"],
+           "Cmd": ["serve", "/etc/docker/registry/config.yml"],
+           "Volumes": {"/var/lib/registry": {}}, "ExposedPorts": {"5000/tcp": {}}}),
+    Image("postgres", ("agbed/postgres:standin",) + tuple(f"postgres:{v}" for v in POSTGRES_VERSIONS),
+          "debian", "standin",
+          {"Env": [PATH_ENV, "PGDATA=/var/lib/postgresql/data"],
+           "Cmd": ["python3", "/usr/local/bin/ag-standin", "postgres"],
+           "Volumes": {"/var/lib/postgresql/data": {}}, "ExposedPorts": {"5432/tcp": {}}}),
+    Image("redis", ("agbed/redis:standin", "redis:latest"), "debian", "standin",
+          {"Env": [PATH_ENV], "Cmd": ["python3", "/usr/local/bin/ag-standin", "redis"],
+           "WorkingDir": "/data", "Volumes": {"/data": {}}, "ExposedPorts": {"6379/tcp": {}}}),
+)
+BY_NAME = {img.name: img for img in IMAGES}
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- layers: each builder writes one layer tar and says what its content depends on ---------
+
+class _TarWriter:
+    """A deterministic layer tar (root-owned, mtime 0) built from files and literal text."""
+
+    def __init__(self, path: Path):
+        self.tar = tarfile.open(path, "w", format=tarfile.GNU_FORMAT)
+        self.dirs = set()
+
+    def _info(self, name: str, kind, mode: int) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name.lstrip("/"))
+        info.type, info.mode, info.mtime, info.uid, info.gid = kind, mode, 0, 0, 0
+        return info
+
+    def dir(self, name: str, mode: int = 0o755) -> None:
+        parts = name.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub not in self.dirs:
+                self.dirs.add(sub)
+                self.tar.addfile(self._info(sub, tarfile.DIRTYPE, mode if i == len(parts) else 0o755))
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self.dir(os.path.dirname(name))
+        info = self._info(name, tarfile.REGTYPE, mode)
+        info.size = len(data)
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def copy(self, name: str, src: str, mode: int = 0o755) -> None:
+        self.file(name, Path(src).read_bytes(), mode)
+
+    def symlink(self, name: str, target: str) -> None:
+        self.dir(os.path.dirname(name))
+        info = self._info(name, tarfile.SYMTYPE, 0o777)
+        info.linkname = target
+        self.tar.addfile(info)
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def _busybox_layer(out: Path) -> None:
+    t = _TarWriter(out)
+    t.copy("/bin/busybox", "/bin/busybox")
+    applets = run(["/bin/busybox", "--list-full"]).stdout.split()
+    for applet in sorted(set(applets) - {"bin/busybox"}):
+        t.symlink(applet, "/bin/busybox")
+    t.dir("/tmp", 0o1777)
+    t.dir("/root", 0o700)
+    t.file("/etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    t.file("/etc/group", b"root:x:0:\n")
+    t.close()
+
+
+def _registry_layer(out: Path) -> None:
+    t = _TarWriter(out)
+    t.copy("/bin/registry", "/usr/bin/docker-registry")
+    t.copy("/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6")
+    t.copy("/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2")
+    t.file("/etc/docker/registry/config.yml", REGISTRY_CONFIG.encode())
+    t.dir("/var/lib/registry")
+    t.close()
+
+
+def _standin_layer(out: Path) -> None:
+    t = _TarWriter(out)
+    t.copy("/usr/local/bin/ag-standin", str(STANDIN_SERVER))
+    t.dir("/var/lib/postgresql/data", 0o700)
+    t.dir("/data")
+    t.close()
+
+
+@contextmanager
+def _scratch_dir():
+    """A build directory that is removed afterwards, after undoing any mount debootstrap
+    left inside it (never delete through a mounted /proc or /sys)."""
+    path = Path(tempfile.mkdtemp(prefix="build-", dir=IMAGES_DIR))
+    try:
+        yield path
+    finally:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        for mnt in sorted((m for m in mounts if m.startswith(str(path) + "/")), reverse=True):
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _debian_layer(out: Path) -> None:
+    with _scratch_dir() as build:
+        rootfs = build / "rootfs"
+        log(f"images: debootstrap {DEBIAN_SUITE} (minbase + {', '.join(DEBIAN_INCLUDE)}), "
+            "about two minutes, once")
+        res = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_INCLUDE)}",
+             DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
+            capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(
+                f"debootstrap of Debian {DEBIAN_SUITE} from {DEBIAN_MIRROR} failed; see "
+                f"{rootfs}/debootstrap/debootstrap.log or run it by hand:\n{res.stdout[-2000:]}"
+            )
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
+            for p in (rootfs / junk).glob("*"):
+                if p.is_file():
+                    p.unlink()
+        # docker gives every container its own /dev, /proc and /sys
+        run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "-C", str(rootfs),
+             "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
+             "-cf", str(out), "."])
+
+
+LAYERS = {
+    # name: (builder, what the content depends on)
+    "debian": (_debian_layer, lambda: {"suite": DEBIAN_SUITE, "variant": "minbase",
+                                       "include": DEBIAN_INCLUDE, "mirror": DEBIAN_MIRROR}),
+    "busybox": (_busybox_layer, lambda: {"busybox": _sha256_file(Path("/bin/busybox"))}),
+    "registry": (_registry_layer, lambda: {
+        "registry": _sha256_file(Path("/usr/bin/docker-registry")),
+        "libc": _sha256_file(Path("/lib/x86_64-linux-gnu/libc.so.6")),
+        "config": REGISTRY_CONFIG}),
+    "standin": (_standin_layer, lambda: {"server": _sha256_file(STANDIN_SERVER)}),
+}
+
+
+# --- images: the cache, keyed by a digest of everything an image is made of ----------------
+
+def tarball(name: str) -> Path:
+    return IMAGES_DIR / f"{name}.tar"
+
+
+def _meta_path(name: str) -> Path:
+    return IMAGES_DIR / f"{name}.json"
+
+
+def meta(name: str) -> dict:
+    """What the cache holds for an image: id, tags, key, size, build seconds ({} if none)."""
+    try:
+        return json.loads(_meta_path(name).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _key(img: Image) -> str:
+    inputs = {"tags": img.tags, "config": img.config, "layer": LAYERS[img.layer][1](),
+              "base": _key(BY_NAME[img.base]) if img.base else None, "format": 1}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _base_layers(img: Image, into: Path) -> list:
+    """Extract the layer tars of the image's base from the base's cached tarball."""
+    if not img.base:
+        return []
+    with tarfile.open(tarball(img.base)) as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))[0]
+        paths = []
+        for i, member in enumerate(manifest["Layers"]):
+            path = into / f"base{i}.tar"
+            with saved.extractfile(member) as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            paths.append(path)
+    return paths
+
+
+def _build(img: Image, key: str) -> None:
+    started = time.monotonic()
+    log(f"images: building {img.tags[0]}")
+    with _scratch_dir() as build:
+        layers = _base_layers(img, build)
+        own = build / "own.tar"
+        LAYERS[img.layer][0](own)
+        layers.append(own)
+        diff_ids = [_sha256_file(p) for p in layers]
+        image_config = {
+            "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
+            "config": img.config,
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
+        }
+        config_bytes = json.dumps(image_config, sort_keys=True).encode()
+        image_id = hashlib.sha256(config_bytes).hexdigest()
+        manifest = [{"Config": f"{image_id}.json", "RepoTags": list(img.tags),
+                     "Layers": [f"{d}/layer.tar" for d in diff_ids]}]
+        tmp = build / "image.tar"
+        with tarfile.open(tmp, "w") as out:
+            for digest, path in zip(diff_ids, layers, strict=True):
+                out.add(path, f"{digest}/layer.tar")
+            for name, data in ((f"{image_id}.json", config_bytes),
+                               ("manifest.json", json.dumps(manifest).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+        os.replace(tmp, tarball(img.name))
+    info = {"id": f"sha256:{image_id}", "tags": list(img.tags), "key": key,
+            "size": tarball(img.name).stat().st_size,
+            "build_seconds": round(time.monotonic() - started, 1)}
+    tmp_meta = _meta_path(img.name).with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp_meta, _meta_path(img.name))
+    log(f"images: {img.tags[0]} built in {info['build_seconds']}s, "
+        f"{info['size'] / 1e6:.0f} MB")
+
+
+@contextmanager
+def _locked():
+    IMAGES_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def build_all() -> dict:
+    """Build every image whose cached tarball is missing or stale; return their metadata."""
+    with _locked():
+        for img in IMAGES:  # bases come before the images that use them
+            key = _key(img)
+            if meta(img.name).get("key") != key or not tarball(img.name).exists():
+                _build(img, key)
+    return {img.name: meta(img.name) for img in IMAGES}
+
+
+# --- nodes -------------------------------------------------------------------------------
+
+def node_images(node_exec, node: str) -> dict:
+    """tag → image id of what the node's dockerd holds."""
+    res = node_exec(node, ["docker", "image", "ls", "--no-trunc",
+                           "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+    if res.returncode != 0:
+        raise RuntimeError(f"{node}: cannot list docker images: {res.stderr.strip()}")
+    return dict(line.split() for line in res.stdout.splitlines() if line.strip())
+
+
+def missing(node_exec, node: str) -> list:
+    """Names of the images whose tags do not all point at the cached build on the node."""
+    have = node_images(node_exec, node)
+    return [img.name for img in IMAGES
+            if any(have.get(tag) != meta(img.name).get("id") for tag in img.tags)]
+
+
+def load_into(node_exec, node: str, names=None) -> list:
+    """Load into `node` the images (all by default, else those named) it lacks; return the
+    names loaded. `node_exec(node, argv, **subprocess_kw)` runs argv on the node (tier 1:
+    bed.netns.node_exec; tier 2: the same over ssh) and must pass `stdin` through, since the
+    tarball is streamed to `docker load` on the node's stdin."""
+    wanted = [n for n in missing(node_exec, node) if names is None or n in names]
+    for name in wanted:
+        with open(tarball(name), "rb") as f:
+            res = node_exec(node, ["docker", "load", "-q"], stdin=f)
+        if res.returncode != 0:
+            raise RuntimeError(f"{node}: docker load of {tarball(name)} failed: {res.stderr.strip()}")
+    if wanted:
+        log(f"images: {node}: loaded {', '.join(wanted)}")
+    return wanted
+
+
+def ensure(node_exec, nodes) -> None:
+    """Build what is stale, then load into every node what it lacks (`./testbed images`)."""
+    build_all()
+    for node in nodes:
+        load_into(node_exec, node)

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Stand-ins for the two images the autograder stack pulls (postgres, redis), which cannot be
+pulled here. Baked into agbed/postgres:standin and agbed/redis:standin by bed/images.py.
+
+postgres: like the real image, initialises $PGDATA on first start with POSTGRES_USER (default
+postgres) and POSTGRES_PASSWORD (refuses to start without one), and keeps that password when
+the environment later changes. It serves a line protocol on 5432: one JSON request per
+connection, {"user", "password", "database", "statements": [[sql, params], ...]}, run in one
+transaction on $PGDATA/standin.sqlite3; the answer is {"rows": <rows of the last statement>}
+or {"error": "..."}. Data therefore lives in the pgdata volume, on the database node.
+
+redis: answers PING/SET/GET/DEL/EXISTS over RESP on 6379, data kept in /data/dump.json.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import socketserver
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def postgres() -> None:
+    data = Path(os.environ.get("PGDATA", "/var/lib/postgresql/data"))
+    auth_file = data / "standin-auth.json"
+    if not auth_file.exists():
+        password = os.environ.get("POSTGRES_PASSWORD", "")
+        if not password:
+            sys.exit("Error: Database is uninitialized and superuser password is not specified.\n"
+                     "       You must specify POSTGRES_PASSWORD to a non-empty value for the\n"
+                     "       superuser.")
+        user = os.environ.get("POSTGRES_USER", "postgres")
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "PG_VERSION").write_text("standin\n")
+        tmp = auth_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "user": user, "database": os.environ.get("POSTGRES_DB", user),
+            "password_sha256": hashlib.sha256(password.encode()).hexdigest(),
+        }))
+        os.replace(tmp, auth_file)
+        log("initdb: database cluster initialised")
+    else:
+        log("PostgreSQL Database directory appears to contain a database; Skipping initialization")
+    auth = json.loads(auth_file.read_text())
+    lock = threading.Lock()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            try:
+                req = json.loads(self.rfile.readline())
+                if (req.get("user") != auth["user"]
+                        or hashlib.sha256(str(req.get("password")).encode()).hexdigest()
+                        != auth["password_sha256"]):
+                    reply = {"error": f'FATAL:  password authentication failed for user '
+                                      f'"{req.get("user")}"'}
+                elif req.get("database") != auth["database"]:
+                    reply = {"error": f'FATAL:  database "{req.get("database")}" does not exist'}
+                else:
+                    with lock, sqlite3.connect(data / "standin.sqlite3") as db:
+                        rows = []
+                        for sql, params in req.get("statements", []):
+                            rows = db.execute(sql, params).fetchall()
+                    reply = {"rows": rows}
+            except (ValueError, sqlite3.Error) as exc:
+                reply = {"error": f"ERROR:  {exc}"}
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+
+    serve(Handler, 5432, "database system is ready to accept connections")
+
+
+def redis() -> None:
+    dump = Path("/data/dump.json")
+    store = json.loads(dump.read_text()) if dump.exists() else {}
+    lock = threading.Lock()
+
+    def save():
+        tmp = dump.with_suffix(".tmp")
+        tmp.write_text(json.dumps(store))
+        os.replace(tmp, dump)
+
+    def command(args):
+        cmd = args[0].upper() if args else ""
+        with lock:
+            if cmd == "PING":
+                return b"+PONG\r\n"
+            if cmd == "SET" and len(args) >= 3:
+                store[args[1]] = args[2]
+                save()
+                return b"+OK\r\n"
+            if cmd == "GET" and len(args) == 2:
+                if args[1] not in store:
+                    return b"$-1\r\n"
+                value = store[args[1]].encode()
+                return b"$%d\r\n%s\r\n" % (len(value), value)
+            if cmd in ("DEL", "EXISTS") and len(args) >= 2:
+                found = [k for k in args[1:] if k in store]
+                if cmd == "DEL":
+                    for k in found:
+                        del store[k]
+                    save()
+                return b":%d\r\n" % len(found)
+        return f"-ERR unknown command '{cmd}'\r\n".encode()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            while line := self.rfile.readline():
+                if line.startswith(b"*"):
+                    args = []
+                    for _ in range(int(line[1:])):
+                        size = int(self.rfile.readline()[1:])
+                        args.append(self.rfile.read(size + 2)[:-2].decode())
+                else:
+                    args = line.decode().split()
+                self.wfile.write(command(args))
+
+    serve(Handler, 6379, "Ready to accept connections tcp")
+
+
+def serve(handler, port: int, ready: str) -> None:
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer(("0.0.0.0", port), handler) as server:
+        log(ready)
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    # PID 1 in its container: without a handler SIGTERM is ignored and every stop takes 10 s
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    {"postgres": postgres, "redis": redis}[sys.argv[1]]()

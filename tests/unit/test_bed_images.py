@@ -1,0 +1,57 @@
+"""bed/images.py without a dockerd: the docker-save tarballs it writes are self-consistent,
+and a node is sent only the images it lacks."""
+
+import hashlib
+import json
+import subprocess
+import tarfile
+
+import pytest
+
+from bed import images
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "IMAGES_DIR", tmp_path)
+    monkeypatch.setattr(images, "LOCK_FILE", tmp_path / ".lock")
+    return tmp_path
+
+
+def test_saved_image_is_consistent(cache):
+    img = images.BY_NAME["registry"]  # busybox base + its own layer: two layers
+    images._build(images.BY_NAME["busybox"], "k1")
+    images._build(img, "k2")
+    with tarfile.open(images.tarball("registry")) as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))
+        assert manifest[0]["RepoTags"] == ["agbed/registry:2", "registry:2"]
+        config_bytes = saved.extractfile(manifest[0]["Config"]).read()
+        config = json.loads(config_bytes)
+        layers = [hashlib.sha256(saved.extractfile(p).read()).hexdigest()
+                  for p in manifest[0]["Layers"]]
+        names = tarfile.open(fileobj=saved.extractfile(manifest[0]["Layers"][1])).getnames()
+    assert config["rootfs"]["diff_ids"] == [f"sha256:{d}" for d in layers]
+    assert len(layers) == 2
+    assert "bin/registry" in names
+    assert images.meta("registry")["id"] == "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    assert images.meta("registry")["key"] == "k2"
+
+
+def test_load_into_sends_only_missing_images(cache):
+    for img in images.IMAGES:
+        images._meta_path(img.name).write_text(json.dumps({"id": f"sha256:{img.name}"}))
+        images.tarball(img.name).write_bytes(img.name.encode())
+    have = {tag: f"sha256:{img.name}" for img in images.IMAGES for tag in img.tags}
+    have["postgres:14"] = "sha256:something-else"  # a stale tag counts as missing
+    del have["agbed/busybox:latest"]
+    loaded = []
+
+    def node_exec(node, argv, **kw):
+        if argv[:3] == ["docker", "image", "ls"]:
+            out = "".join(f"{t} {i}\n" for t, i in have.items())
+            return subprocess.CompletedProcess(argv, 0, out, "")
+        loaded.append((node, kw["stdin"].read()))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    assert images.load_into(node_exec, "nuc2") == ["busybox", "postgres"]
+    assert loaded == [("nuc2", b"busybox"), ("nuc2", b"postgres")]
