@@ -1,0 +1,334 @@
+"""The project's one way to the Docker Engine API (docker SDK): this node's swarm, the swarm's
+nodes, services, tasks and networks. States and runners call these functions; nothing else in
+the project talks to Docker.
+
+Named ``ag_docker`` so it never shadows Salt's ``docker``/``dockermod``/``swarm`` modules.
+Every function returns plain data (what a job return may hold); the swarm join token is the
+exception that never leaves this module: ``publish_join_tokens`` (on the manager) hands it to
+the master's mine with an ACL naming the minions that join with it, ``swarm_join`` (on the
+joining minion) fetches it from there, and no function returns or logs it.
+"""
+
+import logging
+
+try:
+    import docker
+    import docker.errors
+
+    HAS_DOCKER = True
+except ImportError:
+    HAS_DOCKER = False
+
+try:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    HAS_CRYPTOGRAPHY = True
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+
+import salt.channel.client
+import salt.utils.mine
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "ag_docker"
+
+# mine entries (published by the ag_swarm states)
+MINE_NODE = "ag_swarm_node"
+MINE_JOIN_TOKEN = "ag_swarm_join_token"  # + _worker / _manager
+SWARM_PORT = 2377
+# the swarm node certificate: subject O = cluster ID, OU = role, CN = node ID
+NODE_CERT = "swarm/certificates/swarm-node.crt"
+
+
+def __virtual__():
+    if not HAS_DOCKER:
+        return False, "ag_docker needs the docker Python SDK (pip install docker)"
+    return __virtualname__
+
+
+def _client():
+    if "ag_docker.client" not in __context__:
+        url = __salt__["config.get"]("ag_docker:base_url", "unix://var/run/docker.sock")
+        __context__["ag_docker.client"] = docker.DockerClient(base_url=url, timeout=60)
+    return __context__["ag_docker.client"]
+
+
+def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
+    message = str(getattr(exc, "explanation", None) or exc)
+    if secret:
+        message = message.replace(secret, "<join token>")
+    return CommandExecutionError(f"{what} failed: {message}")
+
+
+# --- this node's swarm ---------------------------------------------------------------------
+
+
+def _cluster_id_from_certificate(root_dir: str):
+    """A worker's API does not tell its cluster ID; its swarm certificate does (subject O)."""
+    if not HAS_CRYPTOGRAPHY:
+        return None
+    try:
+        with open(f"{root_dir}/{NODE_CERT}", "rb") as fh:
+            cert = x509.load_pem_x509_certificate(fh.read())
+    except OSError:
+        return None
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return orgs[0].value if orgs else None
+
+
+def swarm_info():
+    """This node's swarm membership.
+
+    Returns state (inactive, pending, active, error, locked), node_id, cluster_id, role
+    (manager/worker/None), node_addr and manager_addrs.
+
+    CLI Example: salt nuc1 ag_docker.swarm_info
+    """
+    try:
+        info = _client().info()
+    except docker.errors.DockerException as exc:
+        raise _api_error("reading docker info", exc) from exc
+    swarm = info.get("Swarm") or {}
+    state = swarm.get("LocalNodeState") or "inactive"
+    is_manager = bool(swarm.get("ControlAvailable"))
+    cluster_id = (swarm.get("Cluster") or {}).get("ID")
+    if state == "active" and not cluster_id:
+        cluster_id = _cluster_id_from_certificate(info.get("DockerRootDir", "/var/lib/docker"))
+    return {
+        "state": state,
+        "node_id": swarm.get("NodeID") or None,
+        "cluster_id": cluster_id,
+        "role": ("manager" if is_manager else "worker") if state == "active" else None,
+        "node_addr": swarm.get("NodeAddr") or None,
+        "manager_addrs": sorted(m["Addr"] for m in swarm.get("RemoteManagers") or []),
+    }
+
+
+def swarm_init(advertise_addr, default_addr_pool=None, subnet_size=None,
+               listen_addr=f"0.0.0.0:{SWARM_PORT}"):
+    """Make this node the manager of a new swarm; returns swarm_info after.
+
+    CLI Example: salt nuc1 ag_docker.swarm_init 198.18.0.11 default_addr_pool='[10.20.0.0/16]'
+    """
+    try:
+        _client().swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr,
+                             default_addr_pool=default_addr_pool or None,
+                             subnet_size=subnet_size if default_addr_pool else None)
+    except docker.errors.DockerException as exc:
+        raise _api_error("swarm init", exc) from exc
+    return swarm_info()
+
+
+def _join_tokens():
+    try:
+        tokens = _client().api.inspect_swarm()["JoinTokens"]
+    except docker.errors.DockerException as exc:
+        raise _api_error("reading the swarm join tokens (this node must be a manager)", exc) from exc
+    return {"worker": tokens["Worker"], "manager": tokens["Manager"]}
+
+
+def _mine_store(name: str, value, allow_minions=None) -> bool:
+    """Store `value` as this minion's mine entry `name` on the master, synchronously (straight
+    through the request channel, not the event bus, so nothing logs it on the way); with
+    `allow_minions`, only those minions may read it (the mine's allow_tgt ACL)."""
+    if allow_minions is not None:
+        value = salt.utils.mine.wrap_acl_structure(value, allow_tgt=list(allow_minions),
+                                                   allow_tgt_type="list")
+    load = {"cmd": "_mine", "data": {name: value}, "id": __opts__["id"], "clear": False}
+    with salt.channel.client.ReqChannel.factory(__opts__) as channel:
+        return bool(channel.send(load))
+
+
+def publish_swarm_node():
+    """Put this node's swarm_info into the Salt mine (entry ag_swarm_node): how the manager
+    finds a minion's swarm node ID. Returns whether the master stored it.
+
+    CLI Example: salt '*' ag_docker.publish_swarm_node
+    """
+    return _mine_store(MINE_NODE, swarm_info())
+
+
+def publish_join_tokens(members):
+    """Put the join token of each role into the Salt mine (manager only), readable only by the
+    minions that join with that role: `members` maps minion id to role (worker/manager).
+    Returns whether the master stored them; the tokens themselves are never returned.
+
+    CLI Example: salt nuc1 ag_docker.publish_join_tokens '{nuc2: worker, nuc3: worker}'
+    """
+    tokens = _join_tokens()
+    stored = True
+    for role in sorted(set(members.values())):
+        allowed = sorted(minion for minion, r in members.items() if r == role)
+        stored &= _mine_store(f"{MINE_JOIN_TOKEN}_{role}", tokens[role], allow_minions=allowed)
+    return stored
+
+
+def _token_from_mine(manager: str, role: str):
+    return __salt__["mine.get"](manager, f"{MINE_JOIN_TOKEN}_{role}", tgt_type="list").get(manager)
+
+
+def swarm_join(manager, manager_addr, advertise_addr, role="worker",
+               listen_addr=f"0.0.0.0:{SWARM_PORT}"):
+    """Join the swarm of `manager` (minion id) at `manager_addr` as `role`, with the join token
+    the manager published to the mine (it never appears in arguments or returns). Returns
+    swarm_info after.
+
+    CLI Example: salt nuc2 ag_docker.swarm_join nuc1 198.18.0.11 198.18.0.12
+    """
+    token = _token_from_mine(manager, role)
+    if not token:
+        raise CommandExecutionError(
+            f"the manager {manager} has published no {role} join token for {__opts__['id']} "
+            f"yet; apply the swarm state on {manager} first"
+        )
+    try:
+        _client().swarm.join(remote_addrs=[f"{manager_addr}:{SWARM_PORT}"], join_token=token,
+                             listen_addr=listen_addr, advertise_addr=advertise_addr)
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"joining the swarm of {manager} at {manager_addr}", exc,
+                         secret=token) from exc
+    return swarm_info()
+
+
+# --- the swarm's nodes (manager only) -----------------------------------------------------
+
+
+def _node(attrs: dict) -> dict:
+    spec = attrs.get("Spec") or {}
+    status = attrs.get("Status") or {}
+    return {
+        "id": attrs["ID"],
+        "hostname": (attrs.get("Description") or {}).get("Hostname"),
+        "role": spec.get("Role"),
+        "availability": spec.get("Availability"),
+        "state": status.get("State"),
+        "addr": status.get("Addr"),
+        "labels": spec.get("Labels") or {},
+        "version": (attrs.get("Version") or {}).get("Index"),
+        "spec": spec,
+    }
+
+
+def nodes():
+    """Every node of the swarm with role, availability, state, address, labels, and the spec
+    version an update needs (one API call; manager only).
+
+    CLI Example: salt nuc1 ag_docker.nodes
+    """
+    try:
+        return [_node(attrs) for attrs in _client().api.nodes()]
+    except docker.errors.DockerException as exc:
+        raise _api_error("listing the swarm nodes (this node must be a manager)", exc) from exc
+
+
+def node_set_labels(node_id, labels, version=None, spec=None):
+    """Replace a node's labels by `labels` (a mapping) in one update; `version` and `spec` from
+    nodes() save the inspect call. Returns the node after.
+
+    CLI Example: salt nuc1 ag_docker.node_set_labels 3x9v... '{database: "true"}'
+    """
+    api = _client().api
+    try:
+        if version is None or spec is None:
+            current = _node(api.inspect_node(node_id))
+            version, spec = current["version"], current["spec"]
+        api.update_node(node_id, version, dict(spec, Labels=dict(labels)))
+        return _node(api.inspect_node(node_id))
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"updating the labels of swarm node {node_id}", exc) from exc
+
+
+# --- services, tasks, networks ----------------------------------------------------------------
+
+
+def services():
+    """The swarm's services: id, name, image, mode, replicas, constraints, labels.
+
+    CLI Example: salt nuc1 ag_docker.services
+    """
+    try:
+        found = _client().api.services()
+    except docker.errors.DockerException as exc:
+        raise _api_error("listing services (this node must be a manager)", exc) from exc
+    result = []
+    for attrs in found:
+        spec = attrs["Spec"]
+        task = spec.get("TaskTemplate") or {}
+        mode = spec.get("Mode") or {}
+        result.append({
+            "id": attrs["ID"],
+            "name": spec["Name"],
+            "image": (task.get("ContainerSpec") or {}).get("Image"),
+            "mode": "global" if "Global" in mode else "replicated",
+            "replicas": (mode.get("Replicated") or {}).get("Replicas"),
+            "constraints": (task.get("Placement") or {}).get("Constraints") or [],
+            "labels": spec.get("Labels") or {},
+        })
+    return result
+
+
+def tasks(service=None):
+    """The swarm's tasks (of one service, by name or ID): id, service_id, node_id, slot,
+    desired_state, state, error.
+
+    CLI Example: salt nuc1 ag_docker.tasks service=ag_django
+    """
+    filters = {"service": service} if service else None
+    try:
+        found = _client().api.tasks(filters=filters)
+    except docker.errors.DockerException as exc:
+        raise _api_error("listing tasks (this node must be a manager)", exc) from exc
+    return [{
+        "id": t["ID"],
+        "service_id": t.get("ServiceID"),
+        "node_id": t.get("NodeID"),
+        "slot": t.get("Slot"),
+        "desired_state": t.get("DesiredState"),
+        "state": (t.get("Status") or {}).get("State"),
+        "error": (t.get("Status") or {}).get("Err"),
+    } for t in found]
+
+
+def _network(attrs: dict) -> dict:
+    configs = (attrs.get("IPAM") or {}).get("Config") or []
+    return {
+        "id": attrs["Id"],
+        "name": attrs["Name"],
+        "driver": attrs.get("Driver"),
+        "scope": attrs.get("Scope"),
+        "attachable": bool(attrs.get("Attachable")),
+        "subnets": sorted(c["Subnet"] for c in configs if c.get("Subnet")),
+        "labels": attrs.get("Labels") or {},
+    }
+
+
+def networks(name=None):
+    """Networks of this node (a manager sees the swarm's overlay networks), optionally the one
+    named exactly `name`: id, name, driver, scope, attachable, subnets, labels.
+
+    CLI Example: salt nuc1 ag_docker.networks name=ag-swarm-network
+    """
+    try:
+        found = _client().api.networks(names=[name] if name else None)
+    except docker.errors.DockerException as exc:
+        raise _api_error("listing networks", exc) from exc
+    return [_network(n) for n in found if name is None or n["Name"] == name]
+
+
+def network_create(name, driver="overlay", attachable=False, subnet=None, labels=None):
+    """Create a network (an overlay network needs a manager); returns it.
+
+    CLI Example: salt nuc1 ag_docker.network_create ag-swarm-network
+    """
+    ipam = None
+    if subnet:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+    try:
+        created = _client().api.create_network(name, driver=driver, attachable=attachable,
+                                               ipam=ipam, labels=labels, check_duplicate=True)
+        return _network(_client().api.inspect_network(created["Id"]))
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"creating network {name}", exc) from exc

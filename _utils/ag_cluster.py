@@ -1,0 +1,250 @@
+"""The cluster description (pillar `autograder:cluster` and `autograder:swarm`): its rules and
+the node-label arithmetic. Plain Python without Salt, so the states (through the loader's
+`__utils__`), the master's runner, the offline `./testbed validate` and unit tests share it.
+
+Every check returns sentences a sysadmin acts on; an empty list means the pillar is valid.
+"""
+
+import ipaddress
+
+# The deployment guide's node labels, the only ones this project sets or removes.
+LABELS = (
+    "registry", "webserver", "django_app", "database", "cache", "rabbitmq_broker",
+    "small_tasks", "grader", "tiny_grader", "fast_grader", "tiny_fast_grader",
+    "deferred_grader", "tiny_deferred_grader", "rerun_grader", "tiny_rerun_grader",
+    "image_builder", "custom_image_registry",
+)
+# labels of services with exactly one replica: on exactly one node
+SINGLE_NODE_LABELS = ("database", "registry", "cache", "rabbitmq_broker", "custom_image_registry")
+# grader flavours that must not share a node
+ONE_PER_NODE_LABELS = ("grader", "tiny_grader", "deferred_grader", "tiny_deferred_grader")
+# labels whose data stays on the node they were on: moving them needs allow_label_moves
+DATA_LABELS = ("database", "registry")
+ROLES = ("worker", "manager")
+LABEL_VALUE = "true"
+
+CLUSTER_KEYS = ("manager", "nodes", "allow_label_moves")
+NODE_KEYS = ("address", "labels", "role")
+SWARM_KEYS = ("default_addr_pool", "default_addr_pool_mask_length", "network")
+NETWORK_KEYS = ("name", "attachable", "subnet")
+
+SEE = "see pillar.example"
+
+
+def _is_cidr(value) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+def _unknown_keys(where: str, data: dict, known) -> list:
+    return [f"{where}: unknown key {key!r} (known keys: {', '.join(known)}; {SEE})"
+            for key in data if key not in known]
+
+
+def node_labels(node: dict) -> list:
+    """A node entry's labels (default: none)."""
+    return list(node.get("labels") or [])
+
+
+def node_role(node_id: str, cluster: dict) -> str:
+    """A node's swarm role: the cluster manager is always a manager; else its role (worker)."""
+    if node_id == cluster.get("manager"):
+        return "manager"
+    return cluster["nodes"][node_id].get("role") or "worker"
+
+
+def _check_node(node_id, node) -> list:
+    where = f"autograder:cluster:nodes:{node_id}"
+    if not isinstance(node_id, str):
+        return [f"{where}: the node key must be a minion id (a string), not {node_id!r}"]
+    if not isinstance(node, dict):
+        return [f"{where}: must be a mapping with address, labels and role, not {node!r}"]
+    errors = _unknown_keys(where, node, NODE_KEYS)
+    address = node.get("address")
+    if address is None:
+        errors.append(f"{where}: address is missing; give the address node {node_id} "
+                      "advertises to the swarm")
+    else:
+        try:
+            ipaddress.ip_address(address if isinstance(address, str) else None)
+        except ValueError:
+            errors.append(f"{where}: address {address!r} of node {node_id} is not an IP address")
+    labels = node.get("labels")
+    if labels is not None and not isinstance(labels, list):
+        errors.append(f"{where}: labels of node {node_id} must be a list of label names, "
+                      f"not {labels!r}")
+    else:
+        seen = set()
+        for label in labels or []:
+            if label not in LABELS:
+                errors.append(f"node {node_id}: label {label!r} is not one of the deployment "
+                              f"guide's labels ({', '.join(LABELS)})")
+            elif label in seen:
+                errors.append(f"node {node_id}: label {label} is listed twice")
+            seen.add(label)
+        graders = [label for label in ONE_PER_NODE_LABELS if label in seen]
+        if len(graders) > 1:
+            errors.append(f"node {node_id}: labels {' and '.join(graders)} on one node; at most "
+                          f"one of {', '.join(ONE_PER_NODE_LABELS)} per node")
+    role = node.get("role")
+    if role is not None and role not in ROLES:
+        errors.append(f"{where}: role {role!r} of node {node_id} must be worker or manager")
+    return errors
+
+
+def _check_cluster(cluster) -> list:
+    where = "autograder:cluster"
+    if cluster is None:
+        return [f"{where} is missing; describe the manager and the nodes ({SEE})"]
+    if not isinstance(cluster, dict):
+        return [f"{where} must be a mapping with manager and nodes, not {cluster!r}"]
+    errors = _unknown_keys(where, cluster, CLUSTER_KEYS)
+    nodes = cluster.get("nodes")
+    if not nodes:
+        errors.append(f"{where}:nodes is missing or empty; list every swarm node by minion id")
+        nodes = {}
+    elif not isinstance(nodes, dict):
+        errors.append(f"{where}:nodes must map minion ids to node entries, not {nodes!r}")
+        nodes = {}
+    for node_id, node in nodes.items():
+        errors += _check_node(node_id, node)
+    manager = cluster.get("manager")
+    if manager is None:
+        errors.append(f"{where}:manager is missing; name the minion id of the swarm manager")
+    elif manager not in nodes:
+        errors.append(f"{where}:manager {manager!r} is not one of the nodes "
+                      f"({', '.join(map(str, nodes)) or 'none'}); add it to {where}:nodes")
+    addresses = {}
+    for node_id, node in nodes.items():
+        if isinstance(node, dict) and isinstance(node.get("address"), str):
+            addresses.setdefault(node["address"], []).append(str(node_id))
+    for address, owners in addresses.items():
+        if len(owners) > 1:
+            errors.append(f"nodes {' and '.join(owners)} share the address {address}; "
+                          "every node needs its own")
+    moves = cluster.get("allow_label_moves")
+    if moves is not None and not (isinstance(moves, list)
+                                  and all(m in DATA_LABELS for m in moves)):
+        errors.append(f"{where}:allow_label_moves must be a list of {' or '.join(DATA_LABELS)}, "
+                      f"not {moves!r}")
+    return errors
+
+
+def _check_single_labels(nodes: dict) -> list:
+    holders = label_holders({n: node_labels(v) for n, v in nodes.items() if isinstance(v, dict)
+                             and isinstance(v.get("labels") or [], list)})
+    errors = []
+    for label in SINGLE_NODE_LABELS:
+        owners = holders.get(label, [])
+        if not owners:
+            errors.append(f"label {label} is on no node; put it on exactly one node")
+        elif len(owners) > 1:
+            errors.append(f"label {label} is on nodes {' and '.join(owners)}; it must be on "
+                          "exactly one node")
+    return errors
+
+
+def _check_swarm(swarm) -> list:
+    where = "autograder:swarm"
+    if swarm is None:
+        return []
+    if not isinstance(swarm, dict):
+        return [f"{where} must be a mapping, not {swarm!r}"]
+    errors = _unknown_keys(where, swarm, SWARM_KEYS)
+    pools = swarm.get("default_addr_pool")
+    if pools is not None and not (isinstance(pools, list) and all(map(_is_cidr, pools))):
+        errors.append(f"{where}:default_addr_pool must be a list of networks like "
+                      f"10.20.0.0/16, not {pools!r}")
+    mask = swarm.get("default_addr_pool_mask_length")
+    if mask is not None and (isinstance(mask, bool) or not isinstance(mask, int)
+                             or not 8 <= mask <= 30):
+        errors.append(f"{where}:default_addr_pool_mask_length must be a number 8..30, "
+                      f"not {mask!r}")
+    network = swarm.get("network")
+    if network is None:
+        return errors
+    if not isinstance(network, dict):
+        return errors + [f"{where}:network must be a mapping, not {network!r}"]
+    errors += _unknown_keys(f"{where}:network", network, NETWORK_KEYS)
+    name = network.get("name")
+    if name is not None and not (isinstance(name, str) and name):
+        errors.append(f"{where}:network:name must be a network name, not {name!r}")
+    attachable = network.get("attachable")
+    if attachable is not None and not isinstance(attachable, bool):
+        errors.append(f"{where}:network:attachable must be true or false, not {attachable!r}")
+    subnet = network.get("subnet")
+    if subnet is not None and not _is_cidr(subnet):
+        errors.append(f"{where}:network:subnet must be a network like 10.30.0.0/24, "
+                      f"not {subnet!r}")
+    return errors
+
+
+def move_errors(cluster: dict, current_holders: dict) -> list:
+    """Refused moves of data labels: `current_holders` maps a label to the nodes carrying it
+    in the swarm now (minion ids, or a description of a swarm node no minion claims)."""
+    allowed = cluster.get("allow_label_moves") or []
+    wanted = label_holders({n: node_labels(v) for n, v in cluster["nodes"].items()})
+    errors = []
+    for label in DATA_LABELS:
+        now = current_holders.get(label, [])
+        new = wanted.get(label, [])
+        if now and new and set(now) != set(new) and label not in allowed:
+            errors.append(
+                f"label {label} would move from {' and '.join(now)} to {' and '.join(new)}, "
+                f"but its data lives on {' and '.join(now)}; move the data first, then add "
+                f"{label} to autograder:cluster:allow_label_moves"
+            )
+    return errors
+
+
+def validate(autograder, known_minions=None, current_holders=None) -> list:
+    """Every error of the `autograder` pillar value (empty: valid). `known_minions`: minion ids
+    that exist (accepted keys); `current_holders`: see move_errors."""
+    if not isinstance(autograder, dict):
+        return [f"pillar key autograder is missing or not a mapping ({SEE})"]
+    cluster = autograder.get("cluster")
+    errors = _check_cluster(cluster) + _check_swarm(autograder.get("swarm"))
+    if errors:
+        return errors
+    nodes = cluster["nodes"]
+    errors += _check_single_labels(nodes)
+    if known_minions is not None:
+        errors += [f"node {node_id} is in autograder:cluster:nodes but no accepted minion has "
+                   "that id; fix the id or accept its key (salt-key -a)"
+                   for node_id in nodes if node_id not in known_minions]
+    if current_holders and not errors:
+        errors += move_errors(cluster, current_holders)
+    return errors
+
+
+def label_holders(labels_by_node: dict) -> dict:
+    """{node: labels} → {label: sorted nodes carrying it}, managed labels only. `labels` may
+    be a list of names or a swarm label mapping (only value "true" counts)."""
+    holders = {}
+    for node, labels in labels_by_node.items():
+        carried = ([k for k, v in labels.items() if v == LABEL_VALUE]
+                   if isinstance(labels, dict) else labels)
+        for label in carried:
+            if label in LABELS:
+                holders.setdefault(label, []).append(str(node))
+    return {label: sorted(nodes) for label, nodes in holders.items()}
+
+
+def label_changes(current: dict, wanted) -> dict:
+    """What to do to a swarm node's labels: managed labels in `wanted` set to "true", managed
+    labels not in `wanted` removed, labels outside the managed set left alone."""
+    wanted = set(wanted)
+    return {
+        "set": sorted(label for label in wanted if current.get(label) != LABEL_VALUE),
+        "remove": sorted(label for label in current if label in LABELS and label not in wanted),
+    }
+
+
+def apply_label_changes(current: dict, changes: dict) -> dict:
+    """The node's full label mapping after `changes` (from label_changes)."""
+    labels = {k: v for k, v in current.items() if k not in changes["remove"]}
+    labels.update({label: LABEL_VALUE for label in changes["set"]})
+    return labels
