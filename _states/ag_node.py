@@ -1,0 +1,292 @@
+"""Node states that Salt's own states get wrong for this project.
+
+``ag_node.daemon_json``
+    Merge the keys this project owns into /etc/docker/daemon.json, keeping every key the admin
+    set; refuse live-restore (swarm mode forbids it). Changes only when the parsed config
+    differs, so a ``watch`` on it restarts dockerd only for a real change.
+
+``ag_node.nfs_mounted``
+    An NFS mount with its fstab entry that never remounts a mount that is already right (Salt's
+    mount.mounted remounts NFS on every run), corrects a wrong source or wrong options, and
+    leaves fstab and the mount point alone when the server cannot be reached.
+
+Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
+"""
+
+import json
+import os
+import socket
+import time
+
+NFS_PORT = 2049
+# options the mount helper consumes: the kernel never lists them for a live mount
+USERSPACE_OPTS = {"_netdev", "auto", "noauto", "defaults", "nofail", "user", "nouser", "users"}
+# flags whose opposite the kernel lists when the flag itself is off
+OPPOSITE_FLAGS = {
+    "rw": "ro", "ro": "rw", "hard": "soft", "soft": "hard", "sync": "async", "async": "sync",
+    "ac": "noac", "noac": "ac", "cto": "nocto", "nocto": "cto",
+}
+REFUSED_DAEMON_KEYS = {"live-restore": "swarm mode refuses to run with live-restore"}
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+# --- daemon.json ----------------------------------------------------------------------------
+
+
+def merge_config(current: dict, owned: dict) -> dict:
+    """``current`` with ``owned`` merged in: dicts merge key by key, anything else is replaced;
+    keys only ``current`` has are kept."""
+    merged = dict(current)
+    for key, value in owned.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_changes(old: dict, new: dict) -> dict:
+    """Top-level keys whose value differs, as {key: {"old": ..., "new": ...}}."""
+    return {
+        key: {"old": old.get(key), "new": new[key]}
+        for key in new
+        if old.get(key) != new[key]
+    }
+
+
+def refused_keys(owned: dict, current: dict) -> list:
+    """Sentences for every refused key set by the pillar or, truthy, by the admin."""
+    problems = []
+    for key, why in REFUSED_DAEMON_KEYS.items():
+        if key in owned:
+            problems.append(f"the pillar sets {key} ({why}): remove it from autograder:docker:daemon")
+        elif current.get(key):
+            problems.append(f"{key} is true in the admin's daemon.json ({why}): remove it")
+    return problems
+
+
+def daemon_json(name, keys):
+    """Merge ``keys`` (the daemon.json keys this project owns) into the JSON file ``name``."""
+    ret = _ret(name)
+    node = __grains__.get("id", "this node")  # noqa: F821 (Salt loader)
+    current = {}
+    if os.path.exists(name):
+        try:
+            with open(name, encoding="utf-8") as fh:
+                text = fh.read()
+            current = json.loads(text) if text.strip() else {}
+        except ValueError as exc:
+            ret["result"] = False
+            ret["comment"] = f"{name} on {node} is not valid JSON ({exc}); fix or remove it."
+            return ret
+        if not isinstance(current, dict):
+            ret["result"] = False
+            ret["comment"] = f"{name} on {node} is not a JSON object; fix or remove it."
+            return ret
+    problems = refused_keys(keys, current)
+    if problems:
+        ret["result"] = False
+        ret["comment"] = f"{name} on {node}: " + "; ".join(problems) + "."
+        return ret
+
+    merged = merge_config(current, keys)
+    changes = config_changes(current, merged)
+    if not changes:
+        ret["comment"] = f"{name} already has the project's keys."
+        return ret
+    ret["changes"] = changes
+    if __opts__["test"]:  # noqa: F821 (Salt loader)
+        ret["result"] = None
+        ret["comment"] = f"{name} would get these keys: {', '.join(sorted(changes))}."
+        return ret
+    os.makedirs(os.path.dirname(name), exist_ok=True)
+    tmp = f"{name}.salt-tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(merged, fh, indent=2)
+        fh.write("\n")
+    if os.path.exists(name):
+        st = os.stat(name)
+        os.chmod(tmp, st.st_mode & 0o7777)
+    os.replace(tmp, name)
+    ret["comment"] = f"{name} updated: {', '.join(sorted(changes))}."
+    return ret
+
+
+# --- NFS mount ------------------------------------------------------------------------------
+
+
+def fstab_line(device, path, fstype, opts) -> str:
+    return f"{device} {path} {fstype} {','.join(opts)} 0 0"
+
+
+def fstab_entry(lines, path):
+    """Index and fields of the (last) fstab line mounting ``path``, or (None, None)."""
+    found = (None, None)
+    for i, line in enumerate(lines):
+        fields = line.split()
+        if len(fields) >= 4 and not fields[0].startswith("#") and fields[1].rstrip("/") == path:
+            found = (i, fields)
+    return found
+
+
+def fstab_wanted(lines, path, device, fstype, opts):
+    """The fstab lines with ``path``'s entry right, and the old entry (None if none)."""
+    index, fields = fstab_entry(lines, path)
+    line = fstab_line(device, path, fstype, opts)
+    if index is None:
+        return lines + [line], None
+    if fields[0] == device and fields[2] == fstype and fields[3].split(",") == list(opts):
+        return lines, lines[index]
+    return lines[:index] + [line] + lines[index + 1:], lines[index]
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+
+
+def live_mount(mountinfo_text, path):
+    """(source, fstype, options) of the topmost mount on ``path`` from /proc/self/mountinfo."""
+    found = None
+    for line in mountinfo_text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 6 or len(rfields) < 3:
+            continue
+        if _unescape(fields[4]).rstrip("/") == path:
+            # per-mount options win over the superblock's (a ro bind of a rw filesystem)
+            mount_opts = fields[5].split(",")
+            super_opts = [o for o in rfields[2].split(",") if OPPOSITE_FLAGS.get(o) not in mount_opts]
+            found = (_unescape(rfields[1]), rfields[0], mount_opts + super_opts)
+    return found
+
+
+def options_differ(wanted, live) -> list:
+    """The wanted options a live mount contradicts. Only what the kernel reports is checked:
+    userspace options are skipped, flags fail on their listed opposite, key=value on another
+    value of the key."""
+    live_set = set(live)
+    live_kv = dict(opt.split("=", 1) for opt in live if "=" in opt)
+    wrong = []
+    for opt in wanted:
+        if opt in USERSPACE_OPTS or opt.startswith("x-") or opt.startswith("comment="):
+            continue
+        if "=" in opt:
+            key, value = opt.split("=", 1)
+            if key in live_kv and live_kv[key] != value:
+                wrong.append(opt)
+        elif opt not in live_set and OPPOSITE_FLAGS.get(opt) in live_set:
+            wrong.append(opt)
+    return wrong
+
+
+def server_reachable(host, wait=0, port=NFS_PORT) -> bool:
+    """Whether ``host`` accepts a TCP connection on ``port``, trying for ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=5):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(2)
+
+
+def _read(path, default=""):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return default
+
+
+def nfs_mounted(name, device, opts, fstype="nfs", fstab="/etc/fstab", server_wait=0,
+                timeout=60):
+    """Mount ``device`` (server:/export) on ``name`` now and at boot (fstab), with ``opts``.
+    Before mounting, wait up to ``server_wait`` seconds for the server to answer."""
+    ret = _ret(name)
+    name = name.rstrip("/") or "/"
+    opts = list(opts)
+    node = __grains__.get("id", "this node")  # noqa: F821 (Salt loader)
+    server = device.split(":", 1)[0]
+
+    live = live_mount(_read("/proc/self/mountinfo"), name)
+    mount_wrong = None
+    if live is None:
+        mount_wrong = "not mounted"
+    elif live[0].rstrip("/") != device.rstrip("/") or not live[1].startswith("nfs"):
+        mount_wrong = f"{live[0]} ({live[1]}) is mounted there"
+    else:
+        wrong = options_differ(opts, live[2])
+        if wrong:
+            mount_wrong = f"mounted without {','.join(wrong)}"
+
+    lines = _read(fstab).splitlines()
+    new_lines, old_entry = fstab_wanted(lines, name, device, fstype, opts)
+    new_entry = fstab_line(device, name, fstype, opts)
+
+    changes = {}
+    if new_lines != lines:
+        changes["fstab"] = {"old": old_entry, "new": new_entry}
+    if mount_wrong:
+        changes["mount"] = {"old": mount_wrong, "new": f"{device} ({','.join(opts)})"}
+    if not changes:
+        ret["comment"] = f"{device} is mounted on {name} and in {fstab}."
+        return ret
+    ret["changes"] = changes
+    if __opts__["test"]:  # noqa: F821 (Salt loader)
+        ret["result"] = None
+        ret["comment"] = f"{name} would be " + " and ".join(
+            {"fstab": f"written to {fstab}", "mount": f"(re)mounted from {device}"}[k]
+            for k in changes)
+        return ret
+
+    if mount_wrong:
+        if not server_reachable(server, wait=server_wait):
+            ret["changes"] = {}
+            ret["result"] = False
+            ret["comment"] = (
+                f"NFS server {server} does not answer on port {NFS_PORT} from {node} (waited "
+                f"{server_wait} s), so "
+                f"{device} cannot be mounted on {name}; {fstab} and {name} were left as they "
+                "were. Check that the server is up and exports the path, then re-run."
+            )
+            return ret
+        error = _mount(name, device, fstype, opts, unmount_first=live is not None,
+                       timeout=timeout)
+        if error:
+            ret["changes"] = {}
+            ret["result"] = False
+            ret["comment"] = f"{node}: {error}; {fstab} was left as it was."
+            return ret
+    if "fstab" in changes:
+        tmp = f"{fstab}.salt-tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(new_lines) + "\n")
+        if os.path.exists(fstab):
+            os.chmod(tmp, os.stat(fstab).st_mode & 0o7777)
+        os.replace(tmp, fstab)
+    ret["comment"] = f"{device} on {name}: " + ", ".join(sorted(changes)) + " updated."
+    return ret
+
+
+def _mount(name, device, fstype, opts, unmount_first, timeout):
+    """Mount, replacing what is mounted on ``name``; an error sentence, or None."""
+    run = __salt__["cmd.run_all"]  # noqa: F821 (Salt loader)
+    if unmount_first:
+        res = run(["umount", name], python_shell=False, timeout=timeout)
+        if res["retcode"]:
+            return f"could not unmount {name} to mount {device} ({res['stderr'].strip()})"
+    created = not os.path.isdir(name)
+    if created:
+        os.makedirs(name)
+    res = run(["mount", "-t", fstype, "-o", ",".join(opts), device, name],
+              python_shell=False, timeout=timeout)
+    if res["retcode"]:
+        if created:
+            os.rmdir(name)
+        return f"mounting {device} on {name} failed ({res['stderr'].strip()})"
+    return None

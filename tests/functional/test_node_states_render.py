@@ -1,0 +1,171 @@
+"""salt/docker, salt/limits and salt/nfs rendered by Salt's own compiler (salt-call --local
+state.show_sls) for the OS releases the project supports, where the bed cannot run them for
+real: Docker's repository is out of reach and tier 1 has neither systemd nor NFS."""
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from bed import config
+
+OSES = {
+    "jammy": {"os": "Ubuntu", "os_family": "Debian", "osrelease": "22.04", "oscodename": "jammy"},
+    "noble": {"os": "Ubuntu", "os_family": "Debian", "osrelease": "24.04", "oscodename": "noble"},
+    "bookworm": {"os": "Debian", "os_family": "Debian", "osrelease": "12",
+                 "oscodename": "bookworm"},
+}
+CLUSTER = {
+    "manager": "nuc1",
+    "nodes": {f"nuc{i}": {"address": f"198.18.0.1{i}", "labels": []} for i in (1, 2, 3)},
+}
+CE_PKGS = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
+           "docker-compose-plugin"]
+
+
+def show_sls(tmp_path, sls, grains, pillar=None, minion="nuc2"):
+    """{state id: (function, {arg: value})} of ``sls`` as the minion would compile it."""
+    (tmp_path / "pillar").mkdir(exist_ok=True)
+    (tmp_path / "pillar/top.sls").write_text("base:\n  '*': [site]\n")
+    site = {"cluster": CLUSTER, **(pillar or {})}
+    (tmp_path / "pillar/site.sls").write_text(yaml.safe_dump({"autograder": site}))
+    conf = {
+        "id": minion, "root_dir": str(tmp_path / "root"), "file_client": "local",
+        "file_roots": {"base": [str(config.REPO / "salt"), str(config.REPO)]},
+        "pillar_roots": {"base": [str(tmp_path / "pillar")]},
+        "grains": {"osarch": "amd64", "init": "systemd", **grains},
+    }
+    (tmp_path / "minion").write_text(yaml.safe_dump(conf))
+    res = subprocess.run(
+        [str(config.SALT_BIN / "salt-call"), "-c", str(tmp_path), "--local", "--out=json",
+         "state.show_sls", sls], capture_output=True, text=True,
+    )
+    out = json.loads(res.stdout)["local"]
+    assert isinstance(out, dict), f"{sls} did not render: {out}"
+    states = {}
+    for sid, body in out.items():
+        (module, decl), = ((k, v) for k, v in body.items() if not k.startswith("__"))
+        args = {}
+        for item in decl:
+            if isinstance(item, dict):
+                args.update(item)
+            elif item != "order" and isinstance(item, str):
+                fun = item
+        states[sid] = (f"{module}.{fun}", args)
+    return states
+
+
+@pytest.mark.parametrize("codename", OSES)
+def test_docker_ce_from_dockers_repository(tmp_path, codename):
+    states = show_sls(tmp_path, "docker", OSES[codename])
+    repo_os = OSES[codename]["os"].lower()
+    fun, key = states["docker-repo-key-file-managed"]
+    assert fun == "file.managed"
+    assert key["name"] == "/etc/apt/keyrings/docker.asc"
+    assert key["source"] == f"https://download.docker.com/linux/{repo_os}/gpg"
+    assert key["source_hash"].startswith("sha256=")
+    fun, source = states["docker-repo-sources-file-managed"]
+    assert source["name"] == "/etc/apt/sources.list.d/docker.sources"
+    fields = dict(line.split(": ", 1) for line in source["contents"].splitlines()
+                  if not line.startswith("#"))
+    assert fields == {
+        "Types": "deb", "URIs": f"https://download.docker.com/linux/{repo_os}",
+        "Suites": codename, "Components": "stable", "Architectures": "amd64",
+        "Signed-By": "/etc/apt/keyrings/docker.asc",
+    }
+    fun, pkg = states["docker-package-pkg-installed"]
+    assert fun == "pkg.installed" and pkg["pkgs"] == CE_PKGS
+    assert {"sls": "docker.repo"} in pkg["require"]
+    rendered = json.dumps(states)
+    assert "apt-key" not in rendered and '"docker-compose"' not in rendered
+
+
+@pytest.mark.parametrize("codename, pkgs", [
+    ("jammy", ["docker.io", "docker-compose-v2"]),
+    ("noble", ["docker.io", "docker-compose-v2"]),
+    ("bookworm", ["docker.io"]),
+])
+def test_distro_docker_without_dockers_repository(tmp_path, codename, pkgs):
+    states = show_sls(tmp_path, "docker", OSES[codename], {"docker": {"source": "distro"}})
+    assert states["docker-package-pkg-installed"][1]["pkgs"] == pkgs
+    assert not [sid for sid in states if sid.startswith("docker-repo-")]
+
+
+def test_external_docker_installs_nothing_but_manages_config_and_service(tmp_path):
+    states = show_sls(tmp_path, "docker", OSES["noble"], {"docker": {"source": "external"}})
+    assert not [fun for fun, _ in states.values() if fun.startswith("pkg.")]
+    assert states["docker-config-daemon-json-merged"][0] == "ag_node.daemon_json"
+    fun, svc = states["docker-service-running"]
+    assert fun == "service.running" and svc["enable"] is True
+    assert {"ag_node": "docker-config-daemon-json-merged"} in svc["watch"]
+
+
+def test_daemon_keys_come_from_docker_and_limits_pillar(tmp_path):
+    pillar = {"docker": {"log_max_size": "20m", "log_max_file": 3,
+                         "daemon": {"max-concurrent-uploads": 2}},
+              "limits": {"nofile": 65536}}
+    states = show_sls(tmp_path, "docker", OSES["bookworm"], pillar)
+    assert states["docker-config-daemon-json-merged"][1]["keys"] == {
+        "log-driver": "json-file",
+        "log-opts": {"max-size": "20m", "max-file": "3"},
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 65536, "Hard": 65536}},
+        "max-concurrent-uploads": 2,
+    }
+
+
+def test_unsupported_release_fails_with_a_sentence(tmp_path):
+    focal = {**OSES["jammy"], "osrelease": "20.04", "oscodename": "focal"}
+    fun, args = show_sls(tmp_path, "docker", focal)["docker-repo-unsupported-os"]
+    assert fun == "test.fail_without_changes"
+    assert "nuc2" in args["comment"] and "autograder:docker:source" in args["comment"]
+
+
+def test_docker_group_only_with_users(tmp_path):
+    assert "docker-users-group-present" not in show_sls(tmp_path, "docker", OSES["noble"])
+    states = show_sls(tmp_path, "docker", OSES["noble"], {"docker": {"users": ["alice"]}})
+    assert states["docker-users-group-present"][1]["addusers"] == ["alice"]
+
+
+@pytest.mark.parametrize("init, dropins", [("systemd", True), ("sysvinit", False)])
+def test_limits_for_logins_and_systemd_services(tmp_path, init, dropins):
+    grains = {**OSES["noble"], "init": init}
+    states = show_sls(tmp_path, "limits", grains, {"limits": {"nofile": 1000000}})
+    conf = states["limits-logins-nofile-file-managed"][1]
+    assert conf["name"].startswith("/etc/security/limits.d/")
+    lines = [line.split() for line in conf["contents"].splitlines() if not line.startswith("#")]
+    assert lines == [[who, kind, "nofile", "1000000"]
+                     for who in ("*", "root") for kind in ("soft", "hard")]
+    for unit in ("docker", "containerd"):
+        sid = f"limits-systemd-{unit}-dropin-file-managed"
+        assert (sid in states) is dropins
+        if dropins:
+            assert states[sid][1]["name"] == (
+                f"/etc/systemd/system/{unit}.service.d/90-autograder-nofile.conf")
+            assert "LimitNOFILE=1000000" in states[sid][1]["contents"].splitlines()
+
+
+def test_nfs_server_exports_to_the_other_nodes_only(tmp_path):
+    states = show_sls(tmp_path, "nfs", OSES["bookworm"], minion="nuc1")
+    exports = states["nfs-server-exports-file-managed"][1]["contents"].splitlines()[-1]
+    opts = "(rw,sync,no_root_squash,no_subtree_check)"
+    assert exports == f"/srv/autograder-full-stack 198.18.0.12{opts} 198.18.0.13{opts}"
+    fun, reexport = states["nfs-server-exportfs-reexport"]
+    assert reexport["name"] == "exportfs -ra"
+    assert reexport["onchanges"] == [{"file": "nfs-server-exports-file-managed"}]
+    assert "watch" not in states["nfs-server-service-running"][1]
+    assert not [sid for sid in states if sid.startswith("nfs-client-")]
+
+
+def test_nfs_clients_mount_the_servers_checkout(tmp_path):
+    pillar = {"nfs": {"server": "nuc3"}, "app": {"checkout": "/opt/ag"}}
+    states = show_sls(tmp_path, "nfs", OSES["jammy"], pillar, minion="nuc1")
+    fun, mount = states["nfs-client-checkout-mounted"]
+    assert fun == "ag_node.nfs_mounted"
+    assert mount["name"] == "/opt/ag" and mount["device"] == "198.18.0.13:/opt/ag"
+    assert mount["opts"] == ["rw", "hard", "_netdev"]
+
+
+def test_nfs_not_managed_renders_no_nfs_state(tmp_path):
+    states = show_sls(tmp_path, "nfs", OSES["noble"], {"nfs": {"managed": False}})
+    assert [fun for fun, _ in states.values()] == ["test.succeed_without_changes"]
