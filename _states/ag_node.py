@@ -71,7 +71,7 @@ def refused_keys(owned: dict, current: dict) -> list:
 def daemon_json(name, keys):
     """Merge ``keys`` (the daemon.json keys this project owns) into the JSON file ``name``."""
     ret = _ret(name)
-    node = __grains__.get("id", "this node")  # noqa: F821 (Salt loader)
+    node = __grains__.get("id", "this node")
     current = {}
     if os.path.exists(name):
         try:
@@ -98,7 +98,7 @@ def daemon_json(name, keys):
         ret["comment"] = f"{name} already has the project's keys."
         return ret
     ret["changes"] = changes
-    if __opts__["test"]:  # noqa: F821 (Salt loader)
+    if __opts__["test"]:
         ret["result"] = None
         ret["comment"] = f"{name} would get these keys: {', '.join(sorted(changes))}."
         return ret
@@ -210,7 +210,7 @@ def nfs_mounted(name, device, opts, fstype="nfs", fstab="/etc/fstab", server_wai
     ret = _ret(name)
     name = name.rstrip("/") or "/"
     opts = list(opts)
-    node = __grains__.get("id", "this node")  # noqa: F821 (Salt loader)
+    node = __grains__.get("id", "this node")
     server = device.split(":", 1)[0]
 
     live = live_mount(_read("/proc/self/mountinfo"), name)
@@ -237,7 +237,7 @@ def nfs_mounted(name, device, opts, fstype="nfs", fstab="/etc/fstab", server_wai
         ret["comment"] = f"{device} is mounted on {name} and in {fstab}."
         return ret
     ret["changes"] = changes
-    if __opts__["test"]:  # noqa: F821 (Salt loader)
+    if __opts__["test"]:
         ret["result"] = None
         ret["comment"] = f"{name} would be " + " and ".join(
             {"fstab": f"written to {fstab}", "mount": f"(re)mounted from {device}"}[k]
@@ -275,7 +275,7 @@ def nfs_mounted(name, device, opts, fstype="nfs", fstab="/etc/fstab", server_wai
 
 def _mount(name, device, fstype, opts, unmount_first, timeout):
     """Mount, replacing what is mounted on ``name``; an error sentence, or None."""
-    run = __salt__["cmd.run_all"]  # noqa: F821 (Salt loader)
+    run = __salt__["cmd.run_all"]
     if unmount_first:
         res = run(["umount", name], python_shell=False, timeout=timeout)
         if res["retcode"]:
