@@ -4,7 +4,7 @@ pulled here. Baked into agbed/postgres:standin and agbed/redis:standin by bed/im
 
 postgres: like the real image, initialises $PGDATA on first start with POSTGRES_USER (default
 postgres) and POSTGRES_PASSWORD (refuses to start without one), and keeps that password when
-the environment later changes. It serves a line protocol on 5432: one JSON request per
+the environment later changes. It serves a line protocol on 5432 ($PGPORT): one JSON request per
 connection, {"user", "password", "database", "statements": [[sql, params], ...]}, run in one
 transaction on $PGDATA/standin.sqlite3; the answer is {"rows": <rows of the last statement>}
 or {"error": "..."}. Data therefore lives in the pgdata volume, on the database node.
@@ -72,7 +72,8 @@ def postgres() -> None:
                 reply = {"error": f"ERROR:  {exc}"}
             self.wfile.write((json.dumps(reply) + "\n").encode())
 
-    serve(Handler, 5432, "database system is ready to accept connections")
+    port = int(os.environ.get("PGPORT", "5432"))
+    serve(Handler, port, "database system is ready to accept connections")
 
 
 def redis() -> None:

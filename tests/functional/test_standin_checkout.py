@@ -1,0 +1,133 @@
+"""The stand-in autograder-full-stack checkout (tests/standin) outside any container: its
+compose file matches upstream's facts, generate_secrets.py keeps what exists, and manage.py
+migrate / shell against the bed's postgres stand-in leave persistent, idempotent results."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from bed import images
+from tests import standin
+
+LABELS = {  # service: (placement label, mode)
+    "nginx": ("webserver", "replicated"), "website": ("webserver", "replicated"),
+    "django": ("django_app", "replicated"), "postgres": ("database", "replicated"),
+    "redis": ("cache", "replicated"), "rabbitmq": ("rabbitmq_broker", "replicated"),
+    "celery_small_tasks": ("small_tasks", "replicated"),
+    "celery_project_downloads": ("small_tasks", "replicated"),
+    "celerybeat": ("small_tasks", "replicated"),
+    "sandboximageregistry": ("custom_image_registry", "replicated"),
+    **{g: (g, "global") for g in (
+        "grader", "tiny_grader", "fast_grader", "tiny_fast_grader", "deferred_grader",
+        "tiny_deferred_grader", "rerun_grader", "tiny_rerun_grader", "image_builder")},
+}
+CONCURRENCY = {"celery_small_tasks": 4, "celery_project_downloads": 2, "celerybeat": 1,
+               "grader": 2, "tiny_grader": 1, "fast_grader": 2, "tiny_fast_grader": 1,
+               "deferred_grader": 2, "tiny_deferred_grader": 1, "rerun_grader": 2,
+               "tiny_rerun_grader": 1, "image_builder": 1}
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    return standin.write(tmp_path / "autograder-full-stack")
+
+
+def test_compose_file_is_upstreams_shape(checkout):
+    compose = yaml.safe_load((checkout / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == set(LABELS)
+    for name, (label, mode) in LABELS.items():
+        deploy = services[name]["deploy"]
+        assert deploy["placement"]["constraints"] == [f"node.labels.{label} == true"]
+        assert deploy.get("mode", "replicated") == mode
+    for name, c in CONCURRENCY.items():
+        assert services[name]["command"].endswith(f" -c {c}"), name
+    assert services["django"]["command"].startswith("gunicorn --workers=4 ")
+    assert services["postgres"]["image"] == "postgres:9.5"
+    assert services["grader"]["image"] == services["tiny_rerun_grader"]["image"] \
+        == "127.0.0.1:5000/grader"
+    assert compose["networks"] == {"default": {"external": {"name": "ag-swarm-network"}}}
+    for name, svc in services.items():  # what the bed preloads, or what a deploy builds
+        assert svc["image"].startswith("127.0.0.1:5000/") or any(
+            svc["image"] in img.tags for img in images.IMAGES), name
+        if "build" in svc:
+            assert (checkout / svc["build"]["context"] / svc["build"]["dockerfile"]).exists()
+            assert "FROM agbed/" in (checkout / svc["build"]["context"]
+                                     / svc["build"]["dockerfile"]).read_text()
+    conf = (checkout / "nginx/production/conf.d/default.conf").read_text()
+    assert conf.count("client_max_body_size 30M;") == 2
+    assert "MAX_SUBPROCESS_TIMEOUT = 90" in (
+        checkout / "autograder-server/autograder/core/constants.py").read_text()
+    consts = (checkout / "ag-website-vue/src/constants.ts").read_text()
+    assert "SYSADMIN_CONTACT = 'your instructor or system administrator'" in consts
+    assert "MAX_COMMAND_TIMEOUT = 90" in consts
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PGDATA": str(tmp_path / "pgdata"), "PGPORT": str(port),
+           "POSTGRES_PASSWORD": "s3cret"}
+    proc = subprocess.Popen([sys.executable, str(images.STANDIN_SERVER), "postgres"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert "ready to accept connections" in proc.stdout.readline() + proc.stdout.readline()
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_secrets_migrate_and_bootstrap(checkout, postgres):
+    server = checkout / "autograder-server"
+
+    def run(*argv, password="s3cret", stdin=None):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "autograder.settings.production",
+               "AG_DB_HOST": "127.0.0.1", "AG_DB_PORT": str(postgres),
+               "AG_DB_PASSWORD": password}
+        return subprocess.run([sys.executable, *argv], cwd=server, env=env, input=stdin,
+                              capture_output=True, text=True)
+
+    missing = run("manage.py", "check")
+    assert missing.returncode != 0 and "run generate_secrets.py" in missing.stderr
+    assert run("generate_secrets.py").returncode == 0
+    secrets = server / "autograder/settings/secrets"
+    before = {p.name: p.read_text() for p in secrets.iterdir()}
+    assert set(before) == {"secret_key", "gpg_key_id_file", "gpg_key_password"}
+    again = run("generate_secrets.py")
+    assert "skipping" in again.stdout
+    assert {p.name: p.read_text() for p in secrets.iterdir()} == before
+    assert not any(v in again.stdout for v in before.values())
+
+    wrong = run("manage.py", "migrate", "--noinput", password="postgres")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    first = run("manage.py", "migrate", "--noinput")
+    assert first.returncode == 0, first.stderr
+    assert "Applying core.0001_initial... OK" in first.stdout
+    second = run("manage.py", "migrate", "--noinput")
+    assert "No migrations to apply." in second.stdout
+
+    bootstrap = (
+        "from django.contrib.auth.models import User\n"
+        "from autograder.core.models import Course\n"
+        "me = User.objects.get_or_create(username='admin@example.edu', is_superuser=True)[0]\n"
+        "course, created = Course.objects.get_or_create(name='My Course')\n"
+        "course.admins.add(me)\n"
+        "print('created' if created else 'exists', [u.username for u in course.admins.all()])\n"
+    )
+    out1 = run("manage.py", "shell", stdin=bootstrap)
+    out2 = run("manage.py", "shell", stdin=bootstrap)
+    assert out1.stdout.strip() == "created ['admin@example.edu']", out1.stderr
+    assert out2.stdout.strip() == "exists ['admin@example.edu']", out2.stderr
+    dup = run("manage.py", "shell", "-c",
+              "from autograder.core.models import Course\n"
+              "Course.objects.validate_and_create(name='My Course')")
+    assert dup.returncode != 0 and "ValidationError" in dup.stderr

@@ -1,0 +1,1 @@
+"""The autograder server (stand-in)."""

@@ -1,0 +1,11 @@
+# STAND-IN (abridged) of autograder/core/constants.py: upstream's values.
+
+# Must match MAX_COMMAND_TIMEOUT in ag-website-vue/src/constants.ts
+MAX_SUBPROCESS_TIMEOUT = 90
+DEFAULT_SUBPROCESS_TIMEOUT = 10
+
+MAX_STACK_SIZE_LIMIT = 100000000
+DEFAULT_VIRTUAL_MEM_LIMIT = 500000000
+MAX_PROCESS_LIMIT = 150
+
+MAX_INSTRUCTOR_FILE_SIZE = 15 * 10**6
