@@ -1,0 +1,99 @@
+"""salt/docker and salt/limits on tier 1 (docker source external, no systemd, no NFS): the
+admin's daemon.json keys survive, dockerd restarts only when its config changed, containers
+get the pillar's nofile, test=True and a second run change nothing."""
+
+import json
+
+import pytest
+
+PROBE_IMAGE = "agbed/busybox:latest"
+ADMIN_KEY = ("max-concurrent-uploads", 3)  # a key only the admin sets
+SLS = "docker,limits"
+
+
+def apply(bed, *args):
+    """state.apply SLS on every node → {node: [state results]}; fails on a failed state."""
+    out = bed.salt("*", "state.apply", SLS, *args)
+    assert set(out) == set(bed.nodes), out
+    for node, ret in out.items():
+        assert isinstance(ret, dict), f"{node}: {ret}"
+        failed = {k: v["comment"] for k, v in ret.items() if v["result"] is False}
+        assert not failed, f"{node}: {failed}"
+    return {node: list(ret.values()) for node, ret in out.items()}
+
+
+def changed(states):
+    return [s["__id__"] for s in states if s["changes"]]
+
+
+def dockerd_pid(bed, node):
+    return bed.exec(node, "cat", "/run/docker-ssd.pid").stdout.strip()
+
+
+def daemon_json(bed, node):
+    return json.loads(bed.exec(node, "cat", "/etc/docker/daemon.json").stdout)
+
+
+def container_nofile(bed, node):
+    res = bed.exec(node, "docker", "run", "--rm", PROBE_IMAGE, "sh", "-c",
+                   "ulimit -Sn; ulimit -Hn")
+    return [int(n) for n in res.stdout.split()]
+
+
+@pytest.fixture
+def nofile(netns_bed):
+    """The pillar's nofile; the pillar as it was is put back after the test."""
+    before = netns_bed.read_pillar()
+    yield before["autograder"]["limits"]["nofile"]
+    netns_bed.write_pillar(before)
+    apply(netns_bed)
+
+
+def test_docker_and_limits_converge_keeping_admin_keys(netns_bed, nofile):
+    bed = netns_bed
+    for node in bed.nodes:
+        bed.exec(node, "python3", "-c",
+                 "import json; p = '/etc/docker/daemon.json'; d = json.load(open(p)); "
+                 f"d[{ADMIN_KEY[0]!r}] = {ADMIN_KEY[1]}; json.dump(d, open(p, 'w'), indent=2)")
+    admin = {node: daemon_json(bed, node) for node in bed.nodes}
+    pids = {node: dockerd_pid(bed, node) for node in bed.nodes}
+
+    for node, states in apply(bed, "test=True").items():
+        assert all(s["result"] in (True, None) for s in states)
+        assert daemon_json(bed, node) == admin[node], "test=True changed daemon.json"
+        assert dockerd_pid(bed, node) == pids[node], "test=True restarted dockerd"
+
+    for node, states in apply(bed).items():
+        config_changed = "docker-config-daemon-json-merged" in changed(states)
+        assert (dockerd_pid(bed, node) != pids[node]) is config_changed
+        merged = daemon_json(bed, node)
+        for key, value in admin[node].items():
+            if key not in ("log-driver", "log-opts", "default-ulimits"):
+                assert merged[key] == value, f"{node}: admin key {key} not kept"
+        assert merged["log-driver"] == "json-file"
+        assert merged["default-ulimits"]["nofile"] == {"Name": "nofile", "Soft": nofile,
+                                                       "Hard": nofile}
+        assert "live-restore" not in merged
+
+    pids = {node: dockerd_pid(bed, node) for node in bed.nodes}
+    for node, states in apply(bed).items():
+        assert changed(states) == [], f"{node}: second run changed {changed(states)}"
+        assert dockerd_pid(bed, node) == pids[node]
+        assert container_nofile(bed, node) == [nofile, nofile]
+        limits_d = bed.exec(node, "cat", "/etc/security/limits.d/90-autograder-nofile.conf")
+        assert f"*     hard  nofile  {nofile}" in limits_d.stdout
+
+
+def test_nofile_change_restarts_dockerd_and_reaches_containers(netns_bed, nofile):
+    bed = netns_bed
+    apply(bed)
+    pids = {node: dockerd_pid(bed, node) for node in bed.nodes}
+    lower = nofile - 1000  # below what dockerd itself has: only default-ulimits gives this
+    pillar = bed.read_pillar()
+    pillar["autograder"]["limits"]["nofile"] = lower
+    bed.write_pillar(pillar)
+
+    for node, states in apply(bed).items():
+        assert "docker-config-daemon-json-merged" in changed(states)
+        assert dockerd_pid(bed, node) != pids[node], f"{node}: dockerd not restarted"
+        assert container_nofile(bed, node) == [lower, lower]
