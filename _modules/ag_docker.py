@@ -151,6 +151,15 @@ def publish_swarm_node():
     return _mine_store(MINE_NODE, swarm_info())
 
 
+def published_swarm_nodes(minions):
+    """What the minions in `minions` published with publish_swarm_node: {minion: swarm_info}.
+
+    CLI Example: salt nuc1 ag_docker.published_swarm_nodes '[nuc1, nuc2]'
+    """
+    published = __salt__["mine.get"](list(minions), MINE_NODE, tgt_type="list")
+    return {m: info for m, info in published.items() if m in minions and isinstance(info, dict)}
+
+
 def publish_join_tokens(members):
     """Put the join token of each role into the Salt mine (manager only), readable only by the
     minions that join with that role: `members` maps minion id to role (worker/manager).
@@ -167,7 +176,15 @@ def publish_join_tokens(members):
 
 
 def _token_from_mine(manager: str, role: str):
-    return __salt__["mine.get"](manager, f"{MINE_JOIN_TOKEN}_{role}", tgt_type="list").get(manager)
+    return __salt__["mine.get"]([manager], f"{MINE_JOIN_TOKEN}_{role}", tgt_type="list").get(manager)
+
+
+def join_token_published(manager, role="worker"):
+    """Whether `manager` published a `role` join token this minion may read (never the token).
+
+    CLI Example: salt nuc4 ag_docker.join_token_published nuc1
+    """
+    return bool(_token_from_mine(manager, role))
 
 
 def swarm_join(manager, manager_addr, advertise_addr, role="worker",

@@ -1,0 +1,261 @@
+"""The swarm of the cluster pillar, on the docker SDK (through ``ag_docker``).
+
+``ag_swarm.initialized`` (manager)
+    A swarm with this node as its manager; no-op when this node already manages a swarm.
+    Each run publishes this node's swarm node ID and the join tokens to the Salt mine, the
+    tokens readable only by the minions that join with them.
+
+``ag_swarm.joined`` (every other node)
+    This node a member of the manager's swarm, with the token the manager published (fetched
+    inside ``ag_docker.swarm_join``, never an argument or a return). A node in another swarm is
+    an error naming both cluster IDs, never left silently. A node the manager has published
+    no token for yet (new in pillar) fires ``ag/swarm/token/wanted``: the master's reactor
+    re-applies swarm.initialized on the manager, whose pillar decides who gets the token.
+    After joining it publishes its swarm node ID and fires ``ag/swarm/node/joined``, on which
+    the reactor labels it from the manager (conf/master.d/ag.conf).
+
+``ag_swarm.network_present`` (manager)
+    An overlay network with the given options.
+
+``ag_swarm.labels_reconciled`` (manager)
+    For every pillar node that has joined: its managed labels exactly as in pillar (value
+    "true"), labels outside the guide's set untouched. Nodes are found by the swarm node ID
+    each minion published itself. One nodes listing plus one update per changed node. Pillar
+    errors, and moves of database or registry that allow_label_moves does not allow, fail
+    before any change.
+
+Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
+"""
+
+from salt.exceptions import CommandExecutionError
+
+JOINED_EVENT = "ag/swarm/node/joined"
+TOKEN_WANTED_EVENT = "ag/swarm/token/wanted"
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _fail(ret, comment):
+    ret.update(result=False, comment=comment)
+    return ret
+
+
+def initialized(name, advertise_addr, members=None, default_addr_pool=None,
+                default_addr_pool_mask_length=24):
+    """This node manages a swarm, advertising `advertise_addr`; new swarms take their overlay
+    subnets from `default_addr_pool` in blocks of `default_addr_pool_mask_length`. `members`:
+    the other nodes' minion ids with their role, for whom the join tokens are published."""
+    ret = _ret(name)
+    try:
+        info = __salt__["ag_docker.swarm_info"]()
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    if info["state"] == "active" and info["role"] == "worker":
+        return _fail(ret, f"{__opts__['id']} is a worker of swarm {info['cluster_id']}, so it "
+                          "cannot be the manager the pillar names; make it leave that swarm "
+                          "(docker swarm leave) or name its manager in autograder:cluster:manager")
+    if info["state"] not in ("active", "inactive"):
+        return _fail(ret, f"the swarm state of {__opts__['id']} is {info['state']}; "
+                          "fix it by hand (docker info) and re-apply")
+    if info["state"] == "inactive":
+        ret["changes"] = {"swarm": {"old": None, "new": f"manager of a new swarm at {advertise_addr}"}}
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"a new swarm would be initialized at {advertise_addr}")
+            return ret
+        try:
+            info = __salt__["ag_docker.swarm_init"](
+                advertise_addr, default_addr_pool=default_addr_pool,
+                subnet_size=default_addr_pool_mask_length)
+        except CommandExecutionError as exc:
+            return _fail(ret, str(exc))
+        ret["changes"]["swarm"]["new"] = {"cluster_id": info["cluster_id"],
+                                          "node_id": info["node_id"]}
+        ret["comment"] = f"initialized swarm {info['cluster_id']} at {advertise_addr}"
+    else:
+        ret["comment"] = f"{__opts__['id']} already manages swarm {info['cluster_id']}"
+    if __opts__["test"]:
+        return ret
+    published = (__salt__["ag_docker.publish_swarm_node"]()
+                 and __salt__["ag_docker.publish_join_tokens"](members or {}))
+    if not published:
+        return _fail(ret, ret["comment"] + "; but the master did not store the join tokens in "
+                                           "its mine, so no node can join: check the master log")
+    if members:
+        ret["comment"] += f"; join tokens published for {', '.join(sorted(members))}"
+    return ret
+
+
+def joined(name, manager, manager_addr, advertise_addr, role="worker"):
+    """This node a `role` member of the swarm that minion `manager` (reached at
+    `manager_addr`) manages, advertising `advertise_addr`."""
+    ret = _ret(name)
+    me = __opts__["id"]
+    published = __salt__["ag_docker.published_swarm_nodes"]([manager]).get(manager) or {}
+    swarm_id = published.get("cluster_id") if published.get("role") == "manager" else None
+    try:
+        info = __salt__["ag_docker.swarm_info"]()
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    if info["state"] == "active":
+        if swarm_id is None:
+            return _fail(ret, f"{me} is in swarm {info['cluster_id']}, but the manager {manager} "
+                              "has published no swarm yet; apply the swarm state on "
+                              f"{manager} first")
+        if info["cluster_id"] != swarm_id:
+            return _fail(ret, f"{me} is in swarm {info['cluster_id']}, not in swarm {swarm_id} "
+                              f"of the manager {manager}; make {me} leave its swarm (docker "
+                              "swarm leave) if it belongs to this cluster, then re-apply")
+        ret["comment"] = f"{me} is a {info['role']} of swarm {swarm_id}"
+        if info["role"] != role:
+            ret["comment"] += f" (pillar says {role}: docker node promote/demote on {manager})"
+        if not __opts__["test"]:
+            __salt__["ag_docker.publish_swarm_node"]()
+        return ret
+    if info["state"] != "inactive":
+        return _fail(ret, f"the swarm state of {me} is {info['state']}; fix it by hand "
+                          "(docker info) and re-apply")
+    ret["changes"] = {"swarm": {"old": None, "new": f"{role} of the swarm of {manager}"}}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"{me} would join the swarm of {manager} as {role}")
+        return ret
+    if swarm_id is None:
+        return _fail(ret, f"the manager {manager} has published no swarm yet; apply the swarm "
+                          f"state on {manager} first")
+    if not __salt__["ag_docker.join_token_published"](manager, role):
+        # a node new to the pillar: the manager publishes for the members of its own pillar
+        if not __context__.get("ag_swarm.token_wanted"):
+            __salt__["event.fire_master"]({"manager": manager}, TOKEN_WANTED_EVENT)
+            __context__["ag_swarm.token_wanted"] = True
+        return _fail(ret, f"the manager {manager} has no {role} join token for {me} in the mine "
+                          f"yet (asked for it); if this persists, check that {me} is in "
+                          f"autograder:cluster:nodes of {manager}'s pillar")
+    try:
+        info = __salt__["ag_docker.swarm_join"](manager, manager_addr, advertise_addr, role=role)
+    except CommandExecutionError as exc:
+        ret["changes"] = {}
+        return _fail(ret, str(exc))
+    __salt__["ag_docker.publish_swarm_node"]()
+    __salt__["event.fire_master"]({"manager": manager, "node_id": info["node_id"]}, JOINED_EVENT)
+    ret["changes"]["swarm"]["new"] = {"cluster_id": info["cluster_id"], "node_id": info["node_id"],
+                                      "role": info["role"]}
+    ret["comment"] = f"{me} joined swarm {info['cluster_id']} as {info['role']}"
+    return ret
+
+
+def network_present(name, driver="overlay", attachable=False, subnet=None):
+    """The network `name` exists with this driver, attachability and (if given) subnet."""
+    ret = _ret(name)
+    try:
+        found = __salt__["ag_docker.networks"](name=name)
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    wanted = {"driver": driver, "attachable": bool(attachable)}
+    if subnet:
+        wanted["subnets"] = [subnet]
+    if found:
+        diff = {k: {"old": found[0][k], "new": v} for k, v in wanted.items() if found[0][k] != v}
+        if diff:
+            shown = "; ".join(f"{k} is {d['old']}, pillar wants {d['new']}" for k, d in diff.items())
+            return _fail(ret, f"network {name} exists but differs ({shown}); a network in use "
+                              "cannot change: remove the stack and the network (docker network "
+                              "rm), then re-apply")
+        ret["comment"] = f"network {name} is present"
+        return ret
+    ret["changes"] = {"network": {"old": None, "new": wanted}}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"network {name} would be created")
+        return ret
+    try:
+        created = __salt__["ag_docker.network_create"](name, driver=driver, attachable=attachable,
+                                                       subnet=subnet)
+    except CommandExecutionError as exc:
+        ret["changes"] = {}
+        return _fail(ret, str(exc))
+    ret["changes"]["network"]["new"] = {k: created[k] for k in ("id", "driver", "attachable",
+                                                               "subnets")}
+    ret["comment"] = f"network {name} created"
+    return ret
+
+
+def _minions_by_node_id(cluster, cluster_id, swarm_nodes):
+    """Swarm node ID → minion id, from what each pillar minion published about itself."""
+    published = __salt__["ag_docker.published_swarm_nodes"](list(cluster["nodes"]))
+    return {
+        info["node_id"]: minion
+        for minion, info in published.items()
+        if info.get("cluster_id") == cluster_id and info.get("node_id") in swarm_nodes
+    }
+
+
+def labels_reconciled(name, cluster):
+    """Every joined pillar node of `cluster` (autograder:cluster) carries exactly its pillar
+    labels among the guide's labels (run on the manager)."""
+    ret = _ret(name)
+    errors = __utils__["ag_cluster.validate"]({"cluster": cluster})
+    if errors:
+        return _fail(ret, "invalid pillar, nothing changed:\n" + "\n".join(errors))
+    try:
+        me = __salt__["ag_docker.swarm_info"]()
+        swarm_nodes = ({n["id"]: n for n in __salt__["ag_docker.nodes"]()}
+                       if me["role"] == "manager" else {})
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    if me["role"] != "manager":
+        if not __opts__["test"]:
+            return _fail(ret, f"{__opts__['id']} manages no swarm, and labels can only be set "
+                              "on a manager; apply swarm.initialized first")
+        ret["changes"] = {minion: {"set": sorted(node.get("labels") or []), "remove": []}
+                          for minion, node in sorted(cluster["nodes"].items())
+                          if node.get("labels")}
+        ret.update(result=None, comment=f"{__opts__['id']} manages no swarm yet; the labels "
+                                        "would be set as the nodes join")
+        return ret
+    minion_of = _minions_by_node_id(cluster, me["cluster_id"], swarm_nodes)
+    holder = {node_id: minion_of.get(node_id, f"swarm node {node_id} ({node['hostname']})")
+              for node_id, node in swarm_nodes.items()}
+    current = __utils__["ag_cluster.label_holders"](
+        {holder[node_id]: node["labels"] for node_id, node in swarm_nodes.items()})
+    errors = __utils__["ag_cluster.validate"]({"cluster": cluster}, current_holders=current)
+    if errors:
+        return _fail(ret, "refused, nothing changed:\n" + "\n".join(errors))
+
+    node_id_of = {minion: node_id for node_id, minion in minion_of.items()}
+    plan = {}
+    for minion, node in sorted(cluster["nodes"].items()):
+        if minion in node_id_of:
+            labels = swarm_nodes[node_id_of[minion]]["labels"]
+            todo = __utils__["ag_cluster.label_changes"](labels, node.get("labels") or [])
+            if todo["set"] or todo["remove"]:
+                plan[minion] = todo
+    pending = sorted(set(cluster["nodes"]) - set(node_id_of))
+    strangers = sorted(holder[n] for n in swarm_nodes if n not in minion_of
+                       and __utils__["ag_cluster.label_holders"]({"x": swarm_nodes[n]["labels"]}))
+    notes = []
+    if pending:
+        notes.append(f"not in the swarm yet (labelled when they join): {', '.join(pending)}")
+    if strangers:
+        notes.append("carrying managed labels but not in pillar, left alone: " + ", ".join(strangers))
+
+    if not plan:
+        ret["comment"] = "; ".join(["every joined node carries its pillar labels"] + notes)
+        return ret
+    ret["changes"] = plan
+    if __opts__["test"]:
+        ret.update(result=None,
+                   comment="; ".join([f"labels would change on {', '.join(plan)}"] + notes))
+        return ret
+    done = {}
+    for minion, todo in plan.items():
+        node = swarm_nodes[node_id_of[minion]]
+        try:
+            __salt__["ag_docker.node_set_labels"](
+                node["id"], __utils__["ag_cluster.apply_label_changes"](node["labels"], todo),
+                version=node["version"], spec=node["spec"])
+        except CommandExecutionError as exc:
+            ret["changes"] = done
+            return _fail(ret, f"labels of {minion}: {exc}")
+        done[minion] = todo
+    ret["comment"] = "; ".join([f"labels changed on {', '.join(plan)}"] + notes)
+    return ret

@@ -1,0 +1,15 @@
+{%- from "swarm/map.jinja" import swarm with context %}
+{%- if swarm.node and not swarm.is_manager %}
+
+# the manager may be initializing its swarm in the same run: wait for its join token
+swarm-joined:
+  ag_swarm.joined:
+    - name: {{ grains["id"] }}
+    - manager: {{ swarm.manager }}
+    - manager_addr: {{ swarm.manager_addr }}
+    - advertise_addr: {{ swarm.node.address }}
+    - role: {{ swarm.node.role }}
+    - retry:
+        attempts: 30
+        interval: 2
+{%- endif %}
