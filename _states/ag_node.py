@@ -203,13 +203,13 @@ def _read(path, default=""):
         return default
 
 
-def nfs_mounted(name, device, opts, fstype="nfs", fstab="/etc/fstab", server_wait=0,
+def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_wait=0,
                 timeout=60):
-    """Mount ``device`` (server:/export) on ``name`` now and at boot (fstab), with ``opts``.
+    """Mount ``device`` (server:/export) on ``name`` now and at boot (fstab), with ``options``.
     Before mounting, wait up to ``server_wait`` seconds for the server to answer."""
     ret = _ret(name)
     name = name.rstrip("/") or "/"
-    opts = list(opts)
+    opts = list(options)
     node = __grains__.get("id", "this node")
     server = device.split(":", 1)[0]
 

@@ -18,7 +18,7 @@ nfs-client-checkout-mounted:
   ag_node.nfs_mounted:
     - name: {{ nfs.path }}
     - device: {{ nfs.server_address }}:{{ nfs.path }}
-    - opts: {{ nfs.mount_options | json }}
+    - options: {{ nfs.mount_options | json }}
     - server_wait: {{ nfs.server_wait }}
     - require:
       - pkg: nfs-client-pkg-installed

@@ -1,6 +1,7 @@
 """salt/docker and salt/limits on tier 1 (docker source external, no systemd, no NFS): the
 admin's daemon.json keys survive, dockerd restarts only when its config changed, containers
-get the pillar's nofile, test=True and a second run change nothing."""
+get the pillar's nofile, test=True and a second run change nothing. And the NFS client's
+failure when its server does not answer (tier 1 has no NFS server: nothing answers)."""
 
 import json
 
@@ -9,6 +10,12 @@ import pytest
 PROBE_IMAGE = "agbed/busybox:latest"
 ADMIN_KEY = ("max-concurrent-uploads", 3)  # a key only the admin sets
 SLS = "docker,limits"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def synced(netns_bed):
+    """state.apply of single SLS does not sync custom states (only highstate does)."""
+    netns_bed.salt("*", "saltutil.sync_states")
 
 
 def apply(bed, *args):
@@ -97,3 +104,21 @@ def test_nofile_change_restarts_dockerd_and_reaches_containers(netns_bed, nofile
         assert "docker-config-daemon-json-merged" in changed(states)
         assert dockerd_pid(bed, node) != pids[node], f"{node}: dockerd not restarted"
         assert container_nofile(bed, node) == [lower, lower]
+
+
+@pytest.mark.parametrize("test_mode", [True, False])
+def test_nfs_client_fails_on_unreachable_server_touching_nothing(netns_bed, test_mode):
+    bed, node, path = netns_bed, "nuc2", "/srv/ag-nfs-probe"
+    server = bed.addr("nuc1")
+    fstab = bed.exec(node, "cat", "/etc/fstab").stdout
+    out = bed.salt(node, "state.single", "ag_node.nfs_mounted", f"name={path}",
+                   f"device={server}:{path}", 'options=["rw", "hard", "_netdev"]',
+                   "server_wait=2", f"test={test_mode}")
+    (ret,) = out[node].values()
+    if test_mode:
+        assert ret["result"] is None and set(ret["changes"]) == {"fstab", "mount"}
+    else:
+        assert ret["result"] is False and ret["changes"] == {}
+        assert f"NFS server {server}" in ret["comment"] and path in ret["comment"]
+    assert bed.exec(node, "cat", "/etc/fstab").stdout == fstab
+    assert bed.exec(node, "test", "-e", path, check=False).returncode == 1
