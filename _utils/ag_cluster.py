@@ -207,9 +207,9 @@ def validate(autograder, known_minions=None, current_holders=None) -> list:
         return [f"pillar key autograder is missing or not a mapping ({SEE})"]
     cluster = autograder.get("cluster")
     errors = _check_cluster(cluster) + _check_swarm(autograder.get("swarm"))
-    if errors:
+    nodes = cluster.get("nodes") if isinstance(cluster, dict) else None
+    if not isinstance(nodes, dict):
         return errors
-    nodes = cluster["nodes"]
     errors += _check_single_labels(nodes)
     if known_minions is not None:
         errors += [f"node {node_id} is in autograder:cluster:nodes but no accepted minion has "

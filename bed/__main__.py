@@ -18,8 +18,9 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from . import config, host, images, netns, pillar
+from . import config, host, images, netns, pillar, validate
 from .util import load_state, log, save_state, wait_for
 
 
@@ -149,6 +150,15 @@ def cmd_test(pytest_args) -> int:
     return res.returncode
 
 
+def cmd_validate(pillar_dir: str, minion_id: str) -> int:
+    errors = validate.validate(Path(pillar_dir), minion_id)
+    for error in errors:
+        print(f"error: {error}")
+    if not errors:
+        print(f"{pillar_dir}: the autograder pillar of {minion_id} is valid")
+    return 1 if errors else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,6 +175,10 @@ def main(argv=None) -> int:
     p_exec.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("demo").add_argument("--vm", action="store_true")
     sub.add_parser("test", add_help=False).add_argument("args", nargs=argparse.REMAINDER)
+    p_validate = sub.add_parser("validate")
+    p_validate.add_argument("pillar_dir")
+    p_validate.add_argument("--minion", default="validate",
+                            help="minion id to render the pillar for (default: validate)")
     for tool in ("salt", "salt-run", "salt-key"):
         sub.add_parser(tool, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -187,6 +201,8 @@ def main(argv=None) -> int:
         return cmd_demo("vm" if args.vm else "netns")
     elif args.cmd == "test":
         return cmd_test(args.args)
+    elif args.cmd == "validate":
+        return cmd_validate(args.pillar_dir, args.minion)
     elif args.cmd in ("salt", "salt-run", "salt-key"):
         os.execv(str(config.SALT_BIN / args.cmd), host.salt_cmd(args.cmd, *args.args))
     return 0
