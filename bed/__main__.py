@@ -116,7 +116,7 @@ def cmd_images() -> None:
     tier, names = current()
     built = images.build_all()
     for name, info in built.items():
-        print(f"{name:9} {' '.join(info['tags'])}  {info['size'] / 1e6:.0f} MB  "
+        print(f"{name:9} {' '.join(info['tags'])}  {info['size'] / 1e6:.1f} MB  "
               f"built in {info['build_seconds']}s  {info['id'][:19]}")
     if tier:
         for node in names:

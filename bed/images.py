@@ -4,8 +4,10 @@ Every image is written straight in `docker save` format (layer tars, an image co
 manifest.json), so building needs no dockerd and no network but Debian's mirror for the
 debootstrap. The tarballs are cached under config.CACHE_DIR/images, shared by every bed
 (a lock file serialises builders, each file appears by atomic rename), and rebuilt only when
-an image's inputs change. `load_into` loads into one node the images it lacks; both tiers
-call it with their own `node_exec`.
+an image's inputs change. An image built on a base (registry on busybox, the stand-ins on
+debian) is saved thin: its manifest lists every layer but the tarball carries only its own,
+since `docker load` never opens a layer the daemon already has; `load_into`, which loads into
+one node the images it lacks, loads bases first. Both tiers call it with their own `node_exec`.
 
   agbed/debian:bookworm    debootstrap --variant=minbase bookworm + python3
   agbed/busybox:latest     Debian's busybox-static, its applets as symlinks
@@ -242,14 +244,16 @@ def meta(name: str) -> dict:
 
 def _key(img: Image) -> str:
     inputs = {"tags": img.tags, "config": img.config, "layer": LAYERS[img.layer][1](),
-              "base": _key(BY_NAME[img.base]) if img.base else None, "format": 1}
+              "base": _key(BY_NAME[img.base]) if img.base else None, "format": 2}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def _base_layers(img: Image, into: Path) -> list:
-    """Extract the layer tars of the image's base from the base's cached tarball."""
+    """Extract the layer tars of the image's base from the base's cached (full) tarball."""
     if not img.base:
         return []
+    if BY_NAME[img.base].base:
+        raise ValueError(f"image {img.name}: its base {img.base} must not have a base itself")
     with tarfile.open(tarball(img.base)) as saved:
         manifest = json.load(saved.extractfile("manifest.json"))[0]
         paths = []
@@ -265,7 +269,7 @@ def _build(img: Image, key: str) -> None:
     started = time.monotonic()
     log(f"images: building {img.tags[0]}")
     with _scratch_dir() as build:
-        layers = _base_layers(img, build)
+        layers = _base_layers(img, build)  # hashed for the config's diff_ids, not saved
         own = build / "own.tar"
         LAYERS[img.layer][0](own)
         layers.append(own)
@@ -281,8 +285,8 @@ def _build(img: Image, key: str) -> None:
                      "Layers": [f"{d}/layer.tar" for d in diff_ids]}]
         tmp = build / "image.tar"
         with tarfile.open(tmp, "w") as out:
-            for digest, path in zip(diff_ids, layers, strict=True):
-                out.add(path, f"{digest}/layer.tar")
+            # thin: the base's layers are on the node before this image is loaded
+            out.add(own, f"{diff_ids[-1]}/layer.tar")
             for name, data in ((f"{image_id}.json", config_bytes),
                                ("manifest.json", json.dumps(manifest).encode())):
                 info = tarfile.TarInfo(name)
@@ -296,7 +300,7 @@ def _build(img: Image, key: str) -> None:
     tmp_meta.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp_meta, _meta_path(img.name))
     log(f"images: {img.tags[0]} built in {info['build_seconds']}s, "
-        f"{info['size'] / 1e6:.0f} MB")
+        f"{info['size'] / 1e6:.1f} MB")
 
 
 @contextmanager
@@ -336,10 +340,12 @@ def missing(node_exec, node: str) -> list:
 
 
 def load_into(node_exec, node: str, names=None) -> list:
-    """Load into `node` the images (all by default, else those named) it lacks; return the
-    names loaded. `node_exec(node, argv, **subprocess_kw)` runs argv on the node (tier 1:
-    bed.netns.node_exec; tier 2: the same over ssh) and must pass `stdin` through, since the
-    tarball is streamed to `docker load` on the node's stdin."""
+    """Load into `node` the images (all by default, else those named, with their bases) it
+    lacks, bases first; return the names loaded. `node_exec(node, argv, **subprocess_kw)`
+    runs argv on the node (tier 1: bed.netns.node_exec; tier 2: the same over ssh) and must
+    pass `stdin` through, since the tarball is streamed to `docker load` on the node's stdin."""
+    if names is not None:
+        names = set(names) | {BY_NAME[n].base for n in names if BY_NAME[n].base}
     wanted = [n for n in missing(node_exec, node) if names is None or n in names]
     for name in wanted:
         with open(tarball(name), "rb") as f:
