@@ -1,0 +1,57 @@
+{#- The guide's "Other Tweaks" and first-steps settings that are baked into images or read
+    from upstream's own files. Each edit rewrites one assignment in place, so it is idempotent
+    and re-applies cleanly after a `git pull` restored upstream's line. Worker counts are not
+    here: they go into the compose override (ag/override.sls), upstream's compose stays as is. #}
+{%- from 'ag/map.jinja' import app with context %}
+{%- set root = app.checkout %}
+
+ag-tweaks-site-domain-env:
+  file.replace:
+    - name: {{ root }}/autograder-server/_prod.env
+    - pattern: '^(ALLOWED_HOSTS|SITE_DOMAIN)=.*$'
+    - repl: '\1={{ app.site_domain }}'
+
+ag-tweaks-site-domain-nginx:
+  file.replace:
+    - name: {{ root }}/nginx/production/conf.d/default.conf
+    - pattern: '^(\s*server_name)\s+[^;]*;'
+    - repl: '\1 {{ app.site_domain }};'
+
+ag-tweaks-site-domain-redirect:
+  file.replace:
+    - name: {{ root }}/nginx/production/conf.d/default.conf
+    - pattern: 'return 301 https://[^$]*\$request_uri;'
+    - repl: 'return 301 https://{{ app.site_domain }}$request_uri;'
+
+ag-tweaks-client-max-body-size:
+  file.replace:
+    - name: {{ root }}/nginx/production/conf.d/default.conf
+    - pattern: '^(\s*client_max_body_size)\s+[^;]*;'
+    - repl: '\1 {{ app.client_max_body_size }};'
+
+ag-tweaks-sysadmin-contact:
+  file.replace:
+    - name: {{ root }}/ag-website-vue/src/constants.ts
+    - pattern: "^(export const SYSADMIN_CONTACT\\s*=\\s*).*;$"
+    - repl: "\\1'{{ app.sysadmin_contact }}';"
+
+ag-tweaks-max-command-timeout:
+  file.replace:
+    - name: {{ root }}/ag-website-vue/src/constants.ts
+    - pattern: '^(export const MAX_COMMAND_TIMEOUT\s*=\s*)\d+;$'
+    - repl: '\g<1>{{ app.max_subprocess_timeout }};'
+
+ag-tweaks-max-subprocess-timeout:
+  file.replace:
+    - name: {{ root }}/autograder-server/autograder/core/constants.py
+    - pattern: '^MAX_SUBPROCESS_TIMEOUT\s*=\s*\d+'
+    - repl: 'MAX_SUBPROCESS_TIMEOUT = {{ app.max_subprocess_timeout }}'
+
+{#- Secrets are mounted at run time (see ag/override.sls), never built into an image. #}
+ag-tweaks-dockerignore-secrets:
+  file.append:
+    - name: {{ root }}/autograder-server/.dockerignore
+    - text:
+      - autograder/settings/secrets
+      - autograder/settings/oauth2_secrets.json
+      - generate_secrets_venv

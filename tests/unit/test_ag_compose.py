@@ -1,0 +1,59 @@
+"""The compose override rewrites only worker counts and mounts secrets instead of baking them."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_utils"))
+import ag_compose  # noqa: E402
+
+UPSTREAM = Path(__file__).resolve().parents[1] / "standin/autograder-full-stack/docker-compose.yml"
+UPSTREAM_CONCURRENCY = {"celery_small_tasks": 4, "celery_project_downloads": 2, "celerybeat": 1,
+                        "grader": 2, "tiny_grader": 1, "fast_grader": 2, "tiny_fast_grader": 1,
+                        "deferred_grader": 2, "tiny_deferred_grader": 1, "rerun_grader": 2,
+                        "tiny_rerun_grader": 1, "image_builder": 1}
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load(UPSTREAM.read_text())
+
+
+def test_upstream_values_change_no_command(compose):
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
+    assert not [name for name, svc in out["services"].items() if "command" in svc]
+
+
+def test_workers_and_concurrency_rewritten_in_place(compose):
+    out = ag_compose.override(compose, 9, {**UPSTREAM_CONCURRENCY, "grader": 6, "rerun_grader": 1})
+    services = out["services"]
+    assert services["django"]["command"] == compose["services"]["django"]["command"].replace(
+        "--workers=4", "--workers=9")
+    assert services["grader"]["command"].endswith("--loglevel=info -c 6")
+    assert services["rerun_grader"]["command"].endswith(" -c 1")
+    assert "command" not in services["tiny_grader"]  # unchanged from upstream
+    assert set(n for n, s in services.items() if "command" in s) == {"django", "grader",
+                                                                      "rerun_grader"}
+
+
+def test_secrets_mounted_into_every_server_built_service_only(compose):
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
+    mounted = {n for n, s in out["services"].items() if "volumes" in s}
+    from_server = {n for n, s in compose["services"].items()
+                   if (s.get("build") or {}).get("context") == "./autograder-server"}
+    assert mounted == from_server
+    assert {"django", "grader", "celerybeat"} <= mounted and "nginx" not in mounted
+    assert out["services"]["django"]["volumes"] == [
+        "./autograder-server/autograder/settings/secrets:"
+        "/usr/src/app/autograder/settings/secrets:ro",
+        "./autograder-server/autograder/settings/oauth2_secrets.json:"
+        "/usr/src/app/autograder/settings/oauth2_secrets.json:ro",
+    ]
+
+
+def test_missing_secret_files_are_not_mounted(compose):
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY,
+                              secret_paths=("autograder/settings/secrets",))
+    assert len(out["services"]["django"]["volumes"]) == 1
