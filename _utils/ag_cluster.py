@@ -191,7 +191,7 @@ def move_errors(cluster: dict, current_holders: dict) -> list:
     for label in DATA_LABELS:
         now = current_holders.get(label, [])
         new = wanted.get(label, [])
-        if now and new and set(now) != set(new) and label not in allowed:
+        if now and new and not set(new) <= set(now) and label not in allowed:
             errors.append(
                 f"label {label} would move from {' and '.join(now)} to {' and '.join(new)}, "
                 f"but its data lives on {' and '.join(now)}; move the data first, then add "
