@@ -145,7 +145,8 @@ def _deploy(bed, manager, nodes, labels, labelled) -> dict:
     builds = {}
     for svc in compose["services"].values():
         if "build" in svc:
-            key = (svc["build"]["context"], svc["build"].get("dockerfile", "Dockerfile"))
+            build = svc["build"] if isinstance(svc["build"], dict) else {"context": svc["build"]}
+            key = (build["context"], build.get("dockerfile", "Dockerfile"))
             builds.setdefault(key, set()).add(svc["image"])
     script = [f"cd {CHECKOUT}"]
     for (context, dockerfile), tags in sorted(builds.items()):

@@ -1,13 +1,13 @@
 #!/bin/sh
 # Stand-in nginx: fails at start where nginx fails (a certificate, key or dhparam file named
-# in conf.d is missing; an upstream server's host does not resolve), then answers on every `listen`
+# in conf.d is missing; a proxy_pass host does not resolve), then answers on every `listen`
 # port with a page showing the settings a deployer tweaks (server_name, client_max_body_size).
 trap 'exit 0' TERM INT
 conf=$(cat /etc/nginx/conf.d/*.conf) || { echo 'nginx: [emerg] no conf in /etc/nginx/conf.d' >&2; exit 1; }
 for f in $(echo "$conf" | sed -n 's/^ *ssl_\(certificate\|certificate_key\|dhparam\) \+\([^;]*\);.*/\2/p'); do
   [ -r "$f" ] || { echo "nginx: [emerg] cannot load certificate \"$f\": BIO_new_file() failed" >&2; exit 1; }
 done
-for host in $(echo "$conf" | sed -n 's/^ *server \+\([A-Za-z0-9_.-]\+\)\(:[0-9]\+\)\? *;.*/\1/p' | sort -u); do
+for host in $(echo "$conf" | sed -n 's|^ *proxy_pass \+https\?://\([^:/;]\+\).*|\1|p' | sort -u); do
   nslookup "$host" 127.0.0.11 >/dev/null 2>&1 || { echo "nginx: [emerg] host not found in upstream \"$host\"" >&2; exit 1; }
 done
 {

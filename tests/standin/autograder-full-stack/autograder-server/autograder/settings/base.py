@@ -23,7 +23,7 @@ if sys.argv[0] != "generate_secrets.py":
         GPG_KEY_PASSWORD = f.read()
 
 DEBUG = False
-ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost").replace(",", " ").split()
+ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "").split()
 SITE_DOMAIN = os.environ.get("SITE_DOMAIN", "localhost:8080")
 MEDIA_ROOT = os.environ.get("MEDIA_ROOT", os.path.join(BASE_DIR, "media_root"))
 USE_NGINX_X_ACCEL = os.environ.get("USE_NGINX_X_ACCEL", "false").lower() == "true"
