@@ -2,11 +2,14 @@
 compose file matches upstream's facts, generate_secrets.py keeps what exists, and manage.py
 migrate / shell against the bed's postgres stand-in leave persistent, idempotent results."""
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -66,6 +69,12 @@ def test_compose_file_is_upstreams_shape(checkout):
     consts = (checkout / "ag-website-vue/src/constants.ts").read_text()
     assert "SYSADMIN_CONTACT = 'your instructor or system administrator'" in consts
     assert "MAX_COMMAND_TIMEOUT = 90" in consts
+
+
+def _get(port, path, host):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return res.read().decode()
 
 
 def _free_port():
@@ -131,6 +140,25 @@ def test_secrets_migrate_and_bootstrap(checkout, postgres):
     out2 = run("manage.py", "shell", stdin=bootstrap)
     assert out1.stdout.strip() == "created ['admin@example.edu']", out1.stderr
     assert out2.stdout.strip() == "exists ['admin@example.edu']", out2.stderr
+    port = _free_port()
+    env = {**os.environ, "AG_DB_HOST": "127.0.0.1", "AG_DB_PORT": str(postgres),
+           "AG_DB_PASSWORD": "s3cret", "ALLOWED_HOSTS": "ag.bed.test"}
+    gunicorn = subprocess.Popen(
+        [sys.executable, "standin/bin/gunicorn", "--workers=3", "autograder.wsgi:application",
+         "--bind", f"127.0.0.1:{port}", "--timeout", "120"],
+        cwd=server, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "Listening at" in gunicorn.stdout.readline()
+        status = json.loads(_get(port, "/api/standin/", "ag.bed.test"))
+        assert status["gunicorn_workers"] == 3 and status["max_subprocess_timeout"] == 90
+        assert json.loads(_get(port, "/api/courses/", "ag.bed.test")) == [
+            {"pk": 1, "name": "My Course", "admins": ["admin@example.edu"]}]
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            _get(port, "/api/standin/", "autograder.io")  # not in ALLOWED_HOSTS
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait(10)
+
     dup = run("manage.py", "shell", "-c",
               "from autograder.core.models import Course\n"
               "Course.objects.validate_and_create(name='My Course')")

@@ -13,12 +13,20 @@ def _body(path):
     if path == "/api/standin/":
         from autograder.core import constants
 
+        # what a deployment configured; never a secret's value
         return {
             "site_domain": settings.SITE_DOMAIN,
             "allowed_hosts": settings.ALLOWED_HOSTS,
             "use_nginx_x_accel": settings.USE_NGINX_X_ACCEL,
             "gunicorn_workers": int(os.environ.get("GUNICORN_STANDIN_WORKERS", "1")),
             "max_subprocess_timeout": constants.MAX_SUBPROCESS_TIMEOUT,
+            "oauth2_provider": settings.OAUTH2_PROVIDER,
+            "oauth2_secrets_present": os.path.exists(settings.OAUTH2_SECRETS_PATH),
+            "email_from_addr": settings.EMAIL_FROM_ADDR,
+            "email_host": settings.EMAIL_HOST,
+            "email_port": settings.EMAIL_PORT,
+            "db_host": settings.DATABASES["default"]["HOST"],
+            "secrets_dir": settings.SECRETS_DIR,
         }
     if path == "/api/courses/":
         from autograder.core.models import Course
