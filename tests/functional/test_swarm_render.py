@@ -1,0 +1,89 @@
+"""salt/swarm compiled by Salt's real loaders (salt-call --local state.show_sls): which node
+gets which swarm state with which pillar values, and a bad pillar stops the rendering."""
+
+import copy
+
+import pytest
+
+PILLAR = {
+    "cluster": {
+        "manager": "nuc1",
+        "nodes": {
+            "nuc1": {"address": "198.18.0.11",
+                     "labels": ["registry", "database", "cache", "rabbitmq_broker",
+                                "custom_image_registry", "webserver", "django_app"]},
+            "nuc2": {"address": "198.18.0.12", "labels": ["grader"]},
+            "nuc3": {"address": "198.18.0.13", "labels": ["deferred_grader"], "role": "manager"},
+        },
+    },
+    "swarm": {"default_addr_pool": ["10.20.0.0/16"], "default_addr_pool_mask_length": 26,
+              "network": {"attachable": True}},
+}
+
+
+def compiled(local_minion, minion, pillar=PILLAR):
+    """{state id: {arg: value, "__fun__": module.function}}, or the render errors."""
+    ret = local_minion(pillar, minion_id=minion).call("state.show_sls", "swarm")
+    if isinstance(ret, list):
+        return ret
+    states = {}
+    for sid, body in ret.items():
+        mod = next(k for k in body if not k.startswith("__"))
+        args = {k: v for item in body[mod] if isinstance(item, dict) for k, v in item.items()}
+        args["__fun__"] = mod + "." + next(f for f in body[mod] if isinstance(f, str))
+        states[sid] = args
+    return states
+
+
+def test_the_manager_initializes_creates_the_network_and_labels(local_minion):
+    states = compiled(local_minion, "nuc1")
+    assert sorted(states) == ["swarm-initialized", "swarm-labels-reconciled",
+                              "swarm-network-present"]
+    init = states["swarm-initialized"]
+    assert init["advertise_addr"] == "198.18.0.11"
+    assert init["default_addr_pool"] == ["10.20.0.0/16"]
+    assert init["default_addr_pool_mask_length"] == 26
+    assert init["members"] == {"nuc2": "worker", "nuc3": "manager"}
+    net = states["swarm-network-present"]
+    assert (net["name"], net["attachable"], net["driver"]) == ("ag-swarm-network", True, "overlay")
+    labels = states["swarm-labels-reconciled"]["cluster"]
+    assert labels["nodes"]["nuc2"] == {"address": "198.18.0.12", "labels": ["grader"],
+                                       "role": "worker"}
+    assert labels["nodes"]["nuc1"]["role"] == "manager"
+
+
+def test_a_member_joins_the_manager_with_its_role(local_minion):
+    states = compiled(local_minion, "nuc3")
+    assert list(states) == ["swarm-joined"]
+    joined = states["swarm-joined"]
+    assert joined["__fun__"] == "ag_swarm.joined"
+    assert (joined["manager"], joined["manager_addr"], joined["advertise_addr"], joined["role"]) \
+        == ("nuc1", "198.18.0.11", "198.18.0.13", "manager")
+    assert joined["retry"]["attempts"] > 1
+
+
+def test_a_minion_outside_the_cluster_gets_no_swarm_state(local_minion):
+    assert compiled(local_minion, "printer") == {}
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda p: p["cluster"]["nodes"]["nuc2"]["labels"].append("tiny_grader"),
+     "node nuc2: labels grader and tiny_grader"),
+    (lambda p: p["cluster"]["nodes"]["nuc3"]["labels"].append("cache"),
+     "label cache is on nodes nuc1 and nuc3"),
+    (lambda p: p["swarm"].update(default_addr_pool_mask_length="big"),
+     "default_addr_pool_mask_length"),
+], ids=["two-graders", "cache-twice", "mask-type"])
+def test_a_bad_pillar_stops_the_rendering(local_minion, edit, words):
+    pillar = copy.deepcopy(PILLAR)
+    edit(pillar)
+    errors = compiled(local_minion, "nuc2", pillar)
+    assert isinstance(errors, list) and words in "\n".join(errors)
+
+
+def test_ag_pillar_validate_reports_the_errors(local_minion):
+    pillar = copy.deepcopy(PILLAR)
+    pillar["cluster"]["nodes"]["nuc2"]["labels"] = ["gpu"]
+    ret = local_minion(pillar, minion_id="nuc2").call("ag_pillar.validate")
+    assert ret["valid"] is False
+    assert any("node nuc2: label 'gpu'" in e for e in ret["errors"])
