@@ -71,6 +71,16 @@ def test_compose_file_is_upstreams_shape(checkout):
     assert "MAX_COMMAND_TIMEOUT = 90" in consts
 
 
+def test_written_as_a_git_checkout(tmp_path):
+    root = standin.write(tmp_path / "afs", git=True)
+    (root / "autograder-server/autograder/settings/secrets").mkdir()
+    (root / "autograder-server/autograder/settings/secrets/secret_key").write_text("x")
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
+                            capture_output=True, text=True, check=True).stdout
+    assert status == ""  # committed, and the secrets dir is ignored as upstream ignores it
+    assert (root / ".gitmodules").read_text().count("branch = release-2024.08.x") == 2
+
+
 def _get(port, path, host):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
     with urllib.request.urlopen(req, timeout=10) as res:
