@@ -41,8 +41,9 @@ def test_workers_and_concurrency_rewritten_in_place(compose):
 def test_secrets_mounted_into_every_server_built_service_only(compose):
     out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
     mounted = {n for n, s in out["services"].items() if "volumes" in s}
-    from_server = {n for n, s in compose["services"].items()
-                   if (s.get("build") or {}).get("context") == "./autograder-server"}
+    from_server = {n for n, s in compose["services"].items()  # upstream: build may be a str
+                   if isinstance(s.get("build"), dict)
+                   and s["build"]["context"] == "./autograder-server"}
     assert mounted == from_server
     assert {"django", "grader", "celerybeat"} <= mounted and "nginx" not in mounted
     assert out["services"]["django"]["volumes"] == [
