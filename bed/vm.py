@@ -1,0 +1,321 @@
+"""Tier 2: VM nodes. Each node is a qemu guest (software emulation: nested KVM does not work
+here) of Debian 12 with its own kernel, systemd, package database and salt-minion, on the
+bed's bridge through a tap. One base image, built by bed/vm-image/build.sh and cached for every
+bed, boots any node of any bed: the node's name, address, master and keys come on the kernel
+command line. Each node writes only to its own qcow2 overlay. The guests have no route out;
+apt reaches Debian through an apt-cacher-ng on the host's bridge address."""
+
+import fcntl
+import hashlib
+import json
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from . import config, host
+from .util import log, ok, pid_alive, run, stop_pid, wait_for
+
+TIER = "vm"
+IMAGE_SRC = config.REPO / "bed/vm-image"
+VM_DIR = config.BED_DIR / "vm"
+SSH_KEY = VM_DIR / "id_ed25519"
+ACNG_DIR = VM_DIR / "apt-cacher-ng"
+# the proxy's cache outlives `down --wipe`; one per bed, two daemons never share a cache
+ACNG_CACHE = config.CACHE_DIR / f"apt-cacher-ng-bed{config.BED_ID}"
+ACNG_PORT = 3142
+QEMU = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2",
+        "-m", "2048"]
+BOOT_TIMEOUT = 600  # three guests in emulation on two busy cores
+POWEROFF_TIMEOUT = 90
+
+
+# ---------------------------------------------------------------- the cached base image
+
+def image_key() -> str:
+    """Hash of everything that goes into the image: rebuilt when any of it changes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in IMAGE_SRC.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(IMAGE_SRC)).encode() + b"\0")
+        digest.update(oct(path.stat().st_mode & 0o111).encode() + path.read_bytes())
+    pins = [line for line in (config.REPO / "requirements.txt").read_text().splitlines()
+            if line.startswith(("salt==", "docker=="))]
+    digest.update("\n".join(pins).encode())
+    return digest.hexdigest()[:12]
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's own apt uses (the guests' packages come from it)."""
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    for line in Path("/etc/apt/sources.list").read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["deb"] and "security" not in line:
+            return next(p for p in parts[1:] if "://" in p)
+    raise RuntimeError("found no Debian mirror in this machine's apt sources; the VM image "
+                       "needs one (add it to /etc/apt/sources.list.d)")
+
+
+def ensure_image() -> Path:
+    """The base image directory (root.img, vmlinuz, initrd.img, kernel-version); built once
+    for all beds under a lock, into a temporary name renamed into place when complete."""
+    final = config.CACHE_DIR / f"vm-{image_key()}"
+    if (final / "kernel-version").exists():
+        return final
+    config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(config.CACHE_DIR / "vm-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another bed may be building the same image
+        if (final / "kernel-version").exists():
+            return final
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a build that died
+        build_log = final.with_name(final.name + ".build.log")
+        log(f"building the VM image {final.name} (a few minutes; log: {build_log})")
+        started = time.monotonic()
+        with open(build_log, "w") as out:
+            res = subprocess.run(
+                [str(IMAGE_SRC / "build.sh"), str(tmp), debian_mirror(),
+                 str(config.SALT_BIN / "pip"), str(config.REPO / "requirements.txt")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
+        if res.returncode != 0:
+            raise RuntimeError(f"building the VM image failed; see {build_log}")
+        tmp.rename(final)
+        log(f"VM image built in {time.monotonic() - started:.0f}s, kernel "
+            f"{(final / 'kernel-version').read_text().strip()}")
+    return final
+
+
+# ---------------------------------------------------------------- per node
+
+def disk(name: str) -> Path:
+    return VM_DIR / f"{name}.qcow2"
+
+
+def pidfile(name: str) -> Path:
+    return VM_DIR / f"{name}.pid"
+
+
+def console_log(name: str) -> Path:
+    return VM_DIR / f"{name}.console"
+
+
+def tap_name(index: int) -> str:
+    return f"{config.NAME_PREFIX}t{index}"
+
+
+def mac(index: int) -> str:
+    return f"52:54:00:18:{config.BED_ID:02x}:{index:02x}"
+
+
+def qemu_pid(name: str):
+    """The guest's qemu PID, only if that process really is this guest's qemu."""
+    try:
+        pid = int(pidfile(name).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid if str(disk(name)).encode() in cmdline and pid_alive(pid) else None
+
+
+def ssh_argv(name: str) -> list:
+    addr = config.node_addr(TIER, config.node_index(name))
+    return ["ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", f"root@{addr}"]
+
+
+def node_exec(name: str, cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_argv(name) + ["--", shlex.join(cmd)], text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, **kw)
+
+
+def _ssh_key() -> str:
+    """The bed's own key pair; the public key reaches the guests on the kernel command line."""
+    if not SSH_KEY.exists():
+        VM_DIR.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"agbed{config.BED_ID}",
+             "-f", str(SSH_KEY)])
+    return SSH_KEY.with_suffix(".pub").read_text().split()[1]
+
+
+def _base_of(name: str, image: Path) -> Path:
+    """The base image the node's disk grows from (its kernel must match the disk's modules);
+    a node without a usable disk gets a fresh overlay on `image`."""
+    if disk(name).exists():
+        info = json.loads(run(["qemu-img", "info", "-U", "--output=json", str(disk(name))]).stdout)
+        base = Path(info.get("backing-filename", "")).parent
+        if (base / "kernel-version").exists():
+            return base
+        log(f"{name}: the base image of its disk is gone; starting it from a fresh disk")
+        disk(name).unlink()
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "root.img"), "-F", "raw",
+         str(disk(name))])
+    return image
+
+
+def _tap_up(index: int) -> None:
+    tap = tap_name(index)
+    if not ok(["ip", "link", "show", tap]):
+        run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"])
+    run(["ip", "link", "set", tap, "master", config.BRIDGE, "up"])
+
+
+def kernel_cmdline(name: str, index: int, ssh_key: str) -> str:
+    return " ".join([
+        "root=/dev/vda rw console=ttyS0 net.ifnames=0",
+        "apparmor=0",  # else every container fails to start
+        f"systemd.hostname={name}",
+        f"agbed.addr={config.node_addr(TIER, index)}/{config.PREFIX_LEN}",
+        f"agbed.host={config.BRIDGE_ADDR}",
+        f"agbed.docker_bip={config.docker_bip(index)}",
+        f"agbed.docker_pool={config.DOCKER_LOCAL_POOL}",
+        f"agbed.sshkey={ssh_key}",
+    ])
+
+
+def _launch(name: str, index: int, base: Path, ssh_key: str) -> None:
+    qemu_log = VM_DIR / f"{name}.qemu.log"
+    with open(qemu_log, "w") as out:
+        res = subprocess.run(
+            QEMU + [
+                "-name", name, "-display", "none", "-vga", "none", "-monitor", "none",
+                "-daemonize", "-pidfile", str(pidfile(name)),
+                "-serial", f"file:{console_log(name)}",
+                "-kernel", str(base / "vmlinuz"), "-initrd", str(base / "initrd.img"),
+                "-append", kernel_cmdline(name, index, ssh_key),
+                "-drive", f"file={disk(name)},if=virtio,format=qcow2,cache=unsafe",
+                "-netdev", f"tap,id=net0,ifname={tap_name(index)},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=net0,mac={mac(index)}",
+            ],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        )
+    if res.returncode != 0:
+        raise RuntimeError(f"{name}: qemu did not start: {qemu_log.read_text().strip()}")
+
+
+def _booted(name: str) -> bool:
+    if not qemu_pid(name):
+        raise RuntimeError(f"{name}: qemu exited while booting; see {console_log(name)}")
+    return node_exec(name, ["systemctl", "is-active", "salt-minion"]).stdout.strip() == "active"
+
+
+def up(indexes) -> None:
+    image = ensure_image()
+    ssh_key = _ssh_key()
+    _apt_proxy_up()
+    started = []
+    for i in indexes:
+        name = config.node_name(i)
+        if qemu_pid(name):
+            continue
+        base = _base_of(name, image)
+        _tap_up(i)
+        # the guest may carry another key than the master knows (fresh disk, tier 1 before)
+        run(host.salt_cmd("salt-key", "-y", "-d", name), check=False)
+        log(f"{name}: booting {config.node_addr(TIER, i)} (kernel "
+            f"{(base / 'kernel-version').read_text().strip()})")
+        _launch(name, i, base, ssh_key)
+        started.append(name)
+    for name in started:
+        wait_for(lambda n=name: _booted(n), BOOT_TIMEOUT,
+                 f"{name} to boot to a running salt-minion (console: {console_log(name)})",
+                 interval=2)
+        log(f"{name}: booted")
+
+
+def down(indexes, wipe: bool = False) -> None:
+    names = [config.node_name(i) for i in indexes]
+    alive = {name: pid for name in names if (pid := qemu_pid(name))}
+    poweroffs = [subprocess.Popen(ssh_argv(name) + ["systemctl poweroff"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+                 for name in alive]
+    for proc in poweroffs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + POWEROFF_TIMEOUT
+    for name, pid in alive.items():
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if pid_alive(pid):
+            log(f"{name}: did not power off in {POWEROFF_TIMEOUT}s; stopping its qemu")
+            stop_pid(pid)
+    for i, name in zip(indexes, names, strict=True):
+        pidfile(name).unlink(missing_ok=True)
+        subprocess.run(["ip", "link", "del", tap_name(i)], capture_output=True)
+        if wipe:
+            for path in (disk(name), console_log(name), VM_DIR / f"{name}.qemu.log"):
+                path.unlink(missing_ok=True)
+    if not any(qemu_pid(p.stem) for p in VM_DIR.glob("*.pid")):
+        _apt_proxy_down()
+
+
+def running(name: str) -> dict:
+    pid = qemu_pid(name)
+    res = node_exec(name, ["sh", "-c", "systemctl is-system-running; systemctl is-active "
+                                       "salt-minion"]) if pid else None
+    lines = res.stdout.split() if res and res.returncode != 255 else []
+    return {
+        "qemu": bool(pid),
+        "ssh": bool(lines),
+        "systemd": lines[:1] == ["running"],
+        "salt-minion": lines[1:2] == ["active"],
+    }
+
+
+# ---------------------------------------------------------------- the apt proxy
+
+def _acng_pid():
+    try:
+        pid = int((ACNG_DIR / "pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid if str(ACNG_DIR).encode() in cmdline and pid_alive(pid) else None
+
+
+def _proxy_answers() -> bool:
+    try:
+        socket.create_connection((config.BRIDGE_ADDR, ACNG_PORT), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _apt_proxy_up() -> None:
+    """apt-cacher-ng on the bridge address; its Debian backend is this machine's own mirror
+    (its built-in mirror lists do not resolve here)."""
+    if _acng_pid():
+        return
+    conf = ACNG_DIR / "conf"
+    shutil.rmtree(conf, ignore_errors=True)
+    shutil.copytree("/etc/apt-cacher-ng", conf)
+    (conf / "backends_debian").write_text(debian_mirror().rstrip("/") + "/\n")
+    (ACNG_DIR / "log").mkdir(exist_ok=True)
+    ACNG_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(ACNG_DIR / "out", "w") as out:
+        proc = subprocess.Popen(
+            ["/usr/sbin/apt-cacher-ng", "-c", str(conf), "ForeGround=1",
+             f"BindAddress={config.BRIDGE_ADDR}", f"Port={ACNG_PORT}",
+             f"CacheDir={ACNG_CACHE}", f"LogDir={ACNG_DIR / 'log'}",
+             f"SocketPath={ACNG_DIR / 'socket'}"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (ACNG_DIR / "pid").write_text(f"{proc.pid}\n")
+    wait_for(_proxy_answers, 30, f"the apt proxy on {config.BRIDGE_ADDR}:{ACNG_PORT}")
+
+
+def _apt_proxy_down() -> None:
+    pid = _acng_pid()
+    if pid:
+        stop_pid(pid)
+    (ACNG_DIR / "pid").unlink(missing_ok=True)

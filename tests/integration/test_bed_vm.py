@@ -1,0 +1,104 @@
+"""Tier 2 of the bed is real: qemu guests with their own kernel and systemd, minions that
+answer the bed's master, a network between them and kernel NFS between guests."""
+
+import json
+import subprocess
+
+import pytest
+
+from bed import config, vm
+
+pytestmark = pytest.mark.vm
+
+
+def sh(bed, node, script, check=True) -> subprocess.CompletedProcess:
+    return bed.exec(node, "sh", "-c", script, check=check)
+
+
+def test_three_minions_answer_the_master(vm_bed):
+    assert vm_bed.salt("*", "test.ping") == {n: True for n in vm_bed.nodes}
+    assert len(vm_bed.nodes) == 3
+    grains = vm_bed.salt("*", "grains.item", "agbed_tier", "id", "init")
+    for node in vm_bed.nodes:
+        assert grains[node] == {"agbed_tier": "vm", "id": node, "init": "systemd"}
+
+
+def test_systemd_runs_every_guest(vm_bed):
+    for node in vm_bed.nodes:
+        # "running": every unit started, none failed (degraded would name a broken unit)
+        state = sh(vm_bed, node, "systemctl is-system-running", check=False).stdout.strip()
+        assert state == "running", sh(vm_bed, node, "systemctl --failed --no-legend").stdout
+        assert vm_bed.exec(node, "cat", "/proc/1/comm").stdout.strip() == "systemd"
+        assert vm_bed.exec(node, "hostname").stdout.strip() == node
+        assert "ip_vs " in vm_bed.exec(node, "cat", "/proc/modules").stdout
+
+
+def test_each_guest_has_its_own_kernel_and_machine_id(vm_bed):
+    kernel = (config.CACHE_DIR / f"vm-{vm.image_key()}/kernel-version").read_text().strip()
+    assert kernel != subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    machine_ids, boot_ids = set(), set()
+    for node in vm_bed.nodes:
+        assert vm_bed.exec(node, "uname", "-r").stdout.strip() == kernel
+        machine_ids.add(vm_bed.exec(node, "cat", "/etc/machine-id").stdout.strip())
+        boot_ids.add(vm_bed.exec(node, "cat", "/proc/sys/kernel/random/boot_id").stdout.strip())
+    assert len(machine_ids) == len(boot_ids) == 3
+    assert "" not in machine_ids
+
+
+def test_guests_reach_each_other_and_nothing_else(vm_bed):
+    for node in vm_bed.nodes:
+        assert vm_bed.exec(node, "ip", "route", "show", "default").stdout.strip() == ""
+        addrs = vm_bed.exec(node, "ip", "-j", "-4", "addr", "show", "dev", "eth0").stdout
+        assert [a["local"] for a in json.loads(addrs)[0]["addr_info"]] == [vm_bed.addr(node)]
+        for other in vm_bed.nodes:
+            if other != node:
+                probe = (f"import socket; socket.create_connection(('{vm_bed.addr(other)}', 22),"
+                         " 5).close()")
+                assert vm_bed.exec(node, "python3", "-c", probe, check=False).returncode == 0, (
+                    f"{node} cannot reach {other} at {vm_bed.addr(other)}:22")
+
+
+def test_nfs4_mount_between_guests(vm_bed):
+    """Packages through the apt proxy, a kernel NFS export to one guest's address only, a
+    client mount from that guest; purged afterwards so the product's states install them."""
+    server, client, outsider = vm_bed.nodes[:3]
+    export = "/srv/agbed-nfs-test"
+    apt = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+    try:
+        sh(vm_bed, server, apt + "nfs-kernel-server >/dev/null")
+        sh(vm_bed, client, apt + "nfs-common >/dev/null")
+        sh(vm_bed, outsider, apt + "nfs-common >/dev/null")
+        sh(vm_bed, server, f"mkdir -p {export} /etc/exports.d && echo '{export} {vm_bed.addr(client)}"
+                           "(rw,sync,no_subtree_check,no_root_squash)' > /etc/exports.d/agbed.exports"
+                           " && exportfs -ra")
+        sh(vm_bed, client, f"mkdir -p /mnt/agbed && mount -t nfs4 {vm_bed.addr(server)}:{export}"
+                           " /mnt/agbed && echo written-by-client > /mnt/agbed/hello")
+        assert vm_bed.exec(server, "cat", f"{export}/hello").stdout == "written-by-client\n"
+        mounts = vm_bed.exec(client, "findmnt", "-n", "-o", "FSTYPE", "/mnt/agbed").stdout
+        assert mounts.strip() == "nfs4"
+        refused = sh(vm_bed, outsider, f"mkdir -p /mnt/agbed && timeout 60 mount -t nfs4 "
+                                       f"{vm_bed.addr(server)}:{export} /mnt/agbed", check=False)
+        assert refused.returncode != 0, f"{outsider} mounted an export meant for {client} only"
+    finally:
+        for node in (client, outsider):
+            sh(vm_bed, node, "umount /mnt/agbed; rmdir /mnt/agbed", check=False)
+        sh(vm_bed, server, f"rm -rf {export} /etc/exports.d/agbed.exports", check=False)
+        for node in (server, client, outsider):
+            sh(vm_bed, node, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove "
+                             "nfs-kernel-server nfs-common >/dev/null", check=False)
+
+
+def test_down_then_up_again(vm_bed):
+    sh(vm_bed, vm_bed.nodes[0], "echo kept > /root/agbed-marker")
+    machine_id = vm_bed.exec(vm_bed.nodes[0], "cat", "/etc/machine-id").stdout
+    vm_bed.cli("down")
+    for node in vm_bed.nodes:
+        assert vm.qemu_pid(node) is None
+        assert subprocess.run(["ip", "link", "show", vm.tap_name(config.node_index(node))],
+                              capture_output=True).returncode != 0
+    vm_bed.cli("up", "--vm", "--nodes", str(len(vm_bed.nodes)))
+    assert vm_bed.salt("*", "test.ping") == {n: True for n in vm_bed.nodes}
+    # the same guests came back, disks and identity kept
+    assert vm_bed.exec(vm_bed.nodes[0], "cat", "/root/agbed-marker").stdout == "kept\n"
+    assert vm_bed.exec(vm_bed.nodes[0], "cat", "/etc/machine-id").stdout == machine_id
+    vm_bed.exec(vm_bed.nodes[0], "rm", "/root/agbed-marker")
