@@ -5,8 +5,9 @@ the project talks to Docker.
 Named ``ag_docker`` so it never shadows Salt's ``docker``/``dockermod``/``swarm`` modules.
 Every function returns plain data (what a job return may hold); the swarm join token is the
 exception that never leaves this module: ``publish_join_tokens`` (on the manager) hands it to
-the master's mine with an ACL naming the minions that join with it, ``swarm_join`` (on the
-joining minion) fetches it from there, and no function returns or logs it.
+the master's mine with an ACL naming the minions waiting to join with it (and withdraws it when
+none waits), ``swarm_join`` (on the joining minion) fetches it from there, and no function
+returns or logs it.
 """
 
 import logging
@@ -39,6 +40,7 @@ __virtualname__ = "ag_docker"
 MINE_NODE = "ag_swarm_node"
 MINE_JOIN_TOKEN = "ag_swarm_join_token"  # + _worker / _manager
 SWARM_PORT = 2377
+ROLES = ("worker", "manager")
 # the swarm node certificate: subject O = cluster ID, OU = role, CN = node ID
 NODE_CERT = "swarm/certificates/swarm-node.crt"
 
@@ -130,16 +132,20 @@ def _join_tokens():
     return {"worker": tokens["Worker"], "manager": tokens["Manager"]}
 
 
+def _mine_request(load: dict) -> bool:
+    """A mine request of this minion to the master, synchronous: straight through the request
+    channel, not the event bus, so nothing on the way logs the data."""
+    with salt.channel.client.ReqChannel.factory(__opts__) as channel:
+        return bool(channel.send(dict(load, id=__opts__["id"])))
+
+
 def _mine_store(name: str, value, allow_minions=None) -> bool:
-    """Store `value` as this minion's mine entry `name` on the master, synchronously (straight
-    through the request channel, not the event bus, so nothing logs it on the way); with
-    `allow_minions`, only those minions may read it (the mine's allow_tgt ACL)."""
+    """Store `value` as this minion's mine entry `name`; with `allow_minions`, only those
+    minions may read it (the mine's allow_tgt ACL)."""
     if allow_minions is not None:
         value = salt.utils.mine.wrap_acl_structure(value, allow_tgt=list(allow_minions),
                                                    allow_tgt_type="list")
-    load = {"cmd": "_mine", "data": {name: value}, "id": __opts__["id"], "clear": False}
-    with salt.channel.client.ReqChannel.factory(__opts__) as channel:
-        return bool(channel.send(load))
+    return _mine_request({"cmd": "_mine", "data": {name: value}, "clear": False})
 
 
 def publish_swarm_node():
@@ -160,19 +166,24 @@ def published_swarm_nodes(minions):
     return {m: info for m, info in published.items() if m in minions and isinstance(info, dict)}
 
 
-def publish_join_tokens(members):
+def publish_join_tokens(waiting):
     """Put the join token of each role into the Salt mine (manager only), readable only by the
-    minions that join with that role: `members` maps minion id to role (worker/manager).
-    Returns whether the master stored them; the tokens themselves are never returned.
+    minions that wait to join with that role: `waiting` maps minion id to role (worker or
+    manager). The token of a role nobody waits for is withdrawn, so the master holds a token
+    only while a node is joining. Returns whether the master did it; never the tokens.
 
-    CLI Example: salt nuc1 ag_docker.publish_join_tokens '{nuc2: worker, nuc3: worker}'
+    CLI Example: salt nuc1 ag_docker.publish_join_tokens '{nuc4: worker}'
     """
-    tokens = _join_tokens()
-    stored = True
-    for role in sorted(set(members.values())):
-        allowed = sorted(minion for minion, r in members.items() if r == role)
-        stored &= _mine_store(f"{MINE_JOIN_TOKEN}_{role}", tokens[role], allow_minions=allowed)
-    return stored
+    tokens = _join_tokens() if waiting else {}
+    done = True
+    for role in ROLES:
+        name = f"{MINE_JOIN_TOKEN}_{role}"
+        allowed = sorted(minion for minion, r in waiting.items() if r == role)
+        if allowed:
+            done &= _mine_store(name, tokens[role], allow_minions=allowed)
+        else:
+            done &= _mine_request({"cmd": "_mine_delete", "fun": name})
+    return done
 
 
 def _token_from_mine(manager: str, role: str):

@@ -2,8 +2,8 @@
 
 ``ag_swarm.initialized`` (manager)
     A swarm with this node as its manager; no-op when this node already manages a swarm.
-    Each run publishes this node's swarm node ID and the join tokens to the Salt mine, the
-    tokens readable only by the minions that join with them.
+    Each run publishes this node's swarm node ID to the Salt mine, and the join tokens for
+    the members not in the swarm yet, readable only by them (withdrawn when none waits).
 
 ``ag_swarm.joined`` (every other node)
     This node a member of the manager's swarm, with the token the manager published (fetched
@@ -77,14 +77,33 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         ret["comment"] = f"{__opts__['id']} already manages swarm {info['cluster_id']}"
     if __opts__["test"]:
         return ret
-    published = (__salt__["ag_docker.publish_swarm_node"]()
-                 and __salt__["ag_docker.publish_join_tokens"](members or {}))
+    try:
+        waiting = _waiting(members or {}, info["cluster_id"])
+        published = (__salt__["ag_docker.publish_swarm_node"]()
+                     and __salt__["ag_docker.publish_join_tokens"](waiting))
+    except CommandExecutionError as exc:
+        return _fail(ret, f"{ret['comment']}; {exc}")
     if not published:
-        return _fail(ret, ret["comment"] + "; but the master did not store the join tokens in "
+        return _fail(ret, ret["comment"] + "; but the master did not update the join tokens in "
                                            "its mine, so no node can join: check the master log")
-    if members:
-        ret["comment"] += f"; join tokens published for {', '.join(sorted(members))}"
+    if waiting:
+        ret["comment"] += f"; join tokens published for {', '.join(sorted(waiting))}"
     return ret
+
+
+def _waiting(members, cluster_id):
+    """The members (minion → role) not in this manager's swarm yet, going by what each minion
+    published about itself: only they may read a join token."""
+    if not members:
+        return {}
+    in_swarm = {node["id"] for node in __salt__["ag_docker.nodes"]()}
+    published = __salt__["ag_docker.published_swarm_nodes"](list(members))
+    return {
+        minion: role for minion, role in members.items()
+        if not (published.get(minion, {}).get("state") == "active"
+                and published[minion].get("cluster_id") == cluster_id
+                and published[minion].get("node_id") in in_swarm)
+    }
 
 
 def joined(name, manager, manager_addr, advertise_addr, role="worker"):
@@ -124,8 +143,10 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         return _fail(ret, f"the manager {manager} has published no swarm yet; apply the swarm "
                           f"state on {manager} first")
     if not __salt__["ag_docker.join_token_published"](manager, role):
-        # a node new to the pillar: the manager publishes for the members of its own pillar
+        # the manager publishes tokens for the members of its own pillar that are not in its
+        # swarm (as they published themselves), only while they wait: ask it once per run
         if not __context__.get("ag_swarm.token_wanted"):
+            __salt__["ag_docker.publish_swarm_node"]()
             __salt__["event.fire_master"]({"manager": manager}, TOKEN_WANTED_EVENT)
             __context__["ag_swarm.token_wanted"] = True
         return _fail(ret, f"the manager {manager} has no {role} join token for {me} in the mine "

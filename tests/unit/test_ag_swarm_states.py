@@ -45,7 +45,7 @@ class FakeSwarm:
                       for n in ("nuc1", "nuc2", "nuc3")}
         self.info = {"state": "active", "role": "manager", "node_id": "id-nuc1",
                      "cluster_id": self.cluster_id}
-        self.mine = {n: {"node_id": f"id-{n}", "cluster_id": self.cluster_id,
+        self.mine = {n: {"state": "active", "node_id": f"id-{n}", "cluster_id": self.cluster_id,
                          "role": "manager" if n == "nuc1" else "worker"}
                      for n in ("nuc1", "nuc2", "nuc3")}
         self.calls = []
@@ -65,12 +65,16 @@ class FakeSwarm:
             "ag_docker.published_swarm_nodes": record(
                 "published", lambda minions: {m: self.mine[m] for m in minions if m in self.mine}),
             "ag_docker.publish_swarm_node": record("publish_node", lambda: True),
-            "ag_docker.publish_join_tokens": record("publish_tokens", lambda members: True),
+            "ag_docker.publish_join_tokens": record("publish_tokens", self.publish_tokens),
             "ag_docker.join_token_published": record("token?", lambda manager, role: True),
             "ag_docker.swarm_join": record("join", self.join),
             "ag_docker.swarm_init": record("init", lambda *a, **k: dict(self.info)),
             "event.fire_master": lambda data, tag: self.events.append((tag, data)),
         }
+
+    def publish_tokens(self, waiting):
+        self.token_readers = dict(waiting)
+        return True
 
     def set_labels(self, node_id, labels, version=None, spec=None):
         assert version is not None and spec is not None, "an extra inspect per node"
@@ -171,10 +175,19 @@ def test_labels_need_a_manager(fake):
     assert ret["result"] is False and "manager" in ret["comment"]
 
 
-def test_initialized_is_a_no_op_on_a_manager(fake):
+def test_initialized_is_a_no_op_on_a_manager_and_withdraws_tokens(fake):
     ret = states(fake).initialized("nuc1", "198.18.9.11", members={"nuc2": "worker"})
     assert ret["result"] is True and ret["changes"] == {}
-    assert "init" not in fake.calls and "publish_tokens" in fake.calls
+    assert "init" not in fake.calls
+    assert fake.token_readers == {}  # nuc2 is in the swarm: nobody may read a token
+
+
+def test_initialized_publishes_tokens_only_for_waiting_members(fake):
+    fake.mine["nuc3"]["state"] = "inactive"  # nuc3 left the swarm
+    members = {"nuc2": "worker", "nuc3": "worker", "nuc4": "manager"}  # nuc4: new in pillar
+    ret = states(fake).initialized("nuc1", "198.18.9.11", members=members)
+    assert fake.token_readers == {"nuc3": "worker", "nuc4": "manager"}
+    assert "join tokens published for nuc3, nuc4" in ret["comment"]
 
 
 def test_initialized_test_mode_on_a_fresh_node(fake):
