@@ -14,8 +14,8 @@ one node the images it lacks, loads bases first. Both tiers call it with their o
   agbed/registry:2         busybox + Debian's docker-registry binary; also tagged registry:2,
                            the name the guide's registry service and the stack's
                            sandboximageregistry use
-  agbed/postgres:standin   debian + bed/standin_server.py postgres; also postgres:<v> for
-                           POSTGRES_VERSIONS, the names a compose file pulls
+  postgres:<v>             debian + bed/standin_server.py postgres, for each of
+                           POSTGRES_VERSIONS (PG_MAJOR=<v>): the names a compose file pulls
   agbed/redis:standin      debian + bed/standin_server.py redis; also redis:latest
 """
 
@@ -80,11 +80,11 @@ IMAGES = (
           {"Env": [PATH_ENV], "Entrypoint": ["/bin/registry"],
            "Cmd": ["serve", "/etc/docker/registry/config.yml"],
            "Volumes": {"/var/lib/registry": {}}, "ExposedPorts": {"5000/tcp": {}}}),
-    Image("postgres", ("agbed/postgres:standin",) + tuple(f"postgres:{v}" for v in POSTGRES_VERSIONS),
-          "debian", "standin",
-          {"Env": [PATH_ENV, "PGDATA=/var/lib/postgresql/data"],
-           "Cmd": ["python3", "/usr/local/bin/ag-standin", "postgres"],
-           "Volumes": {"/var/lib/postgresql/data": {}}, "ExposedPorts": {"5432/tcp": {}}}),
+    *(Image(f"postgres{v}", (f"postgres:{v}",), "debian", "standin",
+            {"Env": [PATH_ENV, f"PG_MAJOR={v}", "PGDATA=/var/lib/postgresql/data"],
+             "Cmd": ["python3", "/usr/local/bin/ag-standin", "postgres"],
+             "Volumes": {"/var/lib/postgresql/data": {}}, "ExposedPorts": {"5432/tcp": {}}})
+      for v in POSTGRES_VERSIONS),
     Image("redis", ("agbed/redis:standin", "redis:latest"), "debian", "standin",
           {"Env": [PATH_ENV], "Cmd": ["python3", "/usr/local/bin/ag-standin", "redis"],
            "WorkingDir": "/data", "Volumes": {"/data": {}}, "ExposedPorts": {"6379/tcp": {}}}),
@@ -318,6 +318,9 @@ def build_all() -> dict:
             key = _key(img)
             if meta(img.name).get("key") != key or not tarball(img.name).exists():
                 _build(img, key)
+        for stale in [*IMAGES_DIR.glob("*.tar"), *IMAGES_DIR.glob("*.json")]:
+            if stale.stem not in BY_NAME:  # an image this code no longer makes
+                stale.unlink()
     return {img.name: meta(img.name) for img in IMAGES}
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Stand-ins for the two images the autograder stack pulls (postgres, redis), which cannot be
-pulled here. Baked into agbed/postgres:standin and agbed/redis:standin by bed/images.py.
+pulled here. Baked into postgres:<version> and redis:latest by bed/images.py.
 
 postgres: like the real image, initialises $PGDATA on first start with POSTGRES_USER (default
-postgres) and POSTGRES_PASSWORD (refuses to start without one), and keeps that password when
-the environment later changes. It serves a line protocol on 5432 ($PGPORT): one JSON request per
-connection, {"user", "password", "database", "statements": [[sql, params], ...]}, run in one
-transaction on $PGDATA/standin.sqlite3; the answer is {"rows": <rows of the last statement>}
-or {"error": "..."}. Data therefore lives in the pgdata volume, on the database node.
+postgres) and POSTGRES_PASSWORD (refuses to start without one), keeps that password when the
+environment later changes, and refuses a data directory another major version ($PG_MAJOR)
+initialised (an upgrade needs a dump and restore, as upstream's README describes). It serves
+a line protocol on 5432 ($PGPORT): one JSON request per connection, {"user", "password",
+"database", "statements": [[sql, params], ...]}, run in one transaction on
+$PGDATA/standin.sqlite3; the answer is {"rows": <rows of the last statement>} or
+{"error": "..."}. Data therefore lives in the pgdata volume, on the database node.
 
 redis: answers PING/SET/GET/DEL/EXISTS over RESP on 6379, data kept in /data/dump.json.
 """
@@ -30,6 +32,7 @@ def log(msg: str) -> None:
 def postgres() -> None:
     data = Path(os.environ.get("PGDATA", "/var/lib/postgresql/data"))
     auth_file = data / "standin-auth.json"
+    major = os.environ.get("PG_MAJOR", "standin")
     if not auth_file.exists():
         password = os.environ.get("POSTGRES_PASSWORD", "")
         if not password:
@@ -38,7 +41,7 @@ def postgres() -> None:
                      "       superuser.")
         user = os.environ.get("POSTGRES_USER", "postgres")
         data.mkdir(parents=True, exist_ok=True)
-        (data / "PG_VERSION").write_text("standin\n")
+        (data / "PG_VERSION").write_text(major + "\n")
         tmp = auth_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({
             "user": user, "database": os.environ.get("POSTGRES_DB", user),
@@ -48,6 +51,11 @@ def postgres() -> None:
         log("initdb: database cluster initialised")
     else:
         log("PostgreSQL Database directory appears to contain a database; Skipping initialization")
+        initialised_by = (data / "PG_VERSION").read_text().strip()
+        if initialised_by != major:
+            sys.exit(f"FATAL:  database files are incompatible with server\nDETAIL:  The data "
+                     f"directory was initialized by PostgreSQL version {initialised_by}, which is "
+                     f"not compatible with this version {major}.")
     auth = json.loads(auth_file.read_text())
     lock = threading.Lock()
 

@@ -106,6 +106,21 @@ def postgres(tmp_path):
     proc.wait(10)
 
 
+def test_postgres_refuses_another_major_versions_data(tmp_path):
+    env = {**os.environ, "PGDATA": str(tmp_path), "PGPORT": str(_free_port()),
+           "POSTGRES_PASSWORD": "x", "PG_MAJOR": "9.5"}
+    first = subprocess.Popen([sys.executable, str(images.STANDIN_SERVER), "postgres"], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    assert "ready to accept connections" in first.stdout.readline() + first.stdout.readline()
+    first.terminate()
+    first.wait(10)
+    newer = subprocess.run([sys.executable, str(images.STANDIN_SERVER), "postgres"],
+                           env={**env, "PG_MAJOR": "14"}, capture_output=True, text=True,
+                           timeout=10)
+    assert newer.returncode != 0
+    assert "initialized by PostgreSQL version 9.5" in newer.stderr
+
+
 def test_secrets_migrate_and_bootstrap(checkout, postgres):
     server = checkout / "autograder-server"
 

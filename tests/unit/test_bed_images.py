@@ -55,7 +55,7 @@ def test_load_into_sends_only_missing_images(cache):
         loaded.append((node, kw["stdin"].read()))
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    assert images.load_into(node_exec, "nuc2") == ["busybox", "postgres"]
-    assert loaded == [("nuc2", b"busybox"), ("nuc2", b"postgres")]
+    assert images.load_into(node_exec, "nuc2") == ["busybox", "postgres14"]
+    assert loaded == [("nuc2", b"busybox"), ("nuc2", b"postgres14")]
     loaded.clear()
     assert images.load_into(node_exec, "nuc3", names=["registry"]) == ["busybox"]
