@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 import yaml
-from conftest import REPO
+
+from bed.config import REPO
 
 spec = importlib.util.spec_from_file_location("ag_cluster", REPO / "_utils/ag_cluster.py")
 ag_cluster = importlib.util.module_from_spec(spec)

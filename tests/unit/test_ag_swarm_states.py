@@ -6,8 +6,9 @@ import copy
 import importlib.util
 
 import pytest
-from conftest import REPO
 from salt.exceptions import CommandExecutionError
+
+from bed.config import REPO
 
 
 def load(path, name):
