@@ -57,24 +57,28 @@ def container(bed, node, service):
     return cid.split()[0]
 
 
-def teardown(bed, nodes, manager, labelled):
-    sh(bed, manager, f"docker stack rm {STACK} >/dev/null 2>&1 || true; "
-                     "docker service rm registry >/dev/null 2>&1 || true")
+def teardown(bed, nodes, manager, made):
+    """Undo what the fixture made, nothing else: a swarm, network or registry that was there
+    before stays."""
+    sh(bed, manager, f"docker stack rm {STACK} >/dev/null 2>&1 || true")
+    if made["registry"]:
+        sh(bed, manager, "docker service rm registry >/dev/null 2>&1 || true")
+    volumes = f"{STACK}_" + ("|ag-registry$" if made["registry"] else "")
     for node in nodes:
         sh(bed, node, f"""
             [ -s {SHIM_PIDFILE} ] && kill $(cat {SHIM_PIDFILE}) 2>/dev/null || true
-            rm -f {SHIM_PIDFILE}
+            rm -f {SHIM_PIDFILE} {' '.join(made["certs"].get(node, []))}
             for i in $(seq 60); do
               [ -z "$(docker ps -aq -f label=com.docker.stack.namespace={STACK})" ] && break
               sleep 0.5
             done
-            docker volume ls -q | grep -E '^({STACK}_|ag-registry$)' | xargs -r docker volume rm >/dev/null
+            docker volume ls -q | grep -E '^({volumes})' | xargs -r docker volume rm >/dev/null
             """)
-    for node in nodes:
-        if node != manager:
+    if made["swarm"]:
+        for node in sorted(nodes, key=lambda n: n == manager):  # the manager last
             sh(bed, node, "docker swarm leave --force >/dev/null 2>&1 || true")
-    sh(bed, manager, "docker swarm leave --force >/dev/null 2>&1 || true")
-    sh(bed, labelled["webserver"], f"rm -f {' '.join(CERTS)}")
+    elif made["network"]:
+        sh(bed, manager, "docker network rm ag-swarm-network >/dev/null 2>&1 || true")
 
 
 @pytest.fixture(scope="module")
@@ -84,53 +88,72 @@ def stack(netns_bed):
     manager, nodes = cluster["manager"], sorted(cluster["nodes"])
     labels = {n: cluster["nodes"][n].get("labels", []) for n in nodes}
     labelled = {lab: n for n in nodes for lab in labels[n]}
-    if sh(bed, manager, "docker info -f '{{.Swarm.LocalNodeState}}'").strip() == "active":
-        pytest.fail(f"{manager} is already in a swarm; this test needs a bed without one "
-                    "(./testbed down && ./testbed up)")
+    made = {"swarm": False, "network": False, "registry": False, "certs": {}}
     try:
-        info = _deploy(bed, manager, nodes, labels, labelled)
+        info = _deploy(bed, manager, nodes, labels, labelled, made)
     except BaseException:
-        teardown(bed, nodes, manager, labelled)
+        teardown(bed, nodes, manager, made)
         raise
     yield {"bed": bed, "manager": manager, "nodes": nodes, "labels": labels,
            "labelled": labelled, **info}
-    teardown(bed, nodes, manager, labelled)
+    teardown(bed, nodes, manager, made)
 
 
-def _deploy(bed, manager, nodes, labels, labelled) -> dict:
-    registry_node = labelled["registry"]
+def _swarm_state(bed, node):
+    return sh(bed, node, "docker info -f '{{.Swarm.LocalNodeState}}'").strip()
+
+
+def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
+    registry_node, web = labelled["registry"], labelled["webserver"]
     timings = {}
     started = time.monotonic()
+
+    # a swarm left by another test is reused; a deployed stack would hold the ports
+    if _swarm_state(bed, manager) == "active":
+        stacks = set(sh(bed, manager, "docker stack ls --format '{{.Name}}'").split()) - {STACK}
+        if stacks:
+            pytest.fail(f"stack(s) {', '.join(sorted(stacks))} already deployed on the bed; "
+                        f"they hold the ports this test publishes: docker stack rm them first")
 
     # the checkout on the shared path (the bed's stand-in for the NFS mount), the guide's
     # first steps: media_root, generate_secrets.py on the host, the TLS files nginx names
     root = standin.write(netns.SHARED_CHECKOUT)
     (root / "autograder-server/media_root").mkdir(exist_ok=True)
     sh(bed, manager, f"cd {CHECKOUT}/autograder-server && python3 generate_secrets.py >/dev/null")
-    sh(bed, labelled["webserver"], " && ".join(
-        f"mkdir -p $(dirname {p}) && echo stand-in > {p}" for p in CERTS))
+    made["certs"][web] = [p for p in CERTS
+                          if bed.exec(web, "test", "-e", p, check=False).returncode != 0]
+    for path in made["certs"][web]:
+        sh(bed, web, f"mkdir -p $(dirname {path}) && echo stand-in > {path}")
 
     # swarm, labels, network, as the bed pillar says
-    sh(bed, manager, f"docker swarm init --advertise-addr {bed.addr(manager)} "
-                     f"--default-addr-pool {config.SWARM_ADDR_POOL} "
-                     "--default-addr-pool-mask-length 24 >/dev/null")
+    if _swarm_state(bed, manager) != "active":
+        sh(bed, manager, f"docker swarm init --advertise-addr {bed.addr(manager)} "
+                         f"--default-addr-pool {config.SWARM_ADDR_POOL} "
+                         "--default-addr-pool-mask-length 24 >/dev/null")
+        made["swarm"] = True
     token = sh(bed, manager, "docker swarm join-token -q worker").strip()
     for node in nodes:
-        if node != manager:
+        if node != manager and _swarm_state(bed, node) != "active":
             bed.exec(node, "docker", "swarm", "join", "--advertise-addr", bed.addr(node),
                      "--token", token, f"{bed.addr(manager)}:2377")
     sh(bed, manager, "; ".join(
         f"docker node update {' '.join(f'--label-add {lab}=true' for lab in labels[n])} {n} >/dev/null"
         for n in nodes if labels[n]))
-    sh(bed, manager, "docker network create -d overlay ag-swarm-network >/dev/null")
+    if bed.exec(manager, "docker", "network", "inspect", "ag-swarm-network",
+                check=False).returncode != 0:
+        sh(bed, manager, "docker network create -d overlay ag-swarm-network >/dev/null")
+        made["network"] = True
 
     # the registry service (guide §8) in host mode, and the mesh stand-in on the other nodes
-    sh(bed, manager, "docker service create -d --name registry "
-                     "--publish mode=host,published=5000,target=5000 "
-                     "--mount type=volume,source=ag-registry,destination=/var/lib/registry "
-                     "--constraint 'node.labels.registry == true' registry:2 >/dev/null")
+    if bed.exec(manager, "docker", "service", "inspect", "registry", check=False).returncode:
+        sh(bed, manager, "docker service create -d --name registry "
+                         "--publish mode=host,published=5000,target=5000 "
+                         "--mount type=volume,source=ag-registry,destination=/var/lib/registry "
+                         "--constraint 'node.labels.registry == true' registry:2 >/dev/null")
+        made["registry"] = True
     for node in nodes:
-        if node != registry_node:
+        if node != registry_node and not sh(bed, node, "curl -sf -m 2 http://127.0.0.1:5000/v2/ "
+                                                       "|| true"):
             sh(bed, node, f"setsid socat TCP-LISTEN:5000,bind=127.0.0.1,reuseaddr,fork "
                           f"TCP:{bed.addr(registry_node)}:5000 </dev/null >/dev/null 2>&1 & "
                           f"echo $! > {SHIM_PIDFILE}")
