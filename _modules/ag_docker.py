@@ -10,8 +10,6 @@ none waits), ``swarm_join`` (on the joining minion) fetches it from there, and n
 returns or logs it.
 """
 
-import logging
-
 try:
     import docker
     import docker.errors
@@ -31,8 +29,6 @@ except ImportError:
 import salt.channel.client
 import salt.utils.mine
 from salt.exceptions import CommandExecutionError
-
-log = logging.getLogger(__name__)
 
 __virtualname__ = "ag_docker"
 

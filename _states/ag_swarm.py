@@ -46,7 +46,8 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
                 default_addr_pool_mask_length=24):
     """This node manages a swarm, advertising `advertise_addr`; new swarms take their overlay
     subnets from `default_addr_pool` in blocks of `default_addr_pool_mask_length`. `members`:
-    the other nodes' minion ids with their role, for whom the join tokens are published."""
+    the other nodes' minion ids with their role; those not in the swarm yet may read the join
+    token of their role."""
     ret = _ret(name)
     try:
         info = __salt__["ag_docker.swarm_info"]()
@@ -252,7 +253,7 @@ def labels_reconciled(name, cluster):
                 plan[minion] = todo
     pending = sorted(set(cluster["nodes"]) - set(node_id_of))
     strangers = sorted(holder[n] for n in swarm_nodes if n not in minion_of
-                       and __utils__["ag_cluster.label_holders"]({"x": swarm_nodes[n]["labels"]}))
+                       and __utils__["ag_cluster.managed_labels"](swarm_nodes[n]["labels"]))
     notes = []
     if pending:
         notes.append(f"not in the swarm yet (labelled when they join): {', '.join(pending)}")

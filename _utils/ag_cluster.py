@@ -233,13 +233,18 @@ def label_holders(labels_by_node: dict) -> dict:
     return {label: sorted(nodes) for label, nodes in holders.items()}
 
 
+def managed_labels(labels: dict) -> list:
+    """The labels of a swarm node's label mapping that this project manages."""
+    return sorted(label for label in labels if label in LABELS)
+
+
 def label_changes(current: dict, wanted) -> dict:
     """What to do to a swarm node's labels: managed labels in `wanted` set to "true", managed
     labels not in `wanted` removed, labels outside the managed set left alone."""
     wanted = set(wanted)
     return {
         "set": sorted(label for label in wanted if current.get(label) != LABEL_VALUE),
-        "remove": sorted(label for label in current if label in LABELS and label not in wanted),
+        "remove": [label for label in managed_labels(current) if label not in wanted],
     }
 
 

@@ -99,7 +99,7 @@ def states(fake, test=False, minion="nuc1"):
     module.__context__ = {}
     module.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f)
                         for f in ("validate", "label_holders", "label_changes",
-                                  "apply_label_changes")}
+                                  "apply_label_changes", "managed_labels")}
     return module
 
 
@@ -168,6 +168,14 @@ def test_labels_node_of_another_swarm_is_not_touched(fake):
     fake.mine["nuc3"]["cluster_id"] = "clusterB"
     ret = states(fake).labels_reconciled("c", CLUSTER)
     assert "nuc3" not in ret["changes"]
+
+
+def test_labels_of_a_swarm_node_outside_the_pillar_are_left_alone(fake):
+    fake.nodes["id-old"] = {"id": "id-old", "hostname": "oldnuc", "version": 1, "spec": {},
+                            "labels": {"small_tasks": "true"}}
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert "not in pillar, left alone: swarm node id-old (oldnuc)" in ret["comment"]
+    assert fake.nodes["id-old"]["labels"] == {"small_tasks": "true"}
 
 
 def test_labels_need_a_manager(fake):
