@@ -130,8 +130,9 @@ def ssh_argv(name: str) -> list:
 
 
 def node_exec(name: str, cmd, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("stdin", subprocess.DEVNULL)  # images.load_into streams a tarball in
     return subprocess.run(ssh_argv(name) + ["--", shlex.join(cmd)], text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, **kw)
+                          capture_output=True, **kw)
 
 
 def _ssh_key() -> str:
