@@ -144,8 +144,25 @@ def test_test_mode_on_the_formed_swarm_reports_nothing_to_do(bed):
     assert swarm_nodes(bed) == before
 
 
-def test_a_moved_label_moves_and_admin_labels_stay(bed):
+def running_on(bed, service):
+    out = bed.exec("nuc1", "docker", "service", "ps", service, "--filter",
+                   "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}").stdout
+    return sorted(line.split()[0] for line in out.splitlines() if " Running " in f"{line} ")
+
+
+@pytest.fixture
+def cache_service(bed):
+    """A service constrained to the cache label, as the stack's cache service is."""
+    bed.exec("nuc1", "docker", "service", "create", "--detach", "--name", "ag-probe-cache",
+             "--constraint", "node.labels.cache==true", "--no-resolve-image",
+             "agbed/busybox:latest", "sleep", "1d")
+    yield "ag-probe-cache"
+    bed.exec("nuc1", "docker", "service", "rm", "ag-probe-cache", check=False)
+
+
+def test_a_moved_label_moves_its_service_and_admin_labels_stay(bed, cache_service):
     bed.exec("nuc1", "docker", "node", "update", "--label-add", "rack=b2", "nuc2")
+    wait_until(lambda: running_on(bed, cache_service) == ["nuc1"], "the service on nuc1")
 
     def move(cluster):
         cluster["nodes"]["nuc1"]["labels"].remove("cache")
@@ -162,6 +179,7 @@ def test_a_moved_label_moves_and_admin_labels_stay(bed):
     }}
     assert labels_match_pillar(bed)
     assert swarm_nodes(bed)["nuc2"][1]["rack"] == "b2"
+    wait_until(lambda: running_on(bed, cache_service) == ["nuc3"], "the service to follow")
 
 
 def test_a_database_move_is_refused_until_allowed(bed):
