@@ -76,6 +76,9 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         ret["comment"] = f"initialized swarm {info['cluster_id']} at {advertise_addr}"
     else:
         ret["comment"] = f"{__opts__['id']} already manages swarm {info['cluster_id']}"
+        if info["node_addr"] != advertise_addr:
+            ret["comment"] += (f" (it advertises {info['node_addr']}, pillar says {advertise_addr}:"
+                               " a manager's address cannot change in place)")
     if __opts__["test"]:
         return ret
     try:

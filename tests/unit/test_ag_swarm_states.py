@@ -45,7 +45,7 @@ class FakeSwarm:
                                   "spec": {"Role": "worker", "Availability": "active"}}
                       for n in ("nuc1", "nuc2", "nuc3")}
         self.info = {"state": "active", "role": "manager", "node_id": "id-nuc1",
-                     "cluster_id": self.cluster_id}
+                     "cluster_id": self.cluster_id, "node_addr": "198.18.9.11"}
         self.mine = {n: {"state": "active", "node_id": f"id-{n}", "cluster_id": self.cluster_id,
                          "role": "manager" if n == "nuc1" else "worker"}
                      for n in ("nuc1", "nuc2", "nuc3")}
@@ -189,6 +189,12 @@ def test_initialized_is_a_no_op_on_a_manager_and_withdraws_tokens(fake):
     assert ret["result"] is True and ret["changes"] == {}
     assert "init" not in fake.calls
     assert fake.token_readers == {}  # nuc2 is in the swarm: nobody may read a token
+
+
+def test_initialized_names_an_advertise_address_it_cannot_change(fake):
+    ret = states(fake).initialized("nuc1", "198.18.9.99")
+    assert ret["result"] is True and ret["changes"] == {}
+    assert "advertises 198.18.9.11, pillar says 198.18.9.99" in ret["comment"]
 
 
 def test_initialized_publishes_tokens_only_for_waiting_members(fake):
