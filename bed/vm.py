@@ -87,7 +87,25 @@ def ensure_image() -> Path:
         tmp.rename(final)
         log(f"VM image built in {time.monotonic() - started:.0f}s, kernel "
             f"{(final / 'kernel-version').read_text().strip()}")
+        _prune_images(keep=final)
     return final
+
+
+def _backing_dir(overlay: Path):
+    info = run(["qemu-img", "info", "-U", "--output=json", str(overlay)], check=False)
+    try:
+        return Path(json.loads(info.stdout)["backing-filename"]).parent
+    except (ValueError, KeyError):
+        return None
+
+
+def _prune_images(keep: Path) -> None:
+    """Delete older images no node disk of any bed grows from (each holds a GB or more)."""
+    used = {_backing_dir(d) for d in config.ROOT.glob("bed*/vm/*.qcow2")} | {keep}
+    for old in config.CACHE_DIR.glob("vm-*"):
+        if old.is_dir() and not old.name.endswith(".tmp") and old not in used:
+            log(f"removing the VM image {old.name}: no node uses it any more")
+            shutil.rmtree(old)
 
 
 # ---------------------------------------------------------------- per node
@@ -148,9 +166,8 @@ def _base_of(name: str, image: Path) -> Path:
     """The base image the node's disk grows from (its kernel must match the disk's modules);
     a node without a usable disk gets a fresh overlay on `image`."""
     if disk(name).exists():
-        info = json.loads(run(["qemu-img", "info", "-U", "--output=json", str(disk(name))]).stdout)
-        base = Path(info.get("backing-filename", "")).parent
-        if (base / "kernel-version").exists():
+        base = _backing_dir(disk(name))
+        if base and (base / "kernel-version").exists():
             return base
         log(f"{name}: the base image of its disk is gone; starting it from a fresh disk")
         disk(name).unlink()

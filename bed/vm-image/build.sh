@@ -44,8 +44,13 @@ echo "== the bed's files, units, clean-up"
 cp -a "$HERE/rootfs/." "$R/"
 rm -f "$R/etc/apt/sources.list"
 systemctl --root="$R" enable systemd-networkd.service agbed-guest.service salt-minion.service
-# no unattended apt runs holding the dpkg lock while Salt installs packages
-systemctl --root="$R" mask apt-daily.timer apt-daily-upgrade.timer
+# no unattended apt runs holding the dpkg lock while Salt installs packages, no fs scrubbing
+systemctl --root="$R" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+  e2scrub_reap.service
+# the small initrd (conf.d/agbed.conf); the host passes it to qemu, so packages installed in
+# the guest later need not rebuild it (slow in emulation)
+chroot "$R" update-initramfs -u -k all
+sed -i 's/^update_initramfs=.*/update_initramfs=no/' "$R/etc/initramfs-tools/update-initramfs.conf"
 umount "$R/proc" "$R/sys" "$R/dev"
 rm -f "$R/usr/sbin/policy-rc.d" "$R"/etc/ssh/ssh_host_* "$R/etc/hostname" "$R/var/lib/dbus/machine-id"
 : > "$R/etc/machine-id"   # every guest makes its own at first boot

@@ -3,6 +3,7 @@ answer the bed's master, a network between them and kernel NFS between guests.""
 
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -13,6 +14,13 @@ pytestmark = pytest.mark.vm
 
 def sh(bed, node, script, check=True) -> subprocess.CompletedProcess:
     return bed.exec(node, "sh", "-c", script, check=check)
+
+
+def sh_each(bed, scripts: dict, check=True) -> dict:
+    """Run {node: script} on the nodes at the same time (emulated guests are slow)."""
+    with ThreadPoolExecutor(len(scripts)) as pool:
+        futures = {node: pool.submit(sh, bed, node, script, check) for node, script in scripts.items()}
+        return {node: future.result() for node, future in futures.items()}
 
 
 def test_three_minions_answer_the_master(vm_bed):
@@ -65,9 +73,9 @@ def test_nfs4_mount_between_guests(vm_bed):
     export = "/srv/agbed-nfs-test"
     apt = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
     try:
-        sh(vm_bed, server, apt + "nfs-kernel-server >/dev/null")
-        sh(vm_bed, client, apt + "nfs-common >/dev/null")
-        sh(vm_bed, outsider, apt + "nfs-common >/dev/null")
+        sh_each(vm_bed, {server: apt + "nfs-kernel-server >/dev/null",
+                         client: apt + "nfs-common >/dev/null",
+                         outsider: apt + "nfs-common >/dev/null"})
         sh(vm_bed, server, f"mkdir -p {export} /etc/exports.d && echo '{export} {vm_bed.addr(client)}"
                            "(rw,sync,no_subtree_check,no_root_squash)' > /etc/exports.d/agbed.exports"
                            " && exportfs -ra")
@@ -80,12 +88,12 @@ def test_nfs4_mount_between_guests(vm_bed):
                                        f"{vm_bed.addr(server)}:{export} /mnt/agbed", check=False)
         assert refused.returncode != 0, f"{outsider} mounted an export meant for {client} only"
     finally:
-        for node in (client, outsider):
-            sh(vm_bed, node, "umount /mnt/agbed; rmdir /mnt/agbed", check=False)
+        sh_each(vm_bed, {client: "umount /mnt/agbed; rmdir /mnt/agbed",
+                         outsider: "umount /mnt/agbed; rmdir /mnt/agbed"}, check=False)
         sh(vm_bed, server, f"rm -rf {export} /etc/exports.d/agbed.exports", check=False)
-        for node in (server, client, outsider):
-            sh(vm_bed, node, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove "
-                             "nfs-kernel-server nfs-common >/dev/null", check=False)
+        purge = ("DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove "
+                 "nfs-kernel-server nfs-common >/dev/null")
+        sh_each(vm_bed, {node: purge for node in (server, client, outsider)}, check=False)
 
 
 def test_down_then_up_again(vm_bed):
