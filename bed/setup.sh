@@ -13,6 +13,9 @@ if [ -n "$missing" ]; then
   echo "[setup] installing host packages:" $missing >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+  # tier 2 runs an apt proxy per bed on the bed's bridge address; the package's own daemon
+  # would hold port 3142 on every address
+  if [ -d /run/systemd/system ]; then systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true; fi
 fi
 mkdir -p "$ROOT"
 stamp="$ROOT/venv/.requirements"
