@@ -245,6 +245,7 @@ def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_
         return ret
 
     if mount_wrong:
+        deadline = time.monotonic() + server_wait
         if not server_reachable(server, wait=server_wait):
             ret["changes"] = {}
             ret["result"] = False
@@ -256,7 +257,7 @@ def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_
             )
             return ret
         error = _mount(name, device, fstype, opts, unmount_first=live is not None,
-                       timeout=timeout)
+                       deadline=deadline, timeout=timeout)
         if error:
             ret["changes"] = {}
             ret["result"] = False
@@ -273,8 +274,10 @@ def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_
     return ret
 
 
-def _mount(name, device, fstype, opts, unmount_first, timeout):
-    """Mount, replacing what is mounted on ``name``; an error sentence, or None."""
+def _mount(name, device, fstype, opts, unmount_first, deadline, timeout):
+    """Mount, replacing what is mounted on ``name``; an error sentence, or None. A refused
+    mount is retried until ``deadline``: a server being set up in the same highstate answers
+    before it exports the path."""
     run = __salt__["cmd.run_all"]
     if unmount_first:
         res = run(["umount", name], python_shell=False, timeout=timeout)
@@ -283,10 +286,14 @@ def _mount(name, device, fstype, opts, unmount_first, timeout):
     created = not os.path.isdir(name)
     if created:
         os.makedirs(name)
-    res = run(["mount", "-t", fstype, "-o", ",".join(opts), device, name],
-              python_shell=False, timeout=timeout)
-    if res["retcode"]:
-        if created:
-            os.rmdir(name)
-        return f"mounting {device} on {name} failed ({res['stderr'].strip()})"
-    return None
+    while True:
+        res = run(["mount", "-t", fstype, "-o", ",".join(opts), device, name],
+                  python_shell=False, timeout=timeout)
+        if not res["retcode"]:
+            return None
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(5)
+    if created:
+        os.rmdir(name)
+    return f"mounting {device} on {name} failed ({res['stderr'].strip()})"

@@ -232,3 +232,18 @@ def test_live_mount_takes_the_topmost_and_unescapes():
             "2 1 0:2 / /srv/a\\040b rw - nfs4 h:/x rw,hard\n")
     assert ag_node.live_mount(info, "/srv/a b") == ("h:/x", "nfs4", ["rw", "rw", "hard"])
     assert ag_node.live_mount(info, "/srv/c") is None
+
+
+def test_refused_mount_is_retried_while_the_server_is_set_up(node, salt_env, monkeypatch):
+    answers = [32, 32, 0]  # access denied until the server has exported the path
+
+    def mount_later(cmd, **_):
+        salt_env.append(cmd)
+        return {"retcode": answers.pop(0), "stdout": "", "stderr": "access denied by server"}
+
+    ag_node.__salt__["cmd.run_all"] = mount_later
+    monkeypatch.setattr(ag_node.time, "sleep", lambda s: None)
+    node["mountinfo"] = mountinfo().splitlines()[0] + "\n"
+    ret = apply(node, server_wait=60)
+    assert ret["result"] is True and "mount" in ret["changes"]
+    assert [c[0] for c in salt_env] == ["mount", "mount", "mount"]
