@@ -4,6 +4,7 @@
   add NAME                add one more node to the running bed (day 2), pillar included
   down [--wipe]           stop everything the bed started; --wipe also deletes node data
   status                  what runs
+  mesh                    tier 1: re-sync the 127.0.0.1:5000/5001 forwarders with the pillar
   images                  build the local base images (cached) and load them where missing
   exec NODE CMD...        run CMD on NODE (nuc1, nuc2, ...)
   salt|salt-run|salt-key ARGS...   the Salt CLI aimed at the bed's master
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import config, host, images, netns, pillar, validate
+from . import config, host, images, mesh, netns, pillar, validate
 from .util import load_state, log, save_state, wait_for
 
 
@@ -63,6 +64,7 @@ def cmd_up(tier: str, count: int) -> None:
     tier_module(tier).up(indexes)
     if tier == "netns":
         images.ensure(netns.node_exec, names)
+        mesh.sync(names)
     wait_for(lambda: minions_answering(names) == set(names), 180 if tier == "vm" else 60,
              "every minion to answer the master", interval=1)
     log(f"{tier} bed up: {', '.join(names)} in {time.monotonic() - started:.1f}s")
@@ -79,6 +81,7 @@ def cmd_add(name: str) -> None:
     tier_module(tier).up([index])
     if tier == "netns":
         images.ensure(netns.node_exec, [name])
+        mesh.sync(names + [name])
     save_state({"tier": tier, "nodes": names + [name]})
     wait_for(lambda: minions_answering([name]) == {name}, 180 if tier == "vm" else 60,
              f"{name}'s minion to answer", interval=1)
@@ -170,6 +173,7 @@ def main(argv=None) -> int:
     sub.add_parser("down").add_argument("--wipe", action="store_true")
     sub.add_parser("status")
     sub.add_parser("images")
+    sub.add_parser("mesh")
     p_exec = sub.add_parser("exec")
     p_exec.add_argument("node")
     p_exec.add_argument("argv", nargs=argparse.REMAINDER)
@@ -193,6 +197,11 @@ def main(argv=None) -> int:
         cmd_down(args.wipe)
     elif args.cmd == "status":
         return cmd_status()
+    elif args.cmd == "mesh":
+        tier, names = current()
+        if tier != "netns":
+            sys.exit("the mesh stand-in is for tier 1 only (tier 2 has the real routing mesh)")
+        mesh.sync(names)
     elif args.cmd == "images":
         cmd_images()
     elif args.cmd == "exec":

@@ -56,3 +56,11 @@ def node_addr(tier: str, index: int) -> str:
 
 def docker_bip(index: int) -> str:
     return f"198.19.{10 + index}.1/24"
+
+
+# Tier 1's stand-in for the ingress mesh (bed/mesh.py): published port -> label of its node
+MESH_PORTS = {5000: "registry", 5001: "custom_image_registry"}
+
+
+def mesh_pidfile(port: int) -> str:
+    return f"/run/mesh-{port}.pid"

@@ -16,7 +16,8 @@ CHECKOUT = "/srv/autograder-full-stack"
 SHARED_CHECKOUT = config.BED_DIR / "shared/autograder-full-stack"
 MINION_PIDFILE = "/run/salt-minion.pid"
 # pidfiles of the node's daemons, in the node's /run; dockerd last, it owns the containers
-NODE_DAEMON_PIDFILES = ("/run/salt-minion.pid", "/run/socat-mesh.pid", "/run/docker-ssd.pid")
+NODE_DAEMON_PIDFILES = (MINION_PIDFILE, *map(config.mesh_pidfile, config.MESH_PORTS),
+                        "/run/docker-ssd.pid")
 
 
 def netns(name: str) -> str:

@@ -71,3 +71,17 @@ def test_down_then_up_brings_the_same_nodes_back(netns_bed):
     after = {n: netns_bed.exec(n, "docker", "info", "-f", "{{.ID}}").stdout for n in netns_bed.nodes}
     assert after == before  # node data survives a down without --wipe
     assert netns_bed.salt("*", "test.ping") == {n: True for n in netns_bed.nodes}
+
+
+def test_mesh_stand_in_forwards_registry_ports_to_the_labelled_node(netns_bed):
+    from bed import mesh
+
+    holders = mesh.holders()
+    assert set(holders) == {5000, 5001}
+    for node in netns_bed.nodes:
+        for port, holder in holders.items():
+            pid = netns_bed.exec(node, "cat", config.mesh_pidfile(port), check=False).stdout.strip()
+            if node == holder:
+                assert not pid, f"{node} holds port {port} itself and needs no forwarder"
+            else:
+                assert mesh.target_of(int(pid)) == netns_bed.addr(holder)
