@@ -329,7 +329,15 @@ def _apt_proxy_up() -> None:
             start_new_session=True,
         )
     (ACNG_DIR / "pid").write_text(f"{proc.pid}\n")
-    wait_for(_proxy_answers, 30, f"the apt proxy on {config.BRIDGE_ADDR}:{ACNG_PORT}")
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the apt proxy (apt-cacher-ng) exited at start: {(ACNG_DIR / 'out').read_text()}"
+                f"\nIs another one holding port {ACNG_PORT} on every address? (ss -ltnp)")
+        return _proxy_answers()
+
+    wait_for(answers, 30, f"the apt proxy on {config.BRIDGE_ADDR}:{ACNG_PORT}")
 
 
 def _apt_proxy_down() -> None:
