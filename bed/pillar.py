@@ -45,21 +45,12 @@ def bed_pillar(tier: str, indexes) -> dict:
     return pillar
 
 
-def _for_tier(target, tier: str) -> bool:
-    """Whether the pillar in ``target`` addresses ``tier``'s nodes (tiers differ in addresses)."""
-    nodes = yaml.safe_load(target.read_text())["autograder"]["cluster"]["nodes"]
-    return all(node["address"] == config.node_addr(tier, config.node_index(name))
-               for name, node in nodes.items())
-
-
-def write(tier: str, indexes, overwrite: bool = False) -> None:
-    """Write the bed pillar; an existing one of the same tier is kept (tests edit it) unless
-    overwrite."""
+def write(tier: str, indexes) -> None:
+    """Write the bed pillar for the nodes that are up. `up` always rewrites it, so a pillar a
+    test edited (and did not restore) or an older bed left never outlives the next `up`."""
     config.PILLAR_DIR.mkdir(parents=True, exist_ok=True)
     (config.PILLAR_DIR / "top.sls").write_text("base:\n  '*':\n    - bed\n")
-    target = config.PILLAR_DIR / "bed.sls"
-    if overwrite or not target.exists() or not _for_tier(target, tier):
-        target.write_text(
-            "# written by ./testbed for the nodes it brought up\n"
-            + yaml.safe_dump(bed_pillar(tier, indexes), sort_keys=False)
-        )
+    (config.PILLAR_DIR / "bed.sls").write_text(
+        "# written by ./testbed for the nodes it brought up\n"
+        + yaml.safe_dump(bed_pillar(tier, indexes), sort_keys=False)
+    )

@@ -1,6 +1,8 @@
-# Every minion of the cluster gets the node states and the swarm; the states of each concern
-# render nothing on minions that concern does not apply to (see each map.jinja).
+# Every minion gets the node states, then the swarm. Each concern renders nothing (or a note)
+# where it does not apply: the swarm and NFS only on nodes of autograder:cluster.
 base:
   '*':
-    # the node concerns (docker, limits, nfs) come before the swarm; merged by the lead
+    - docker
+    - limits
+    - nfs
     - swarm

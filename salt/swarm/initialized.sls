@@ -1,4 +1,8 @@
 {%- from "swarm/map.jinja" import swarm with context %}
+# a swarm member needs its engine configured and running first
+include:
+  - docker
+
 {%- if swarm.is_manager %}
 
 swarm-initialized:
@@ -8,4 +12,6 @@ swarm-initialized:
     - members: {{ swarm.members | json }}
     - default_addr_pool: {{ swarm.default_addr_pool | json }}
     - default_addr_pool_mask_length: {{ swarm.default_addr_pool_mask_length }}
+    - require:
+      - sls: docker
 {%- endif %}

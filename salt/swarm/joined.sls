@@ -1,4 +1,8 @@
 {%- from "swarm/map.jinja" import swarm with context %}
+# a swarm member needs its engine configured and running first
+include:
+  - docker
+
 {%- if swarm.node and not swarm.is_manager %}
 
 # the manager may be initializing its swarm in the same run: wait for its join token
@@ -12,4 +16,6 @@ swarm-joined:
     - retry:
         attempts: 30
         interval: 2
+    - require:
+      - sls: docker
 {%- endif %}

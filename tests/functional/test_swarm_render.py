@@ -28,6 +28,8 @@ def compiled(local_minion, minion, pillar=PILLAR):
         return ret
     states = {}
     for sid, body in ret.items():
+        if not body["__sls__"].startswith("swarm"):
+            continue  # the docker states swarm members include
         mod = next(k for k in body if not k.startswith("__"))
         args = {k: v for item in body[mod] if isinstance(item, dict) for k, v in item.items()}
         args["__fun__"] = mod + "." + next(f for f in body[mod] if isinstance(f, str))
@@ -40,6 +42,7 @@ def test_the_manager_initializes_creates_the_network_and_labels(local_minion):
     assert sorted(states) == ["swarm-initialized", "swarm-labels-reconciled",
                               "swarm-network-present"]
     init = states["swarm-initialized"]
+    assert init["require"] == [{"sls": "docker"}]
     assert init["advertise_addr"] == "198.18.0.11"
     assert init["default_addr_pool"] == ["10.20.0.0/16"]
     assert init["default_addr_pool_mask_length"] == 26
