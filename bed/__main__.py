@@ -185,6 +185,12 @@ def main(argv=None) -> int:
                             help="minion id to render the pillar for (default: validate)")
     for tool in ("salt", "salt-run", "salt-key"):
         sub.add_parser(tool, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
+    argv = sys.argv[1:] if argv is None else argv
+    # pass-through commands: everything after the command word is theirs, options included
+    if argv and argv[0] == "test":
+        return cmd_test(argv[1:])
+    if argv and argv[0] in ("salt", "salt-run", "salt-key"):
+        os.execv(str(config.SALT_BIN / argv[0]), host.salt_cmd(argv[0], *argv[1:]))
     args = parser.parse_args(argv)
 
     if args.cmd == "up":
@@ -208,12 +214,8 @@ def main(argv=None) -> int:
         return cmd_exec(args.node, args.argv)
     elif args.cmd == "demo":
         return cmd_demo("vm" if args.vm else "netns")
-    elif args.cmd == "test":
-        return cmd_test(args.args)
     elif args.cmd == "validate":
         return cmd_validate(args.pillar_dir, args.minion)
-    elif args.cmd in ("salt", "salt-run", "salt-key"):
-        os.execv(str(config.SALT_BIN / args.cmd), host.salt_cmd(args.cmd, *args.args))
     return 0
 
 
