@@ -6,6 +6,7 @@ deploy` of the unchanged compose file plus the bed override. Every service conve
 nodes its label names; migrate and bootstrap leave persistent, idempotent results."""
 
 import json
+import shutil
 import time
 
 import pytest
@@ -118,6 +119,8 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
     # the checkout on the shared path (the bed's stand-in for the NFS mount), the guide's
     # first steps: media_root, generate_secrets.py on the host, the TLS files nginx names
     root = standin.write(netns.SHARED_CHECKOUT)
+    # nodes see the checkout, not this repo (which may sit under /tmp, private to each node)
+    shutil.copy(standin.BED_OVERRIDE, root / standin.BED_OVERRIDE.name)
     (root / "autograder-server/media_root").mkdir(exist_ok=True)
     sh(bed, manager, f"cd {CHECKOUT}/autograder-server && python3 generate_secrets.py >/dev/null")
     made["certs"][web] = [p for p in CERTS
@@ -183,7 +186,7 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
 
     t0 = time.monotonic()
     sh(bed, manager, f"cd {CHECKOUT} && docker stack deploy -c docker-compose.yml "
-                     f"-c {standin.BED_OVERRIDE} {STACK}")
+                     f"-c {standin.BED_OVERRIDE.name} {STACK}")
     wait(lambda: converged(bed, manager), 180, f"every service of {STACK} to converge")
     timings["deploy"] = time.monotonic() - t0
     print("stand-in stack timings (s):", {k: round(v, 1) for k, v in timings.items()})
