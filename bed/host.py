@@ -57,6 +57,13 @@ def salt_cmd(tool: str, *args: str) -> list:
     return [str(config.SALT_BIN / tool), "-c", str(config.MASTER_DIR), *args]
 
 
+def forget_minion_key(name: str) -> None:
+    """Drop the master's key for a node whose minion is about to start: the node may carry
+    another key than the master knows (a fresh disk, or the other tier used the name before),
+    and a mismatch is denied, not replaced; auto_accept takes the node's key again."""
+    run(salt_cmd("salt-key", "-y", "-d", name), check=False)
+
+
 def master_up() -> None:
     config.MASTER_DIR.mkdir(parents=True, exist_ok=True)
     conf = config.MASTER_DIR / "master"

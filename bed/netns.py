@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import config
+from . import config, host
 from .util import log, ok, pid_alive, run, stop_pids, wait_for
 
 TIER = "netns"
@@ -123,6 +123,7 @@ def _daemons_up(name: str) -> None:
     if node_exec(name, ["/etc/init.d/docker", "status"]).returncode != 0:
         run(enter(name) + ["/etc/init.d/docker", "start"])
     if node_exec(name, ["sh", "-c", f"kill -0 $(cat {MINION_PIDFILE})"]).returncode != 0:
+        host.forget_minion_key(name)
         run(enter(name) + [str(config.SALT_BIN / "salt-minion"), "-d", "--pid-file", MINION_PIDFILE])
 
 
