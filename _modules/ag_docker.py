@@ -356,3 +356,201 @@ def network_create(name, driver="overlay", attachable=False, subnet=None, labels
         return _network(_client().api.inspect_network(created["Id"]))
     except docker.errors.DockerException as exc:
         raise _api_error(f"creating network {name}", exc) from exc
+
+
+# --- the application: registry service, images, stack -----------------------------------------
+
+
+def _service_attrs(name):
+    try:
+        return _client().api.inspect_service(name)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"inspecting service {name} (this node must be a manager)", exc) from exc
+
+
+def _published_service(spec: dict) -> dict:
+    """The parts of a service spec that service_present manages, in its arguments' terms."""
+    task = spec.get("TaskTemplate") or {}
+    container = task.get("ContainerSpec") or {}
+    ports = (spec.get("EndpointSpec") or {}).get("Ports") or []
+    return {
+        "image": container.get("Image"),
+        "ports": sorted(f"{p.get('PublishedPort')}:{p.get('TargetPort')}/{p.get('PublishMode', 'ingress')}"
+                        for p in ports),
+        "mounts": sorted(f"{m.get('Source')}:{m.get('Target')}" for m in container.get("Mounts") or []),
+        "constraints": sorted((task.get("Placement") or {}).get("Constraints") or []),
+    }
+
+
+def service_present(name, image, port, publish_mode="ingress", volume=None, target=None,
+                    constraints=None, test=False):
+    """Make the swarm service `name` run `image` (one replica) publishing `port` (same port
+    inside) in `publish_mode`, with the named `volume` mounted at `target`, under
+    `constraints`. Returns the differences {field: {old, new}} ({} when it already is so);
+    with test=True only reports them.
+
+    CLI Example:
+        salt nuc1 ag_docker.service_present registry registry:2 5000 volume=ag-registry \\
+            target=/var/lib/registry
+    """
+    wanted = {
+        "image": image,
+        "ports": [f"{port}:{port}/{publish_mode}"],
+        "mounts": [f"{volume}:{target}"] if volume else [],
+        "constraints": sorted(constraints or []),
+    }
+    attrs = _service_attrs(name)
+    current = _published_service(attrs["Spec"]) if attrs else {}
+    changes = {k: {"old": current.get(k), "new": v} for k, v in wanted.items()
+               if current.get(k) != v}
+    if not changes or test:
+        return changes
+    args = {
+        "name": name,
+        "mode": docker.types.ServiceMode("replicated", replicas=1),
+        "endpoint_spec": docker.types.EndpointSpec(ports={port: (port, "tcp", publish_mode)}),
+        "constraints": wanted["constraints"],
+        "mounts": [docker.types.Mount(target, volume, type="volume")] if volume else [],
+    }
+    try:
+        if attrs is None:
+            _client().services.create(image, **args)
+        else:
+            _client().services.get(attrs["ID"]).update(image=image, **args)
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"{'creating' if attrs is None else 'updating'} service {name}",
+                         exc) from exc
+    return changes
+
+
+def image_digest(reference):
+    """The registry's digest (sha256:...) of `reference` (repo:tag), or None when the registry
+    does not hold it. Asked through this node's dockerd, which reaches 127.0.0.1:5000.
+
+    CLI Example: salt nuc1 ag_docker.image_digest 127.0.0.1:5000/django:latest
+    """
+    try:
+        return _client().api.inspect_distribution(reference)["Descriptor"]["digest"]
+    except docker.errors.APIError as exc:
+        if exc.status_code in (401, 403, 404) or "not found" in str(exc).lower() \
+                or "manifest unknown" in str(exc).lower():
+            return None
+        raise _api_error(f"asking the registry for {reference}", exc) from exc
+
+
+def image_build_push(path, dockerfile, tags):
+    """Build the context `path` with `dockerfile` (its .dockerignore honoured), tag the image
+    with every repo:tag of `tags` and push them. Returns {tag: registry digest}; on failure
+    the error names the image and ends with the build or push output's tail.
+
+    CLI Example: salt nuc1 ag_docker.image_build_push /srv/x/nginx Dockerfile '[127.0.0.1:5000/nginx:latest]'
+    """
+    client = _client()
+    try:
+        image, _ = client.images.build(path=path, dockerfile=dockerfile, tag=tags[0], rm=True,
+                                       forcerm=True)
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-2000:]
+        raise CommandExecutionError(f"building {tags[0]} from {path}/{dockerfile} failed: "
+                                    f"{exc.msg}\n{tail}") from exc
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"building {tags[0]} from {path}/{dockerfile}", exc) from exc
+    digests = {}
+    for tag in tags:
+        repo, _, version = tag.rpartition(":")
+        try:
+            image.tag(repo, version)
+            for line in client.api.push(repo, version, stream=True, decode=True):
+                if "error" in line:
+                    raise CommandExecutionError(f"pushing {tag} failed: {line['error']}")
+                digest = (line.get("aux") or {}).get("Digest")
+                if digest:
+                    digests[tag] = digest
+        except docker.errors.DockerException as exc:
+            raise _api_error(f"pushing {tag}", exc) from exc
+    return digests
+
+
+def stack_deploy(name, compose_files, cwd):
+    """`docker stack deploy` of `compose_files` (in order, paths relative to `cwd`) as stack
+    `name`, images used as the files name them (pin them by digest: an unchanged redeploy then
+    restarts no task). The docker CLI is the only way: the Engine API has no stacks. Returns
+    the CLI's output; raises with it on failure.
+
+    CLI Example: salt nuc1 ag_docker.stack_deploy ag-stack '[docker-compose.yml]' /srv/autograder-full-stack
+    """
+    cmd = ["docker", "stack", "deploy", "--resolve-image", "never"]
+    for path in compose_files:
+        cmd += ["-c", path]
+    res = __salt__["cmd.run_all"](cmd + [name], cwd=cwd, python_shell=False,
+                                  output_loglevel="quiet")
+    if res["retcode"] != 0:
+        raise CommandExecutionError(f"docker stack deploy {name} failed (exit {res['retcode']}): "
+                                    f"{(res['stderr'] or res['stdout'])[-2000:]}")
+    return res["stdout"]
+
+
+def stack_status(name):
+    """Each service of stack `name`: {service: {desired, running, converged, update, tasks:
+    [{node, state, error}] of the tasks that should run or failed lately}}. A service has
+    converged when every task it wants runs on the image its spec names and no update is in
+    progress. {} when no such stack is deployed.
+
+    CLI Example: salt nuc1 ag_docker.stack_status ag-stack
+    """
+    api = _client().api
+    try:
+        found = api.services(filters={"label": f"com.docker.stack.namespace={name}"})
+        hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname") for n in api.nodes()}
+        all_tasks = api.tasks(filters={"label": f"com.docker.stack.namespace={name}"})
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"reading stack {name} (this node must be a manager)", exc) from exc
+    status = {}
+    for attrs in found:
+        spec = attrs["Spec"]
+        short = spec["Name"][len(name) + 1:]
+        image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        mine = [t for t in all_tasks if t.get("ServiceID") == attrs["ID"]]
+        wanted = [t for t in mine if t.get("DesiredState") == "running"]
+        running = [t for t in wanted if (t.get("Status") or {}).get("State") == "running"
+                   and t["Spec"]["ContainerSpec"]["Image"] == image]
+        replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+        desired = len(wanted) if replicas is None else replicas
+        update = (attrs.get("UpdateStatus") or {}).get("State")
+        shown = wanted + sorted((t for t in mine if t.get("DesiredState") != "running"),
+                                key=lambda t: t.get("UpdatedAt", ""), reverse=True)[:3]
+        status[short] = {
+            "desired": desired,
+            "running": len(running),
+            "converged": len(running) == desired,
+            "update": update,
+            "tasks": [{"id": t["ID"], "node": hostnames.get(t.get("NodeID")),
+                       "desired_state": t.get("DesiredState"),
+                       "state": (t.get("Status") or {}).get("State"),
+                       "error": (t.get("Status") or {}).get("Err")} for t in shown],
+        }
+        if update in ("updating", "rollback_started", "paused", "rollback_paused"):
+            status[short]["converged"] = False
+    return status
+
+
+def local_task_exec(service, cmd):
+    """Run `cmd` (a list) in this node's running container of swarm service `service`.
+    Returns {container, retcode, stdout, stderr}, or None when no task of it runs here.
+
+    CLI Example: salt nuc1 ag_docker.local_task_exec ag-stack_django '[python3, manage.py, check]'
+    """
+    try:
+        found = _client().containers.list(
+            filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"})
+        if not found:
+            return None
+        result = found[0].exec_run(cmd, demux=True)
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"running {cmd[0]} in the {service} container", exc) from exc
+    out, err = result.output
+    return {"container": found[0].short_id, "retcode": result.exit_code,
+            "stdout": (out or b"").decode(errors="replace"),
+            "stderr": (err or b"").decode(errors="replace")}

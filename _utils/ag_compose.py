@@ -6,7 +6,11 @@ Commands are taken from upstream's file and only their worker counts are rewritt
 upstream change to any other flag reaches the deploy unchanged.
 """
 
+import hashlib
+import os
 import re
+
+import docker.utils.build
 
 WORKERS_FLAG = re.compile(r"--workers=\d+")
 CONCURRENCY_FLAG = re.compile(r"(?<=\s)-c\s+\d+")
@@ -49,3 +53,59 @@ def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET
         if entry:
             services[name] = entry
     return {"version": compose.get("version", "3.7"), "services": services}
+
+
+def builds(compose: dict) -> dict:
+    """What the compose file builds: {(context, dockerfile): sorted image names} (one build per
+    context and Dockerfile; upstream builds several images from one)."""
+    found = {}
+    for service in (compose.get("services") or {}).values():
+        build = service.get("build")
+        if not build or not service.get("image"):
+            continue
+        if isinstance(build, str):
+            build = {"context": build}
+        key = (os.path.normpath(build["context"]), build.get("dockerfile", "Dockerfile"))
+        found.setdefault(key, set()).add(service["image"])
+    return {key: sorted(images) for key, images in found.items()}
+
+
+def context_hash(context: str, dockerfile: str) -> str:
+    """sha256 of a build's inputs as the daemon gets them: every file of `context` that its
+    .dockerignore lets through (path, mode bit x, content) and the Dockerfile's name."""
+    ignore = os.path.join(context, ".dockerignore")
+    patterns = []
+    if os.path.exists(ignore):
+        with open(ignore) as fh:
+            patterns = [line.strip() for line in fh.read().splitlines()
+                        if line.strip() and not line.strip().startswith("#")]
+    digest = hashlib.sha256(f"dockerfile {dockerfile}\n".encode())
+    for rel in sorted(docker.utils.build.exclude_paths(context, patterns, dockerfile=dockerfile)):
+        path = os.path.join(context, rel)
+        if os.path.isdir(path) and not os.path.islink(path):
+            continue
+        digest.update(f"{rel}\0{os.access(path, os.X_OK)}\0".encode())
+        if os.path.islink(path):
+            digest.update(os.readlink(path).encode())
+        else:
+            with open(path, "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.hexdigest()
+
+
+def pinned(compose: dict, digests: dict) -> dict:
+    """An override naming each built service's image by digest (`digests`: image name →
+    sha256:...), so a redeploy of unchanged images restarts no task and a changed image rolls
+    exactly the services that use it."""
+    services = {}
+    for name, service in (compose.get("services") or {}).items():
+        image = service.get("image")
+        if image in digests:
+            services[name] = {"image": f"{image}@{digests[image]}"}
+    return {"version": compose.get("version", "3.7"), "services": services}
+
+
+def existing_secrets(checkout: str) -> list:
+    """The SECRET_PATHS present in `checkout`'s autograder-server (only those can be mounted)."""
+    return [p for p in SECRET_PATHS
+            if os.path.exists(os.path.join(checkout, "autograder-server", p))]

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests import standin
+
 from . import config, host
 from .util import log, ok, pid_alive, run, stop_pids, wait_for
 
@@ -110,7 +112,6 @@ def _mounts_up(name: str) -> None:
         run(["mount", "--make-private", str(config.NS_HANDLES)])
     mnt.touch()
     uts.touch()
-    SHARED_CHECKOUT.mkdir(parents=True, exist_ok=True)
     script = config.REPO / "bed/node-mounts.sh"
     run(
         ["unshare", f"--mount={mnt}", f"--uts={uts}", "--propagation", "private",
@@ -127,7 +128,18 @@ def _daemons_up(name: str) -> None:
         run(enter(name) + [str(config.SALT_BIN / "salt-minion"), "-d", "--pid-file", MINION_PIDFILE])
 
 
+def _checkout_up() -> None:
+    """What a site without managed NFS has on its shared storage: the autograder-full-stack
+    checkout (here the stand-in, written once so a deploy's edits and secrets stay) and the
+    bed's compose override that the bed pillar names."""
+    if not (SHARED_CHECKOUT / "docker-compose.yml").exists():
+        standin.write(SHARED_CHECKOUT)
+    shutil.copy(standin.BED_OVERRIDE, SHARED_CHECKOUT / standin.BED_OVERRIDE.name)
+
+
 def up(indexes) -> None:
+    SHARED_CHECKOUT.mkdir(parents=True, exist_ok=True)
+    _checkout_up()
     for i in indexes:
         name = config.node_name(i)
         _write_node_etc(name, i, indexes)

@@ -42,6 +42,11 @@ def bed_pillar(tier: str, indexes) -> dict:
         # raise its hard nofile above the host's, so containers get exactly that; tier 2
         # guests keep the pillar default, 1000000
         pillar["autograder"]["limits"] = {"nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
+        # no IPVS: the registry publishes on its node only (bed/mesh.py forwards the others),
+        # and the stack gets the bed override (tests/standin/docker-compose.bed.yml, which
+        # the bed copies into the checkout)
+        pillar["autograder"]["registry"] = {"publish_mode": "host"}
+        pillar["autograder"]["app"] = {"extra_compose_files": ["docker-compose.bed.yml"]}
     return pillar
 
 

@@ -47,7 +47,9 @@ ag-tweaks-max-subprocess-timeout:
     - pattern: '^MAX_SUBPROCESS_TIMEOUT\s*=\s*\d+'
     - repl: 'MAX_SUBPROCESS_TIMEOUT = {{ app.max_subprocess_timeout }}'
 
-{#- Secrets are mounted at run time (see ag/override.sls), never built into an image. #}
+{#- Secrets are mounted at run time (see ag/override.sls), never built into an image. Python
+    caches anywhere in the tree (upstream ignores them at the top only) would change the build
+    inputs whenever something runs the code in the checkout, and rebuild images for nothing. #}
 ag-tweaks-dockerignore-secrets:
   file.append:
     - name: {{ root }}/autograder-server/.dockerignore
@@ -55,3 +57,4 @@ ag-tweaks-dockerignore-secrets:
       - autograder/settings/secrets
       - autograder/settings/oauth2_secrets.json
       - generate_secrets_venv
+      - '**/__pycache__'

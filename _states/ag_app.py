@@ -1,0 +1,299 @@
+"""States of the autograder application (salt/ag, run by the orchestration ag.deploy): the
+registry service, the stack's images, the stack, its convergence, migrations and bootstrap.
+
+Each computes what should be, compares it with what is (through the ag_docker execution
+module), returns result None with the would-be changes under test=True, applies otherwise, and
+returns True with no changes when nothing differs.
+"""
+
+import hashlib
+import json
+import os
+import time
+
+import yaml
+
+__virtualname__ = "ag_app"
+
+DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the deployed hash
+
+
+def __virtual__():
+    if "ag_docker.stack_status" not in __salt__:
+        return False, "ag_app needs the ag_docker execution module"
+    return __virtualname__
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
+             target="/var/lib/registry", constraint="node.labels.registry == true",
+             timeout=120):
+    """The guide's registry service (one replica where `constraint` holds, `port` published in
+    `publish_mode`, the named `volume` at `target`), waited for until its task runs."""
+    ret = _ret(name)
+    changes = __salt__["ag_docker.service_present"](
+        name, image, port, publish_mode=publish_mode, volume=volume, target=target,
+        constraints=[constraint], test=__opts__["test"])
+    if not changes:
+        ret["comment"] = f"service {name} is as configured"
+    elif __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"service {name} would be set")
+    else:
+        ret.update(changes=changes, comment=f"service {name} set")
+    if __opts__["test"]:
+        return ret
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = __salt__["ag_docker.tasks"](service=name)
+        if any(t["state"] == "running" and t["desired_state"] == "running" for t in tasks):
+            return ret
+        if time.monotonic() > deadline:
+            errors = "; ".join(f"{t['state']} {t['error'] or ''}".strip() for t in tasks)
+            ret.update(result=False, comment=f"service {name} has no running task after "
+                                             f"{timeout}s: {errors or 'no task scheduled'} "
+                                             f"(is a node labelled for {constraint!r}?)")
+            return ret
+        time.sleep(1)
+
+
+def _compose(checkout, compose_file):
+    with open(os.path.join(checkout, compose_file)) as fh:
+        return yaml.safe_load(fh)
+
+
+def _builds(checkout, compose):
+    """[(context dir, dockerfile, images, content hash tag)] of what the compose file builds."""
+    found = []
+    for (context, dockerfile), images in __utils__["ag_compose.builds"](compose).items():
+        path = os.path.join(checkout, context)
+        tag = __utils__["ag_compose.context_hash"](path, dockerfile)[:16]
+        found.append((path, dockerfile, images, tag))
+    return found
+
+
+def images_pushed(name, compose_file="docker-compose.yml"):
+    """Every image the compose file of checkout `name` builds is in the registry under the
+    content hash of its build inputs; only builds whose hash the registry lacks run. Each is
+    pushed as :<hash> and :latest."""
+    ret = _ret(name)
+    compose = _compose(name, compose_file)
+    todo = []
+    for path, dockerfile, images, tag in _builds(name, compose):
+        if any(__salt__["ag_docker.image_digest"](f"{i}:{tag}") is None for i in images):
+            todo.append((path, dockerfile, images, tag))
+    if not todo:
+        ret["comment"] = "every image of the stack is pushed at its content hash"
+        return ret
+    changes = {i: {"new": tag} for _, _, images, tag in todo for i in images}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes,
+                   comment=f"{len(changes)} image(s) would be built and pushed")
+        return ret
+    for path, dockerfile, images, tag in todo:
+        for image in images:
+            __salt__["ag_docker.image_build_push"](path, dockerfile, [f"{image}:{tag}",
+                                                                      f"{image}:latest"])
+    ret.update(changes=changes, comment=f"{len(changes)} image(s) built and pushed")
+    return ret
+
+
+def stack_deployed(name, checkout, compose_files):
+    """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with every
+    built image pinned by its registry digest; deployed only when that effective content
+    differs from the last deploy or a service of it is missing, so a no-op restarts nothing."""
+    ret = _ret(name)
+    compose = _compose(checkout, compose_files[0])
+    digests = {}
+    missing = []
+    for _path, _dockerfile, images, tag in _builds(checkout, compose):
+        for image in images:
+            digest = __salt__["ag_docker.image_digest"](f"{image}:{tag}")
+            if digest is None:
+                missing.append(f"{image}:{tag}")
+            digests[image] = digest
+    pinned = yaml.safe_dump(__utils__["ag_compose.pinned"](compose, digests), sort_keys=True)
+    content = hashlib.sha256(pinned.encode())
+    for path in compose_files:
+        with open(os.path.join(checkout, path), "rb") as fh:
+            content.update(hashlib.sha256(fh.read()).digest())
+    content = content.hexdigest()
+    record = os.path.join(DEPLOYED_DIR, f"{name}.sha256")
+    try:
+        with open(record) as fh:
+            deployed = fh.read().strip()
+    except OSError:
+        deployed = None
+    running = set(__salt__["ag_docker.stack_status"](name))
+    absent = sorted(set(compose.get("services") or {}) - running)
+    if deployed == content and not absent and not missing:
+        ret["comment"] = f"stack {name} runs this content already"
+        return ret
+    changes = {"content": {"old": deployed, "new": content}}
+    if absent:
+        changes["services"] = {"new": absent}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"stack {name} would be deployed")
+        return ret
+    if missing:
+        ret.update(result=False, comment=f"the registry lacks {', '.join(missing)}: the images "
+                                         "step (ag_app.images_pushed) must run first")
+        return ret
+    os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
+    pin_file = os.path.join(DEPLOYED_DIR, f"{name}.images.yml")
+    with open(pin_file, "w") as fh:
+        fh.write(pinned)
+    __salt__["ag_docker.stack_deploy"](name, list(compose_files) + [pin_file], checkout)
+    with open(record, "w") as fh:
+        fh.write(content + "\n")
+    ret.update(changes=changes, comment=f"stack {name} deployed")
+    return ret
+
+
+def _unconverged(status):
+    lines = []
+    for service, s in sorted(status.items()):
+        if s["converged"]:
+            continue
+        tasks = "; ".join(f"{t['node'] or 'unassigned'} {t['state']}"
+                          + (f" ({t['error']})" if t["error"] else "") for t in s["tasks"])
+        lines.append(f"{service}: {s['running']}/{s['desired']} running"
+                     + (f", update {s['update']}" if s["update"] else "")
+                     + f"; tasks: {tasks or 'none'}")
+    return lines
+
+
+def converged(name, timeout=600, interval=2):
+    """Wait until every service of stack `name` runs its desired tasks; on timeout fail naming
+    each unconverged service with its tasks' nodes, states and errors. Changes nothing."""
+    ret = _ret(name)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = __salt__["ag_docker.stack_status"](name)
+        pending = _unconverged(status)
+        if status and not pending:
+            ret["comment"] = f"all {len(status)} services of {name} run their desired tasks"
+            return ret
+        if __opts__["test"]:
+            ret.update(result=None, comment=f"would wait for stack {name}: "
+                                            + ("; ".join(pending) or "not deployed yet"))
+            return ret
+        if time.monotonic() > deadline:
+            ret.update(result=False, comment=f"stack {name} did not converge within {timeout}s:\n"
+                                             + ("\n".join(pending) or "no service deployed"))
+            return ret
+        time.sleep(interval)
+
+
+def _manage(service, *args):
+    return __salt__["ag_docker.local_task_exec"](service, ["python3", "manage.py", *args])
+
+
+def _tail(res):
+    return "\n".join((res["stdout"] + res["stderr"]).strip().splitlines()[-20:])
+
+
+def migrated(name):
+    """`manage.py migrate --noinput` in this node's task of service `name` (the stack's
+    django); nothing where no task of it runs. Fails with the output's tail on a non-zero
+    exit."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    if __opts__["test"]:
+        res = _manage(name, "showmigrations")
+        if res is None:
+            ret["comment"] = f"no task of {name} runs on {node}"
+            return ret
+        if res["retcode"] != 0:
+            ret.update(result=False, comment=f"showmigrations in {name} on {node} failed "
+                                             f"(exit {res['retcode']}):\n{_tail(res)}")
+            return ret
+        pending = [line.split("]", 1)[1].strip() for line in res["stdout"].splitlines()
+                   if line.strip().startswith("[ ]")]
+        if pending:
+            ret.update(result=None, changes={"migrations": {"new": pending}},
+                       comment=f"{len(pending)} migration(s) would be applied on {node}")
+        else:
+            ret["comment"] = f"no migrations to apply on {node}"
+        return ret
+    res = _manage(name, "migrate", "--noinput")
+    if res is None:
+        ret["comment"] = f"no task of {name} runs on {node}"
+        return ret
+    if res["retcode"] != 0:
+        ret.update(result=False, comment=f"manage.py migrate in {name} on {node} failed "
+                                         f"(exit {res['retcode']}):\n{_tail(res)}")
+        return ret
+    applied = [line.strip()[len("Applying "):].split("...")[0]
+               for line in res["stdout"].splitlines() if line.strip().startswith("Applying ")]
+    if applied:
+        ret["changes"] = {"migrations": {"new": applied}}
+    ret["comment"] = (f"applied {len(applied)} migration(s) on {node}" if applied
+                      else f"no migrations to apply on {node}")
+    return ret
+
+
+BOOTSTRAP = """
+import json
+from django.contrib.auth.models import User
+from autograder.core.models import Course
+DRY = {dry!r}
+todo = []
+users = []
+for name in {admins!r}:
+    user = User.objects.filter(username=name).first()
+    if user is None:
+        todo.append('superuser ' + name)
+        if not DRY:
+            user = User.objects.create(username=name, is_superuser=True)
+    elif not user.is_superuser:
+        todo.append('superuser flag of ' + name)
+        if not DRY:
+            user.is_superuser = True
+            user.save()
+    users.append((name, user))
+if {course!r}:
+    course = Course.objects.filter(name={course!r}).first()
+    if course is None:
+        todo.append('course ' + {course!r})
+        if not DRY:
+            course = Course.objects.create(name={course!r})
+    have = set(u.pk for u in course.admins.all()) if course is not None else set()
+    for name, user in users:
+        if user is None or user.pk not in have:
+            todo.append('admin ' + name + ' of ' + {course!r})
+            if not DRY:
+                course.admins.add(user)
+print('AG-BOOTSTRAP ' + json.dumps(todo))
+"""
+
+
+def bootstrapped(name, admins=(), course=None):
+    """The bootstrap of the guide through this node's task of service `name` (django):
+    `admins` are superusers and admins of the course named `course`; what exists is left
+    alone. Nothing where no task of it runs."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    if not admins and not course:
+        ret["comment"] = "no bootstrap in the pillar"
+        return ret
+    code = BOOTSTRAP.format(dry=bool(__opts__["test"]), admins=list(admins), course=course)
+    res = _manage(name, "shell", "-c", code)
+    if res is None:
+        ret["comment"] = f"no task of {name} runs on {node}"
+        return ret
+    marker = [line for line in res["stdout"].splitlines() if line.startswith("AG-BOOTSTRAP ")]
+    if res["retcode"] != 0 or not marker:
+        ret.update(result=False, comment=f"the bootstrap in {name} on {node} failed "
+                                         f"(exit {res['retcode']}):\n{_tail(res)}")
+        return ret
+    done = json.loads(marker[-1][len("AG-BOOTSTRAP "):])
+    if done:
+        ret["changes"] = {"bootstrap": {"new": done}}
+        if __opts__["test"]:
+            ret["result"] = None
+    ret["comment"] = (f"bootstrap on {node}: " + ", ".join(done) if done
+                      else f"bootstrap present on {node}")
+    return ret

@@ -1,0 +1,23 @@
+{#- The autograder-full-stack checkout on the NFS server node: cloned from autograder:app:git_url
+    at its revision with submodules, or already there. #}
+{%- from 'ag/map.jinja' import app with context %}
+{%- if app.git_url %}
+ag-checkout:
+  git.latest:
+    - name: {{ app.git_url }}
+    - target: {{ app.checkout }}
+    - rev: {{ app.revision }}
+    - submodules: True
+    - force_reset: False
+{%- elif not salt['file.file_exists'](app.checkout ~ '/docker-compose.yml') %}
+ag-checkout:
+  test.fail_without_changes:
+    - comment: >-
+        no autograder-full-stack checkout at {{ app.checkout }} on {{ grains['id'] }}
+        (no {{ app.checkout }}/docker-compose.yml): clone it there, or set
+        autograder:app:git_url (and revision) so the deploy clones it
+{%- else %}
+ag-checkout:
+  test.succeed_without_changes:
+    - comment: checkout present at {{ app.checkout }} on {{ grains['id'] }}
+{%- endif %}
