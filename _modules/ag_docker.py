@@ -26,6 +26,10 @@ try:
 except ImportError:
     HAS_CRYPTOGRAPHY = False
 
+import calendar
+import re
+import time
+
 import salt.channel.client
 import salt.utils.mine
 from salt.exceptions import CommandExecutionError
@@ -492,11 +496,22 @@ def stack_deploy(name, compose_files, cwd):
     return res["stdout"]
 
 
-def stack_status(name):
+def _running_for(task: dict) -> float:
+    """Seconds since `task` last changed state (the engine's RFC 3339 time, in nanoseconds)."""
+    stamp = (task.get("Status") or {}).get("Timestamp") or ""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", stamp)
+    if not match:
+        return 0.0
+    since = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
+    return time.time() - since - float(match.group(2) or 0)
+
+
+def stack_status(name, settle=5):
     """Each service of stack `name`: {service: {desired, running, converged, update, tasks:
     [{node, state, error}] of the tasks that should run or failed lately}}. A service has
-    converged when every task it wants runs on the image its spec names and no update is in
-    progress. {} when no such stack is deployed.
+    converged when every task it wants has run for `settle` seconds on the image its spec
+    names and no update is in progress (a task that crashes at start is running only for a
+    moment). {} when no such stack is deployed.
 
     CLI Example: salt nuc1 ag_docker.stack_status ag-stack
     """
@@ -515,7 +530,8 @@ def stack_status(name):
         mine = [t for t in all_tasks if t.get("ServiceID") == attrs["ID"]]
         wanted = [t for t in mine if t.get("DesiredState") == "running"]
         running = [t for t in wanted if (t.get("Status") or {}).get("State") == "running"
-                   and t["Spec"]["ContainerSpec"]["Image"] == image]
+                   and t["Spec"]["ContainerSpec"]["Image"] == image
+                   and _running_for(t) >= settle]
         replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
         desired = len(wanted) if replicas is None else replicas
         update = (attrs.get("UpdateStatus") or {}).get("State")

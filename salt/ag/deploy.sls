@@ -10,6 +10,10 @@
 {%- endif %}
 {%- from 'ag/map.jinja' import app, cluster, manager, nfs_node with context %}
 {%- set nodes = cluster.nodes | list | sort %}
+{%- set web_nodes = [] %}
+{%- for node, spec in cluster.nodes | dictsort if 'webserver' in (spec.labels or []) %}
+{%-   do web_nodes.append(node) %}
+{%- endfor %}
 
 {%- macro target(tgt) %}
 {%- if tgt is string %}
@@ -20,18 +24,6 @@
 {%- endif %}
 {%- endmacro %}
 
-{%- macro step(id, sls, tgt, require) %}
-{{ id }}:
-  salt.state:
-{{- target(tgt) }}
-    - sls: {{ sls | json }}
-    - failhard: True
-    {#- the swarm reactor may be labelling a node that just joined #}
-    - queue: True
-    - require:
-      - salt: {{ require }}
-{%- endmacro %}
-
 {#- this repo's modules and states on every node first: a state run does not load what its
     own sync brought #}
 ag-deploy-sync:
@@ -40,13 +32,30 @@ ag-deploy-sync:
 {{- target(nodes) }}
     - failhard: True
 
-{{ step('ag-deploy-node-states', ['docker', 'limits', 'nfs'], nodes, 'ag-deploy-sync') }}
-{{ step('ag-deploy-swarm', ['swarm'], nodes, 'ag-deploy-node-states') }}
-{{ step('ag-deploy-checkout', ['ag.checkout'], nfs_node, 'ag-deploy-swarm') }}
-{{ step('ag-deploy-tweaks', ['ag.tweaks'], nfs_node, 'ag-deploy-checkout') }}
-{{ step('ag-deploy-secrets', ['ag.secrets'], nfs_node, 'ag-deploy-tweaks') }}
-{{ step('ag-deploy-override', ['ag.override'], nfs_node, 'ag-deploy-secrets') }}
-{{ step('ag-deploy-registry', ['ag.registry'], manager, 'ag-deploy-override') }}
-{{ step('ag-deploy-images', ['ag.images'], nfs_node, 'ag-deploy-registry') }}
-{{ step('ag-deploy-stack', ['ag.stack'], manager, 'ag-deploy-images') }}
-{{ step('ag-deploy-migrate', ['ag.migrate'], nodes, 'ag-deploy-stack') }}
+{#- the guide's steps in order, each on the nodes it concerns, each after the one before; a step
+    with no node to run on (no node labelled webserver: no TLS files to check) is left out #}
+{%- set steps = [
+      ('ag-deploy-node-states', ['docker', 'limits', 'nfs'], nodes),
+      ('ag-deploy-swarm', ['swarm'], nodes),
+      ('ag-deploy-tls', ['ag.tls'], web_nodes),
+      ('ag-deploy-checkout', ['ag.checkout'], nfs_node),
+      ('ag-deploy-tweaks', ['ag.tweaks'], nfs_node),
+      ('ag-deploy-secrets', ['ag.secrets'], nfs_node),
+      ('ag-deploy-override', ['ag.override'], nfs_node),
+      ('ag-deploy-registry', ['ag.registry'], manager),
+      ('ag-deploy-images', ['ag.images'], nfs_node),
+      ('ag-deploy-stack', ['ag.stack'], manager),
+      ('ag-deploy-migrate', ['ag.migrate'], nodes),
+    ] | selectattr('2') | list %}
+{%- for id, sls, tgt in steps %}
+
+{{ id }}:
+  salt.state:
+{{- target(tgt) }}
+    - sls: {{ sls | json }}
+    - failhard: True
+    {#- the swarm reactor may be labelling a node that just joined #}
+    - queue: True
+    - require:
+      - salt: {{ 'ag-deploy-sync' if loop.first else loop.previtem[0] }}
+{%- endfor %}

@@ -23,6 +23,18 @@ ag-tweaks-site-domain-redirect:
     - pattern: 'return 301 https://[^$]*\$request_uri;'
     - repl: 'return 301 https://{{ app.site_domain }}$request_uri;'
 
+ag-tweaks-tls-certificate:
+  file.replace:
+    - name: {{ root }}/nginx/production/conf.d/default.conf
+    - pattern: '^(\s*ssl_certificate)\s+[^;]*;'
+    - repl: '\1 {{ app.tls_certificate }};'
+
+ag-tweaks-tls-key:
+  file.replace:
+    - name: {{ root }}/nginx/production/conf.d/default.conf
+    - pattern: '^(\s*ssl_certificate_key)\s+[^;]*;'
+    - repl: '\1 {{ app.tls_key }};'
+
 ag-tweaks-client-max-body-size:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf
