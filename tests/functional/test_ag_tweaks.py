@@ -19,7 +19,8 @@ def checkout(tmp_path):
 def tweaks_pillar(checkout):
     return {"app": {"checkout": str(checkout), "site_domain": "grading.example.edu",
                     "sysadmin_contact": "help@example.edu", "client_max_body_size": "64M",
-                    "max_subprocess_timeout": 120}}
+                    "max_subprocess_timeout": 120, "tls_certificate": "/etc/ssl/certs/grading.pem",
+                    "tls_key": "/etc/ssl/private/grading.key"}}
 
 
 def changed(ret):
@@ -37,7 +38,9 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     assert nginx.count("server_name grading.example.edu;") == 2
     assert nginx.count("client_max_body_size 64M;") == 2
     assert "return 301 https://grading.example.edu$request_uri;" in nginx
-    assert "autograder.io" not in nginx.split("ssl_certificate")[0]
+    assert "autograder.io" not in nginx
+    assert "ssl_certificate /etc/ssl/certs/grading.pem;" in nginx
+    assert "ssl_certificate_key /etc/ssl/private/grading.key;" in nginx
     ts = (checkout / "ag-website-vue/src/constants.ts").read_text()
     assert "export const SYSADMIN_CONTACT = 'help@example.edu';" in ts
     assert "export const MAX_COMMAND_TIMEOUT = 120;" in ts
