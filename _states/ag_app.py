@@ -100,10 +100,13 @@ def images_pushed(name, compose_file="docker-compose.yml"):
     return ret
 
 
-def stack_deployed(name, checkout, compose_files):
-    """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with every
-    built image pinned by its registry digest; deployed only when that effective content
-    differs from the last deploy or a service of it is missing, so a no-op restarts nothing."""
+def stack_deployed(name, checkout, compose_files, override):
+    """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with the
+    `override` data (worker counts, secret mounts) after upstream's and every built image
+    pinned by its registry digest; deployed only when that effective content differs from the
+    last deploy or a service of it is missing, so a no-op restarts nothing. The override and
+    the pins are written to DEPLOYED_DIR on this node, so test=True judges the same content a
+    deploy would use."""
     ret = _ret(name)
     compose = _compose(checkout, compose_files[0])
     digests = {}
@@ -114,11 +117,17 @@ def stack_deployed(name, checkout, compose_files):
             if digest is None:
                 missing.append(f"{image}:{tag}")
             digests[image] = digest
-    pinned = yaml.safe_dump(__utils__["ag_compose.pinned"](compose, digests), sort_keys=True)
-    content = hashlib.sha256(pinned.encode())
+    generated = {
+        # json: the state compiler hands over OrderedDicts, which safe_dump refuses
+        "override": yaml.safe_dump(json.loads(json.dumps(override)), sort_keys=True),
+        "images": yaml.safe_dump(__utils__["ag_compose.pinned"](compose, digests), sort_keys=True),
+    }
+    content = hashlib.sha256()
     for path in compose_files:
         with open(os.path.join(checkout, path), "rb") as fh:
             content.update(hashlib.sha256(fh.read()).digest())
+    for text in generated.values():
+        content.update(hashlib.sha256(text.encode()).digest())
     content = content.hexdigest()
     record = os.path.join(DEPLOYED_DIR, f"{name}.sha256")
     try:
@@ -142,10 +151,15 @@ def stack_deployed(name, checkout, compose_files):
                                          "step (ag_app.images_pushed) must run first")
         return ret
     os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
-    pin_file = os.path.join(DEPLOYED_DIR, f"{name}.images.yml")
-    with open(pin_file, "w") as fh:
-        fh.write(pinned)
-    __salt__["ag_docker.stack_deploy"](name, list(compose_files) + [pin_file], checkout)
+    files = {}
+    for kind, text in generated.items():
+        files[kind] = os.path.join(DEPLOYED_DIR, f"{name}.{kind}.yml")
+        with open(files[kind], "w") as fh:
+            fh.write(text)
+    # upstream's file first (relative paths resolve against its directory), ours right after
+    # it so a site's own extra files still win, the image pins last
+    ordered = [compose_files[0], files["override"], *compose_files[1:], files["images"]]
+    __salt__["ag_docker.stack_deploy"](name, ordered, checkout)
     with open(record, "w") as fh:
         fh.write(content + "\n")
     ret.update(changes=changes, comment=f"stack {name} deployed")

@@ -41,7 +41,6 @@ ag-deploy-sync:
       ('ag-deploy-checkout', ['ag.checkout'], nfs_node),
       ('ag-deploy-tweaks', ['ag.tweaks'], nfs_node),
       ('ag-deploy-secrets', ['ag.secrets'], nfs_node),
-      ('ag-deploy-override', ['ag.override'], nfs_node),
       ('ag-deploy-registry', ['ag.registry'], manager),
       ('ag-deploy-images', ['ag.images'], nfs_node),
       ('ag-deploy-stack', ['ag.stack'], manager),

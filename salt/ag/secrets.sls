@@ -1,7 +1,7 @@
 {#- The app's secrets, made once on the NFS server node by upstream's generate_secrets.py
     (never again: a new GPG key would invalidate every receipt sent). It prints nothing; the
     files stay in the checkout, are kept out of every image (.dockerignore, ag.tweaks) and
-    mounted read-only at run time (ag.override). #}
+    mounted read-only at run time (the override of ag/stack.sls). #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- set secrets = app.checkout ~ '/autograder-server/autograder/settings/secrets' %}
 ag-secrets-generated:

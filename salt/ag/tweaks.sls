@@ -1,7 +1,7 @@
 {#- The guide's "Other Tweaks" and first-steps settings that are baked into images or read
     from upstream's own files. Each edit rewrites one assignment in place, so it is idempotent
     and re-applies cleanly after a `git pull` restored upstream's line. Worker counts are not
-    here: they go into the compose override (ag/override.sls), upstream's compose stays as is. #}
+    here: they go into the compose override (ag/stack.sls), upstream's compose stays as is. #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- set root = app.checkout %}
 
@@ -59,8 +59,8 @@ ag-tweaks-max-subprocess-timeout:
     - pattern: '^MAX_SUBPROCESS_TIMEOUT\s*=\s*\d+'
     - repl: 'MAX_SUBPROCESS_TIMEOUT = {{ app.max_subprocess_timeout }}'
 
-{#- Secrets are mounted at run time (see ag/override.sls), never built into an image. Python
-    caches anywhere in the tree (upstream ignores them at the top only) would change the build
+{#- Secrets are mounted at run time (the override of ag/stack.sls), never built into an
+    image. Python caches anywhere in the tree (upstream ignores them at the top only) would change the build
     inputs whenever something runs the code in the checkout, and rebuild images for nothing. #}
 ag-tweaks-dockerignore-secrets:
   file.append:
