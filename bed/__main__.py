@@ -40,7 +40,8 @@ def current() -> tuple:
 
 def minions_answering(names) -> set:
     res = subprocess.run(
-        host.salt_cmd("salt", "--out=json", "--static", "-t", "10", "*", "test.ping"),
+        host.salt_cmd("salt", "--out=json", "--static", "-t", "10", "-L", ",".join(names),
+                      "test.ping"),
         capture_output=True, text=True,
     )
     try:
@@ -60,6 +61,7 @@ def cmd_up(tier: str, count: int) -> None:
     host.bridge_up()
     pillar.write(tier, indexes)
     host.master_up()
+    host.forget_other_minions(names)
     save_state({"tier": tier, "nodes": names})
     tier_module(tier).up(indexes)
     if tier == "netns":

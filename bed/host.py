@@ -1,5 +1,6 @@
 """The host side of the bed: the bridge every node hangs off and the one salt-master."""
 
+import json
 import textwrap
 
 from . import config
@@ -62,6 +63,18 @@ def forget_minion_key(name: str) -> None:
     another key than the master knows (a fresh disk, or the other tier used the name before),
     and a mismatch is denied, not replaced; auto_accept takes the node's key again."""
     run(salt_cmd("salt-key", "-y", "-d", name), check=False)
+
+
+def forget_other_minions(names) -> None:
+    """Keep the master's accepted keys to the bed's nodes: a key left by a node of an earlier
+    bed makes every `*` command wait for a minion that never answers."""
+    res = run(salt_cmd("salt-key", "--out=json", "-l", "acc"), check=False)
+    try:
+        accepted = json.loads(res.stdout or "{}").get("minions", [])
+    except ValueError:
+        accepted = []
+    for name in sorted(set(accepted) - set(names)):
+        forget_minion_key(name)
 
 
 def master_up() -> None:
