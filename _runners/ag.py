@@ -2,9 +2,12 @@
 
 ``salt-run ag.validate``: the pillar every accepted minion gets, checked against the cluster
 rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when invalid.
+``salt-run ag.status``: one table of the swarm's nodes and the stack's services, from the manager.
+``salt-run ag.plan``: what ``state.orchestrate ag.deploy`` would change, changing nothing.
 """
 
 import salt.key
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ag"
 
@@ -38,3 +41,97 @@ def validate(minion=None):
         errors += __utils__["ag_cluster.validate"](autograder, known_minions=accepted)
     checked = sorted(m for _, ms in views.values() for m in ms)
     return {"valid": not errors, "errors": errors, "minions": checked, "retcode": int(bool(errors))}
+
+
+def _cluster_pillar():
+    """The validated autograder pillar; raises naming the errors when it is invalid."""
+    check = validate()
+    if not check["valid"]:
+        raise CommandExecutionError("invalid autograder pillar:\n" + "\n".join(check["errors"]))
+    return __salt__["pillar.show_pillar"](check["minions"][0])["autograder"]
+
+
+def _on_manager(manager, fun, *args):
+    ret = __salt__["salt.execute"](manager, fun, arg=list(args), timeout=30)
+    if manager not in ret:
+        raise CommandExecutionError(f"the manager {manager} did not answer {fun}; is its minion up?")
+    if isinstance(ret[manager], str) and ret[manager].startswith(("ERROR", "Traceback")):
+        raise CommandExecutionError(f"{fun} failed on the manager {manager}: {ret[manager]}")
+    return ret[manager]
+
+
+def status_table(pillar_nodes, swarm_nodes, services):
+    """The text of ag.status: `pillar_nodes` {minion: labels}, `swarm_nodes` (ag_docker.nodes),
+    `services` (ag_docker.stack_status)."""
+    rows = [("NODE", "ROLE", "AVAILABILITY", "STATE", "LABELS")]
+    seen = set()
+    for node in sorted(swarm_nodes, key=lambda n: n["hostname"] or ""):
+        seen.add(node["hostname"])
+        labels = [k for k in __utils__["ag_cluster.managed_labels"](node["labels"])
+                  if node["labels"][k] == "true"]
+        rows.append((node["hostname"], node["role"], node["availability"], node["state"],
+                     ",".join(labels) or "-"))
+    for minion in sorted(set(pillar_nodes) - seen):
+        rows.append((minion, "-", "-", "not in the swarm", ",".join(sorted(pillar_nodes[minion]))))
+    rows.append(())
+    rows.append(("SERVICE", "RUNNING", "CONVERGED", "NODES", "ERRORS"))
+    for name, service in sorted(services.items()):
+        running_on = sorted({t["node"] for t in service["tasks"]
+                             if t["state"] == "running" and t["node"]})
+        errors = sorted({t["error"] for t in service["tasks"] if t["error"]})
+        rows.append((name, f"{service['running']}/{service['desired']}",
+                     "yes" if service["converged"] else "no", ",".join(running_on) or "-",
+                     "; ".join(errors)[:80] or "-"))
+    widths = [max(len(str(r[i])) for r in rows if len(r) > i) for i in range(5)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
+                     for r in rows)
+
+
+def status():
+    """The cluster as the manager sees it: every node (role, availability, state, the labels
+    this project manages) and every service of the stack (running/desired tasks, whether it
+    converged, where it runs, its tasks' errors). Pillar nodes not in the swarm are shown too.
+
+    CLI Example: salt-run ag.status
+    """
+    try:
+        autograder = _cluster_pillar()
+        manager = autograder["cluster"]["manager"]
+        stack = (autograder.get("app") or {}).get("stack_name") or "ag-stack"
+        swarm_nodes = _on_manager(manager, "ag_docker.nodes")
+        services = _on_manager(manager, "ag_docker.stack_status", stack)
+    except CommandExecutionError as exc:
+        return {"error": str(exc), "retcode": 1}
+    pillar_nodes = {m: spec.get("labels") or [] for m, spec in autograder["cluster"]["nodes"].items()}
+    return status_table(pillar_nodes, swarm_nodes, services)
+
+
+def plan_lines(orchestration):
+    """The text of ag.plan from a test=True return of the ag.deploy orchestration."""
+    (steps,) = orchestration["data"].values()
+    if isinstance(steps, list):  # the rendering stopped (invalid pillar): its errors
+        return ["the deploy would stop before any change:", *steps]
+    lines = []
+    for step in sorted(steps.values(), key=lambda s: s.get("__run_num__", 0)):
+        sid = step["__id__"].removeprefix("ag-deploy-")
+        if step["result"] is False:
+            lines.append(f"{sid}: would fail: {step['comment']}")
+            break
+        per_minion = step["changes"].get("ret") or {}
+        if sid == "sync" or not isinstance(per_minion, dict):
+            continue
+        changes = [f"{minion} {state['__id__']}: {state['comment']}"
+                   for minion, states in sorted(per_minion.items()) if isinstance(states, dict)
+                   for state in sorted(states.values(), key=lambda s: s.get("__run_num__", 0))
+                   if state["changes"]]
+        lines += [f"{sid}: {change}" for change in changes] or [f"{sid}: no change"]
+    return lines
+
+
+def plan():
+    """What `salt-run state.orchestrate ag.deploy` would change now, step by step, from its
+    test=True run (which changes nothing).
+
+    CLI Example: salt-run ag.plan
+    """
+    return "\n".join(plan_lines(__salt__["state.orchestrate"]("ag.deploy", test=True)))

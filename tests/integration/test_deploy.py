@@ -31,6 +31,12 @@ def deploy(bed, *args):
     return res.returncode, {v["__id__"]: v for v in steps.values()}, output
 
 
+def runner(bed, fun):
+    res = bed.salt_raw("salt-run", fun)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
 def changed_steps(steps):
     """The steps that changed something on a node (the sync step always reports its run)."""
     return {sid for sid, v in steps.items() if v["changes"] and sid != "ag-deploy-sync"}
@@ -91,7 +97,9 @@ def teardown(bed):
 
 @pytest.fixture(scope="module")
 def bed(netns_bed):
-    """The bed pillar plus a bootstrap; the first deploy's result in bed.first."""
+    """The bed pillar plus a bootstrap; the first deploy's result (on nodes without a swarm)
+    in bed.first."""
+    teardown(netns_bed)
     original = netns_bed.read_pillar()
     pillar = copy.deepcopy(original)
     pillar["autograder"]["app"]["bootstrap"] = {"admins": [ADMIN], "course": COURSE}
@@ -161,6 +169,9 @@ def test_a_tweak_is_planned_truthfully_then_rolls_only_its_service(bed):
         assert changed_steps(steps) == {"ag-deploy-stack"}, output
         assert sh(bed, MANAGER, f"cat {OVERRIDE}") == override
         assert task_ids(bed) == before
+        plan = runner(bed, "ag.plan")
+        assert f"stack: {MANAGER} ag-stack-deployed: stack {STACK} would be deployed" in plan, plan
+        assert "images: no change" in plan and "tweaks: no change" in plan, plan
 
         code, steps, output = deploy(bed)
         assert code == 0, output
@@ -172,6 +183,22 @@ def test_a_tweak_is_planned_truthfully_then_rolls_only_its_service(bed):
         bed.write_pillar(bed.pillar)
         code, _, output = deploy(bed)
         assert code == 0, output
+
+
+def test_status_shows_nodes_labels_and_where_services_run(bed):
+    table = runner(bed, "ag.status")
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
+    for node, spec in bed.pillar["autograder"]["cluster"]["nodes"].items():
+        assert rows[node][4] == ",".join(sorted(spec["labels"])), table
+    assert rows["nuc1"][1:4] == ["manager", "active", "ready"], table
+    assert rows["django"][1:4] == ["1/1", "yes", "nuc1"], table
+    assert rows["grader"][3] == "nuc2" and rows["tiny_grader"][1] == "0/0", table
+
+
+def test_plan_says_nothing_would_change(bed):
+    plan = runner(bed, "ag.plan").splitlines()
+    assert plan and all(line.endswith(": no change") for line in plan), plan
+    assert [line.split(":")[0] for line in plan][-2:] == ["stack", "migrate"]
 
 
 def test_bad_pillar_stops_before_any_change(bed):
