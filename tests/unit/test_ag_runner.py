@@ -1,0 +1,67 @@
+"""ag.status and ag.plan texts from their inputs (no master): what a sysadmin reads."""
+
+import importlib.util
+
+from bed.config import REPO
+
+
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
+runner = load("_runners/ag.py", "ag_runner")
+runner.__utils__ = {"ag_cluster.managed_labels": ag_cluster.managed_labels}
+
+
+def node(hostname, role, labels):
+    return {"hostname": hostname, "role": role, "availability": "active", "state": "ready",
+            "labels": labels}
+
+
+def test_status_lists_managed_labels_absent_nodes_and_service_errors():
+    swarm = [node("nuc2", "worker", {"grader": "true", "rack": "b"}),
+             node("nuc1", "manager", {"database": "true", "cache": "false"})]
+    services = {
+        "django": {"desired": 1, "running": 1, "converged": True,
+                   "tasks": [{"node": "nuc1", "state": "running", "error": None}]},
+        "grader": {"desired": 1, "running": 0, "converged": False,
+                   "tasks": [{"node": "nuc2", "state": "failed", "error": "task: non-zero exit (1)"}]},
+    }
+    table = runner.status_table({"nuc1": ["database"], "nuc2": ["grader"], "nuc3": ["rerun_grader"]},
+                                swarm, services)
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
+    assert rows["nuc1"][1:] == ["manager", "active", "ready", "database"]
+    assert rows["nuc2"][-1] == "grader"  # the admin's own label 'rack' is not ours
+    assert "not in the swarm" in table.splitlines()[3] and "rerun_grader" in table
+    assert rows["django"][1:4] == ["1/1", "yes", "nuc1"]
+    assert rows["grader"][1:4] == ["0/1", "no", "-"] and "non-zero exit (1)" in rows["grader"][-1] + table
+
+
+def step(sid, run, result=True, ret=None, comment=""):
+    return {f"salt_|-{sid}_|-{sid}_|-state": {"__id__": sid, "__run_num__": run, "result": result,
+                                              "comment": comment,
+                                              "changes": {"ret": ret} if ret else {}}}
+
+
+def test_plan_names_each_step_and_what_it_would_change():
+    ret = {"nuc1": {"k": {"__id__": "ag-stack-deployed", "__run_num__": 0, "changes": {"x": 1},
+                          "comment": "stack ag-stack would be deployed"},
+                    "k2": {"__id__": "ag-stack-converged", "__run_num__": 1, "changes": {},
+                           "comment": "would wait"}}}
+    steps = {**step("ag-deploy-sync", 0, result=None, ret={"nuc1": True}),
+             **step("ag-deploy-images", 1), **step("ag-deploy-stack", 2, result=None, ret=ret)}
+    lines = runner.plan_lines({"data": {"master": steps}})
+    assert lines == ["images: no change",
+                     "stack: nuc1 ag-stack-deployed: stack ag-stack would be deployed"]
+
+
+def test_plan_stops_at_the_first_failing_step_and_shows_render_errors():
+    steps = {**step("ag-deploy-tls", 0, result=False, comment="no TLS key at /k on nuc1"),
+             **step("ag-deploy-stack", 1)}
+    assert runner.plan_lines({"data": {"master": steps}}) == ["tls: would fail: no TLS key at /k on nuc1"]
+    errors = runner.plan_lines({"data": {"master": ["label database is on nuc1 and nuc2"]}})
+    assert errors == ["the deploy would stop before any change:", "label database is on nuc1 and nuc2"]
