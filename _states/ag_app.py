@@ -100,14 +100,17 @@ def images_pushed(name, compose_file="docker-compose.yml"):
     return ret
 
 
-def stack_deployed(name, checkout, compose_files, override):
+def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres_version=None):
     """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with the
-    `override` data (worker counts, secret mounts) after upstream's and every built image
-    pinned by its registry digest; deployed only when that effective content differs from the
-    last deploy or a service of it is missing, so a no-op restarts nothing. The override and
-    the pins are written to DEPLOYED_DIR on this node, so test=True judges the same content a
-    deploy would use."""
+    override after upstream's (`workers` for gunicorn, `concurrency` per celery service, the
+    secrets mounted, the database password and `postgres_version`; _utils/ag_compose.py) and
+    every built image pinned by its registry digest; deployed only when that effective content
+    differs from the last deploy or a service of it is missing, so a no-op restarts nothing.
+    The override (it holds the password) and the pins are written to DEPLOYED_DIR on this
+    node, never returned; test=True judges the same content a deploy would use."""
     ret = _ret(name)
+    override = __utils__["ag_compose.checkout_override"](checkout, workers, concurrency,
+                                                         postgres_version)
     compose = _compose(checkout, compose_files[0])
     digests = {}
     missing = []
@@ -118,8 +121,7 @@ def stack_deployed(name, checkout, compose_files, override):
                 missing.append(f"{image}:{tag}")
             digests[image] = digest
     generated = {
-        # json: the state compiler hands over OrderedDicts, which safe_dump refuses
-        "override": yaml.safe_dump(json.loads(json.dumps(override)), sort_keys=True),
+        "override": yaml.safe_dump(override, sort_keys=True),
         "images": yaml.safe_dump(__utils__["ag_compose.pinned"](compose, digests), sort_keys=True),
     }
     content = hashlib.sha256()

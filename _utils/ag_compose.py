@@ -11,6 +11,7 @@ import os
 import re
 
 import docker.utils.build
+import yaml
 
 WORKERS_FLAG = re.compile(r"--workers=\d+")
 CONCURRENCY_FLAG = re.compile(r"(?<=\s)-c\s+\d+")
@@ -19,6 +20,9 @@ CONCURRENCY_FLAG = re.compile(r"(?<=\s)-c\s+\d+")
 # grader images and pushes them to an open registry. The deploy keeps them out of the build
 # context and mounts them at run time from the shared checkout instead.
 SECRET_PATHS = ("autograder/settings/secrets", "autograder/settings/oauth2_secrets.json")
+# generated once by the deploy (salt/ag/secrets.sls), beside upstream's generated secrets
+DB_PASSWORD_FILE = "autograder-server/autograder/settings/secrets/db_password"
+COMPOSE_FILE = "docker-compose.yml"
 APP_DIR = "/usr/src/app"
 
 
@@ -36,13 +40,20 @@ def _builds_from_server(service: dict) -> bool:
     return context.rstrip("/") in ("./autograder-server", "autograder-server")
 
 
-def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET_PATHS) -> dict:
+def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET_PATHS,
+             postgres_password=None, postgres_version=None) -> dict:
     """The override for upstream's `compose` dict: rewritten worker counts where they differ
-    from upstream, and `secret_paths` (those that exist in the checkout) mounted read-only into
-    every service built from autograder-server."""
+    from upstream, `secret_paths` (those that exist in the checkout) mounted read-only into
+    every service built from autograder-server, and the postgres service's password and
+    image version when given (upstream ships 'postgres' and 9.5)."""
     services = {}
     for name, service in (compose.get("services") or {}).items():
         entry = {}
+        if name == "postgres":
+            if postgres_password:
+                entry["environment"] = {"POSTGRES_PASSWORD": postgres_password}
+            if postgres_version:
+                entry["image"] = f"postgres:{postgres_version}"
         command = service.get("command")
         if isinstance(command, str):
             tweaked = _tweaked_command(name, command, workers, concurrency)
@@ -109,3 +120,16 @@ def existing_secrets(checkout: str) -> list:
     """The SECRET_PATHS present in `checkout`'s autograder-server (only those can be mounted)."""
     return [p for p in SECRET_PATHS
             if os.path.exists(os.path.join(checkout, "autograder-server", p))]
+
+
+def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_version=None) -> dict:
+    """The override for the checkout at `checkout` as it is now: its compose file, the secrets
+    present, the generated database password (so: never returned by a job)."""
+    with open(os.path.join(checkout, COMPOSE_FILE)) as fh:
+        compose = yaml.safe_load(fh)
+    password = None
+    if os.path.exists(os.path.join(checkout, DB_PASSWORD_FILE)):
+        with open(os.path.join(checkout, DB_PASSWORD_FILE)) as fh:
+            password = fh.read().strip()
+    return override(compose, int(workers), dict(concurrency), existing_secrets(checkout),
+                    postgres_password=password, postgres_version=postgres_version)

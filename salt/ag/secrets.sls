@@ -1,13 +1,15 @@
-{#- The app's secrets, made once on the NFS server node by upstream's generate_secrets.py
-    (never again: a new GPG key would invalidate every receipt sent). It prints nothing; the
-    files stay in the checkout, are kept out of every image (.dockerignore, ag.tweaks) and
-    mounted read-only at run time (the override of ag/stack.sls). #}
+{#- The app's secrets, made once on the NFS server node: upstream's generate_secrets.py (never
+    again: a new GPG key would invalidate every receipt sent) and the database password (the
+    upstream default 'postgres' never survives a deploy). Nothing here prints them; the files
+    stay in the checkout, are kept out of every image (.dockerignore, ag.tweaks) and reach the
+    services at run time (the override of ag/stack.sls). #}
 {%- from 'ag/map.jinja' import app with context %}
-{%- set secrets = app.checkout ~ '/autograder-server/autograder/settings/secrets' %}
+{%- set server = app.checkout ~ '/autograder-server' %}
+{%- set secrets = server ~ '/autograder/settings/secrets' %}
 ag-secrets-generated:
   cmd.run:
     - name: python3 generate_secrets.py
-    - cwd: {{ app.checkout }}/autograder-server
+    - cwd: {{ server }}
     - creates:
       - {{ secrets }}/secret_key
       - {{ secrets }}/gpg_key_password
@@ -21,7 +23,30 @@ ag-secrets-private:
     - require:
       - cmd: ag-secrets-generated
 
+ag-secrets-db-password:
+  cmd.run:
+    - name: umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > db_password
+    - cwd: {{ secrets }}
+    - creates: {{ secrets }}/db_password
+    - output_loglevel: quiet
+    - hide_output: True
+    - require:
+      - file: ag-secrets-private
+
+{#- _prod.env is read by `docker stack deploy` (env_file); the line is rewritten from the file
+    by the shell, so the password is in no state argument, return or diff #}
+ag-secrets-db-password-env:
+  cmd.run:
+    - name: >-
+        sed -i "s|^AG_DB_PASSWORD=.*|AG_DB_PASSWORD=$(cat {{ secrets }}/db_password)|" _prod.env
+    - unless: grep -qxF "AG_DB_PASSWORD=$(cat {{ secrets }}/db_password)" _prod.env
+    - cwd: {{ server }}
+    - output_loglevel: quiet
+    - hide_output: True
+    - require:
+      - cmd: ag-secrets-db-password
+
 {#- the guide's first steps also make the media root the services mount #}
 ag-media-root:
   file.directory:
-    - name: {{ app.checkout }}/autograder-server/media_root
+    - name: {{ server }}/media_root

@@ -60,7 +60,8 @@ ag-tweaks-max-subprocess-timeout:
     - repl: 'MAX_SUBPROCESS_TIMEOUT = {{ app.max_subprocess_timeout }}'
 
 {#- Secrets are mounted at run time (the override of ag/stack.sls), never built into an
-    image. Python caches anywhere in the tree (upstream ignores them at the top only) would change the build
+    image; _prod.env (it holds the database password) reaches the services as their env_file.
+    Python caches anywhere in the tree (upstream ignores them at the top only) would change the build
     inputs whenever something runs the code in the checkout, and rebuild images for nothing. #}
 ag-tweaks-dockerignore-secrets:
   file.append:
@@ -69,4 +70,5 @@ ag-tweaks-dockerignore-secrets:
       - autograder/settings/secrets
       - autograder/settings/oauth2_secrets.json
       - generate_secrets_venv
+      - _prod.env
       - '**/__pycache__'

@@ -13,7 +13,7 @@ STACK = "ag-stack"
 MANAGER = "nuc1"
 CHECKOUT = "/srv/autograder-full-stack"
 OVERRIDE = f"/var/lib/ag-deploy/{STACK}.override.yml"  # on the manager
-SECRET_KEY = f"{CHECKOUT}/autograder-server/autograder/settings/secrets/secret_key"
+SECRETS = f"{CHECKOUT}/autograder-server/autograder/settings/secrets"
 ADMIN, COURSE = "admin@example.edu", "EECS 280"
 
 
@@ -229,11 +229,15 @@ def test_missing_tls_key_stops_the_deploy_naming_node_and_file(bed):
 
 
 def test_no_secret_in_the_output_or_any_image(bed):
-    secret = sh(bed, MANAGER, f"cat {SECRET_KEY}").strip()
-    assert len(secret) >= 32
-    _, _, output = deploy(bed)
-    assert secret not in output
-    for image in ("django", "grader"):
-        found = sh(bed, MANAGER, f"docker save 127.0.0.1:5000/{image}:latest | grep -ac "
-                                 f"'{secret}' || true").strip()
-        assert found == "0", f"the secret key is in the {image} image"
+    secrets = [sh(bed, MANAGER, f"cat {SECRETS}/{name}").strip() for name in ("secret_key", "db_password")]
+    assert all(len(secret) >= 32 for secret in secrets)
+    # the generated password is what the app uses, so the upstream default is gone
+    assert f"AG_DB_PASSWORD={secrets[1]}\n" in sh(bed, MANAGER, f"cat {CHECKOUT}/autograder-server/_prod.env")
+    _, _, output = deploy(bed, "test=True")
+    plan = runner(bed, "ag.plan")
+    for secret in secrets:
+        assert secret not in output + plan + bed.first[2]
+        for image in ("django", "grader"):
+            found = sh(bed, MANAGER, f"docker save 127.0.0.1:5000/{image}:latest | grep -acF "
+                                     f"'{secret}' || true").strip()
+            assert found == "0", f"a secret is in the {image} image"

@@ -58,3 +58,24 @@ def test_missing_secret_files_are_not_mounted(compose):
     out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY,
                               secret_paths=("autograder/settings/secrets",))
     assert len(out["services"]["django"]["volumes"]) == 1
+
+
+def test_postgres_gets_the_password_and_version_only_when_given(compose):
+    plain = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
+    assert "postgres" not in plain["services"]
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, postgres_password="s3cret-pw",
+                              postgres_version="14")
+    assert out["services"]["postgres"] == {"environment": {"POSTGRES_PASSWORD": "s3cret-pw"},
+                                           "image": "postgres:14"}
+
+
+def test_checkout_override_reads_the_generated_password(tmp_path, compose):
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(compose))
+    assert "postgres" not in ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)["services"]
+    password = tmp_path / ag_compose.DB_PASSWORD_FILE
+    password.parent.mkdir(parents=True)
+    password.write_text("generated-once\n")
+    out = ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)
+    assert out["services"]["postgres"]["environment"] == {"POSTGRES_PASSWORD": "generated-once"}
+    assert "./autograder-server/autograder/settings/secrets:/usr/src/app/autograder/settings/secrets:ro" \
+        in out["services"]["django"]["volumes"]
