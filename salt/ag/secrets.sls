@@ -46,6 +46,39 @@ ag-secrets-db-password-env:
     - require:
       - cmd: ag-secrets-db-password
 
+{#- Secrets the site keeps in files on this node (never in pillar): the OAuth client secrets,
+    copied where the app reads them; the e-mail password, into _prod.env by the shell. #}
+{%- for what, path in [('oauth secrets_file', app.oauth.secrets_file),
+                       ('email password_file', app.email.password_file)] if path %}
+{%-   if not salt['file.file_exists'](path) %}
+ag-secrets-{{ what.split()[0] }}-missing:
+  test.fail_without_changes:
+    - comment: >-
+        autograder:app:{{ what.replace(' ', ':') }} names {{ path }}, which is not on
+        {{ grains['id'] }} (the NFS server node): put the file there
+{%-   endif %}
+{%- endfor %}
+{%- if app.oauth.secrets_file %}
+
+ag-secrets-oauth:
+  file.managed:
+    - name: {{ server }}/autograder/settings/oauth2_secrets.json
+    - source: {{ app.oauth.secrets_file }}
+    - mode: '0600'
+    - show_changes: False
+{%- endif %}
+{%- if app.email.password_file %}
+
+ag-secrets-email-password-env:
+  cmd.run:
+    - name: >-
+        sed -i "s|^#\?\s*EMAIL_HOST_PASSWORD=.*|EMAIL_HOST_PASSWORD=$(cat {{ app.email.password_file }})|" _prod.env
+    - unless: grep -qxF "EMAIL_HOST_PASSWORD=$(cat {{ app.email.password_file }})" _prod.env
+    - cwd: {{ server }}
+    - output_loglevel: quiet
+    - hide_output: True
+{%- endif %}
+
 {#- the guide's first steps also make the media root the services mount #}
 ag-media-root:
   file.directory:

@@ -11,6 +11,30 @@ ag-tweaks-site-domain-env:
     - pattern: '^(ALLOWED_HOSTS|SITE_DOMAIN)=.*$'
     - repl: '\1={{ app.site_domain }}'
 
+{#- the OAuth provider and the e-mail settings the app reads from _prod.env (upstream ships
+    the e-mail lines commented out); the secrets themselves come in ag.secrets #}
+ag-tweaks-oauth-provider:
+{%- if app.oauth.provider in ['google', 'azure'] %}
+  file.replace:
+    - name: {{ root }}/autograder-server/_prod.env
+    - pattern: '^OAUTH2_PROVIDER=.*$'
+    - repl: 'OAUTH2_PROVIDER={{ app.oauth.provider }}'
+{%- else %}
+  test.fail_without_changes:
+    - comment: >-
+        autograder:app:oauth:provider is {{ app.oauth.provider }}; the app knows google and azure
+{%- endif %}
+{%- for key, value in [('EMAIL_FROM_ADDR', app.email.from_addr), ('EMAIL_HOST', app.email.host),
+                       ('EMAIL_HOST_USER', app.email.user), ('EMAIL_PORT', app.email.port)]
+      if value is not none %}
+
+ag-tweaks-{{ key | lower | replace('_', '-') }}:
+  file.replace:
+    - name: {{ root }}/autograder-server/_prod.env
+    - pattern: '^#?[ \t]*{{ key }}=.*$'
+    - repl: '{{ key }}={{ value }}'
+{%- endfor %}
+
 ag-tweaks-site-domain-nginx:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf

@@ -20,7 +20,8 @@ def tweaks_pillar(checkout):
     return {"app": {"checkout": str(checkout), "site_domain": "grading.example.edu",
                     "sysadmin_contact": "help@example.edu", "client_max_body_size": "64M",
                     "max_subprocess_timeout": 120, "tls_certificate": "/etc/ssl/certs/grading.pem",
-                    "tls_key": "/etc/ssl/private/grading.key"}}
+                    "tls_key": "/etc/ssl/private/grading.key", "oauth": {"provider": "azure"},
+                    "email": {"from_addr": "ag@example.edu", "host": "smtp.example.edu", "port": 587}}}
 
 
 def changed(ret):
@@ -34,6 +35,9 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     assert changed(first) == set(first)
     env = (checkout / "autograder-server/_prod.env").read_text()
     assert "ALLOWED_HOSTS=grading.example.edu\n" in env and "SITE_DOMAIN=grading.example.edu\n" in env
+    assert "\nOAUTH2_PROVIDER=azure\n" in env and "\nEMAIL_FROM_ADDR=ag@example.edu\n" in env
+    assert "\nEMAIL_HOST=smtp.example.edu\n" in env and "\nEMAIL_PORT=587\n" in env
+    assert "# EMAIL_HOST_USER=" in env  # not given: upstream's line stays
     nginx = (checkout / "nginx/production/conf.d/default.conf").read_text()
     assert nginx.count("server_name grading.example.edu;") == 2
     assert nginx.count("client_max_body_size 64M;") == 2
@@ -50,7 +54,7 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     assert "autograder/settings/secrets" in ignore and "autograder/settings/oauth2_secrets.json" in ignore
 
     second = minion.apply("ag.tweaks")
-    assert changed(second) == set() and all(r["result"] is True for r in second.values())
+    assert changed(second) == set() and all(r["result"] is True for r in second.values()), second
 
 
 def test_test_mode_reports_and_changes_nothing(local_minion, checkout):
