@@ -1,9 +1,10 @@
 """Tier 2 of the bed is real: qemu guests with their own kernel and systemd, minions that
-answer the bed's master, a network between them and kernel NFS between guests."""
+answer the bed's master, a network between them. Kernel NFS between guests is proven by the
+product's own NFS states on this tier (test_node_states_vm.py: an nfs4 mount of one guest's
+export on the others), not installed twice."""
 
 import json
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -14,13 +15,6 @@ pytestmark = pytest.mark.vm
 
 def sh(bed, node, script, check=True) -> subprocess.CompletedProcess:
     return bed.exec(node, "sh", "-c", script, check=check)
-
-
-def sh_each(bed, scripts: dict, check=True) -> dict:
-    """Run {node: script} on the nodes at the same time (emulated guests are slow)."""
-    with ThreadPoolExecutor(len(scripts)) as pool:
-        futures = {node: pool.submit(sh, bed, node, script, check) for node, script in scripts.items()}
-        return {node: future.result() for node, future in futures.items()}
 
 
 def test_three_minions_answer_the_master(vm_bed):
@@ -64,35 +58,6 @@ def test_guests_reach_each_other_and_nothing_else(vm_bed):
                          " 5).close()")
                 assert vm_bed.exec(node, "python3", "-c", probe, check=False).returncode == 0, (
                     f"{node} cannot reach {other} at {vm_bed.addr(other)}:22")
-
-
-def test_nfs4_mount_between_guests(vm_bed):
-    """Packages through the apt proxy, a kernel NFS export to one guest's address only, a
-    client mount from that guest; purged afterwards so the product's states install them."""
-    server, client = vm_bed.nodes[:2]
-    export = "/srv/agbed-nfs-test"
-    apt = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-    try:
-        sh_each(vm_bed, {server: apt + "nfs-kernel-server >/dev/null",
-                         client: apt + "nfs-common >/dev/null"})
-        sh(vm_bed, server, f"mkdir -p {export} /etc/exports.d && echo '{export} {vm_bed.addr(client)}"
-                           "(rw,sync,no_subtree_check,no_root_squash)' > /etc/exports.d/agbed.exports"
-                           " && exportfs -ra")
-        sh(vm_bed, client, f"mkdir -p /mnt/agbed && mount -t nfs4 {vm_bed.addr(server)}:{export}"
-                           " /mnt/agbed && echo written-by-client > /mnt/agbed/hello")
-        assert vm_bed.exec(server, "cat", f"{export}/hello").stdout == "written-by-client\n"
-        mounts = vm_bed.exec(client, "findmnt", "-n", "-o", "FSTYPE", "/mnt/agbed").stdout
-        assert mounts.strip() == "nfs4"
-        # exported to the client's address and nowhere else
-        exported = vm_bed.exec(server, "exportfs", "-s").stdout.split()
-        assert exported[0] == export
-        assert [client_spec.split("(")[0] for client_spec in exported[1:]] == [vm_bed.addr(client)]
-    finally:
-        sh(vm_bed, client, "umount /mnt/agbed; rmdir /mnt/agbed", check=False)
-        sh(vm_bed, server, f"rm -rf {export} /etc/exports.d/agbed.exports", check=False)
-        purge = ("DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove "
-                 "nfs-kernel-server nfs-common >/dev/null")
-        sh_each(vm_bed, {server: purge, client: purge}, check=False)
 
 
 def test_down_then_up_again(vm_bed):

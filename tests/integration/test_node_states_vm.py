@@ -119,6 +119,9 @@ def test_checkout_is_shared_both_ways(vm_bed, converged):
         fstab = sh(vm_bed, node, f"grep ' {CHECKOUT} ' /etc/fstab")
         assert fstab == f"{vm_bed.addr('nuc1')}:{CHECKOUT} {CHECKOUT} nfs rw,hard,_netdev 0 0"
         assert "hard" in sh(vm_bed, node, f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
+        # the kernel NFS client of a guest, version 4, on the server guest's export
+        assert sh(vm_bed, node, f"findmnt -n -o FSTYPE,SOURCE {CHECKOUT}").split() == [
+            "nfs4", f"{vm_bed.addr('nuc1')}:{CHECKOUT}"]
 
 
 def test_wrong_mount_is_corrected_once(vm_bed, converged):
