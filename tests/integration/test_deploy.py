@@ -185,6 +185,24 @@ def test_a_tweak_is_planned_truthfully_then_rolls_only_its_service(bed):
         assert code == 0, output
 
 
+def test_a_changed_source_file_rebuilds_and_rolls_only_its_image(bed):
+    added = f"{CHECKOUT}/ag-website-vue/src/ag-test-change.ts"
+    before = task_ids(bed)
+    sh(bed, MANAGER, f"echo 'export const CHANGED = 1;' > {added}")
+    try:
+        code, steps, output = deploy(bed)
+        assert code == 0, output
+        built = minion_changes(steps["ag-deploy-images"])[(MANAGER, "ag-images")]
+        assert set(built) == {"127.0.0.1:5000/website"}, output
+        after = task_ids(bed)
+        assert {s for s in before if after.get(s) != before[s]} == {f"{STACK}_website"}
+    finally:
+        sh(bed, MANAGER, f"rm -f {added}")
+        code, steps, output = deploy(bed)
+    # back to the first content: its image is still in the registry, nothing is built
+    assert code == 0 and "ag-deploy-images" not in changed_steps(steps), output
+
+
 def test_status_shows_nodes_labels_and_where_services_run(bed):
     table = runner(bed, "ag.status")
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
