@@ -1,11 +1,13 @@
-"""Times of `salt-run state.orchestrate ag.deploy` on tier 1 of the bed (issue 6): the first
-deploy from nodes without a swarm (stand-in checkout: 8 image builds, 19 services), a re-run
-with nothing to do, `ag.plan`, and a tweak (gunicorn workers) that rolls one service.
+"""The deploy on tier 1 of the bed (issue 6), the guide by hand against the orchestration: a full
+deploy from nodes without a swarm (stand-in checkout: 5 builds, 8 images, 19 services, migrate)
+and a no-op redeploy, each way on the same bed from the same clean start, with their ratio;
+then `ag.plan` and a tweak (gunicorn workers) that rolls one service.
 
   AG_BED_ID=K /var/tmp/agbed/venv/bin/python bench/deploy.py
 
-Removes the stack, the registry and the swarm first (their volumes too), restores the pillar
-at the end and leaves the deployed stack running. Prints one line per measurement.
+Before each way: the stack, the registry, the swarm, their volumes and the stack's images go,
+and the checkout gets upstream's files back. The pillar is restored at the end; the
+orchestration's stack is left running. Prints one line per measurement.
 """
 
 import subprocess
@@ -17,19 +19,40 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bed import config, host  # noqa: E402
+from bed import config, host, netns  # noqa: E402
+from tests import standin  # noqa: E402
 
 TESTBED = str(config.REPO / "testbed")
 PILLAR = config.PILLAR_DIR / "bed.sls"
+BY_HAND = [str(config.REPO / "bench/guide_by_hand.sh")]
+ORCHESTRATE = host.salt_cmd("salt-run", "state.orchestrate", "ag.deploy")
 
 
-def timed(what, *argv):
+def timed(what, argv):
     start = time.monotonic()
     res = subprocess.run(argv, capture_output=True, text=True)
-    status = "ok" if res.returncode == 0 else f"FAILED (exit {res.returncode})"
-    print(f"{what}: {time.monotonic() - start:.1f} s, {status}", flush=True)
+    seconds = time.monotonic() - start
+    print(f"{what}: {seconds:.1f} s" + ("" if res.returncode == 0 else
+                                       f", FAILED (exit {res.returncode})"), flush=True)
     if res.returncode != 0:
         sys.exit(res.stdout[-3000:] + res.stderr[-2000:])
+    return seconds
+
+
+def clean(nodes, manager):
+    subprocess.run([TESTBED, "exec", manager, "sh", "-c",
+                    "docker stack rm ag-stack; docker service rm registry; rm -rf /var/lib/ag-deploy"],
+                   capture_output=True)
+    for node in sorted(nodes, key=lambda n: n == manager):  # the manager last
+        subprocess.run([TESTBED, "exec", node, "sh", "-c", """
+            for i in $(seq 60); do
+              [ -z "$(docker ps -aq -f label=com.docker.swarm.task)" ] && break; sleep 0.5
+            done
+            docker swarm leave --force
+            docker volume ls -q | grep -E '^(ag-stack_|ag-registry$)' | xargs -r docker volume rm
+            docker images --format '{{.Repository}}:{{.Tag}}' | grep '^127.0.0.1:5000/' | xargs -r docker rmi
+            """], capture_output=True)
+    standin.write(netns.SHARED_CHECKOUT)
 
 
 def write_pillar(data):
@@ -41,28 +64,23 @@ def write_pillar(data):
 def main():
     subprocess.run([TESTBED, "up", "--nodes", "3"], check=True)
     saved = yaml.safe_load(PILLAR.read_text())
-    nodes = sorted(saved["autograder"]["cluster"]["nodes"])
-    manager = saved["autograder"]["cluster"]["manager"]
-    subprocess.run([TESTBED, "exec", manager, "sh", "-c",
-                    "docker stack rm ag-stack; docker service rm registry; rm -rf /var/lib/ag-deploy;"
-                    " sleep 5"], capture_output=True)
-    for node in sorted(nodes, key=lambda n: n == manager):
-        subprocess.run([TESTBED, "exec", node, "sh", "-c",
-                        "docker swarm leave --force; docker volume ls -q | grep -E "
-                        "'^(ag-stack_|ag-registry$)' | xargs -r docker volume rm"],
-                       capture_output=True)
-    deploy = host.salt_cmd("salt-run", "state.orchestrate", "ag.deploy")
+    cluster = saved["autograder"]["cluster"]
+    nodes, manager = sorted(cluster["nodes"]), cluster["manager"]
+    times = {}
+    for way, argv in (("by hand", BY_HAND), ("ag.deploy", ORCHESTRATE)):
+        clean(nodes, manager)
+        times[way] = (timed(f"{way}: full deploy", argv), timed(f"{way}: no-op redeploy", argv))
+    for i, what in enumerate(("full deploy", "no-op redeploy")):
+        print(f"ratio ag.deploy / by hand, {what}: {times['ag.deploy'][i] / times['by hand'][i]:.2f}")
+    timed("ag.plan", host.salt_cmd("salt-run", "ag.plan"))
+    tweaked = yaml.safe_load(yaml.safe_dump(saved))
+    tweaked["autograder"].setdefault("app", {})["gunicorn_workers"] = 3
+    write_pillar(tweaked)
     try:
-        timed("first deploy (swarm, registry, 8 builds, 19 services, migrate)", *deploy)
-        timed("second deploy, nothing to do", *deploy)
-        timed("ag.plan", *host.salt_cmd("salt-run", "ag.plan"))
-        tweaked = yaml.safe_load(yaml.safe_dump(saved))
-        tweaked["autograder"].setdefault("app", {})["gunicorn_workers"] = 3
-        write_pillar(tweaked)
-        timed("deploy of a gunicorn workers change (django rolls)", *deploy)
+        timed("ag.deploy of a gunicorn workers change (django rolls)", ORCHESTRATE)
     finally:
         write_pillar(saved)
-    timed("deploy back to the pillar's workers", *deploy)
+    timed("ag.deploy back to the pillar's workers", ORCHESTRATE)
 
 
 if __name__ == "__main__":
