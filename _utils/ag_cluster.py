@@ -1,11 +1,14 @@
-"""The cluster description (pillar `autograder:cluster` and `autograder:swarm`): its rules and
-the node-label arithmetic. Plain Python without Salt, so the states (through the loader's
+"""The autograder pillar's rules (the cluster, the swarm, the app and its registry) and the
+node-label arithmetic. Plain Python without Salt, so the states (through the loader's
 `__utils__`), the master's runner, the offline `./testbed validate` and unit tests share it.
 
 Every check returns sentences a sysadmin acts on; an empty list means the pillar is valid.
 """
 
+import difflib
 import ipaddress
+import posixpath
+import re
 
 # The deployment guide's node labels, the only ones this project sets or removes.
 LABELS = (
@@ -28,6 +31,30 @@ NODE_KEYS = ("address", "labels", "role")
 SWARM_KEYS = ("default_addr_pool", "default_addr_pool_mask_length", "network")
 NETWORK_KEYS = ("name", "attachable", "subnet")
 
+TOP_KEYS = ("cluster", "docker", "limits", "swarm", "nfs", "app", "registry")
+# autograder:app (salt/ag/defaults.yaml holds their defaults; a unit test keeps the two equal)
+APP_KEYS = (
+    "checkout", "git_url", "revision", "stack_name", "site_domain", "tls_certificate", "tls_key",
+    "oauth", "email", "sysadmin_contact", "client_max_body_size", "max_subprocess_timeout",
+    "gunicorn_workers", "celery_concurrency", "postgres_version", "converge_timeout",
+    "extra_compose_files", "bootstrap",
+)
+CELERY_SERVICES = (
+    "celery_small_tasks", "celery_project_downloads", "celerybeat", "grader", "tiny_grader",
+    "fast_grader", "tiny_fast_grader", "deferred_grader", "tiny_deferred_grader", "rerun_grader",
+    "tiny_rerun_grader", "image_builder",
+)
+REGISTRY_KEYS = ("name", "image", "port", "publish_mode", "volume")
+# system trees a checkout (an NFS export, written by the deploy) must never be in
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/run", "/sbin", "/sys", "/tmp",
+               "/usr", "/var/lib/docker")
+MAX_WORKERS = 64
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
+VERSION = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
 SEE = "see pillar.example"
 
 
@@ -40,8 +67,114 @@ def _is_cidr(value) -> bool:
 
 
 def _unknown_keys(where: str, data: dict, known) -> list:
-    return [f"{where}: unknown key {key!r} (known keys: {', '.join(known)}; {SEE})"
-            for key in data if key not in known]
+    errors = []
+    for key in data:
+        if key not in known:
+            guess = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {guess[0]!r}? " if guess else ""
+            errors.append(f"{where}: unknown key {key!r} ({hint}known keys: {', '.join(known)}; "
+                          f"{SEE})")
+    return errors
+
+
+def _is_int(value, low, high) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_checkout(where, path) -> list:
+    if not isinstance(path, str) or not posixpath.isabs(path):
+        return [f"{where} must be an absolute path like /srv/autograder-full-stack, not {path!r}"]
+    if path != "/" and posixpath.normpath(path) != path.rstrip("/"):
+        return [f"{where} {path!r} must be a plain path (no '..', '.' or '//')"]
+    if path.rstrip("/") == "" or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS):
+        return [f"{where} {path!r} is a system directory; use a directory of its own such as "
+                "/srv/autograder-full-stack"]
+    return []
+
+
+def _check_app(app) -> list:
+    where = "autograder:app"
+    if app is None:
+        return []
+    if not isinstance(app, dict):
+        return [f"{where} must be a mapping, not {app!r}"]
+    errors = _unknown_keys(where, app, APP_KEYS)
+    if "checkout" in app:
+        errors += _check_checkout(f"{where}:checkout", app["checkout"])
+    for key, pattern, example in (("stack_name", NAME, "ag-stack"),
+                                  ("site_domain", DOMAIN, "autograder.example.edu"),
+                                  ("client_max_body_size", SIZE, "30M")):
+        value = app.get(key)
+        if key in app and not (isinstance(value, str) and pattern.match(value)):
+            errors.append(f"{where}:{key} must look like {example}, not {value!r}")
+    version = app.get("postgres_version")
+    if version is not None and not VERSION.match(str(version)):
+        errors.append(f"{where}:postgres_version must be a version like 14, not {version!r}")
+    if "gunicorn_workers" in app and not _is_int(app["gunicorn_workers"], 1, MAX_WORKERS):
+        errors.append(f"{where}:gunicorn_workers must be a number 1..{MAX_WORKERS}, "
+                      f"not {app['gunicorn_workers']!r}")
+    for key in ("max_subprocess_timeout", "converge_timeout"):
+        if key in app and not _is_int(app[key], 1, 86400):
+            errors.append(f"{where}:{key} must be a number of seconds 1..86400, not {app[key]!r}")
+    concurrency = app.get("celery_concurrency")
+    if concurrency is not None:
+        if not isinstance(concurrency, dict):
+            errors.append(f"{where}:celery_concurrency must map celery services to numbers")
+        else:
+            errors += _unknown_keys(f"{where}:celery_concurrency", concurrency, CELERY_SERVICES)
+            errors += [f"{where}:celery_concurrency:{svc} must be a number 1..{MAX_WORKERS}, "
+                       f"not {n!r}" for svc, n in concurrency.items()
+                       if svc in CELERY_SERVICES and not _is_int(n, 1, MAX_WORKERS)]
+    for key in ("tls_certificate", "tls_key"):
+        if key in app and not (isinstance(app[key], str) and app[key].startswith("/etc/ssl/")):
+            errors.append(f"{where}:{key} must be a file under /etc/ssl/ (nginx mounts it), "
+                          f"not {app[key]!r}")
+    oauth = app.get("oauth")
+    if isinstance(oauth, dict):
+        errors += _unknown_keys(f"{where}:oauth", oauth, ("provider", "secrets_file"))
+        if oauth.get("provider", "google") not in ("google", "azure"):
+            errors.append(f"{where}:oauth:provider must be google or azure, not {oauth['provider']!r}")
+    elif oauth is not None:
+        errors.append(f"{where}:oauth must be a mapping, not {oauth!r}")
+    email = app.get("email")
+    if isinstance(email, dict):
+        errors += _unknown_keys(f"{where}:email", email,
+                                ("from_addr", "host", "port", "user", "password_file"))
+        if email.get("port") is not None and not _is_int(email["port"], 1, 65535):
+            errors.append(f"{where}:email:port must be a port number, not {email['port']!r}")
+    elif email is not None:
+        errors.append(f"{where}:email must be a mapping, not {email!r}")
+    extra = app.get("extra_compose_files")
+    if extra is not None and not (isinstance(extra, list) and all(
+            isinstance(f, str) and f and not posixpath.isabs(f) and ".." not in f.split("/")
+            for f in extra)):
+        errors.append(f"{where}:extra_compose_files must list paths inside the checkout, "
+                      f"not {extra!r}")
+    bootstrap = app.get("bootstrap")
+    if isinstance(bootstrap, dict):
+        errors += _unknown_keys(f"{where}:bootstrap", bootstrap, ("admins", "course"))
+        admins = bootstrap.get("admins")
+        if admins is not None and not (isinstance(admins, list)
+                                       and all(isinstance(a, str) and a for a in admins)):
+            errors.append(f"{where}:bootstrap:admins must be a list of usernames, not {admins!r}")
+    elif bootstrap is not None:
+        errors.append(f"{where}:bootstrap must be a mapping, not {bootstrap!r}")
+    return errors
+
+
+def _check_registry(registry) -> list:
+    where = "autograder:registry"
+    if registry is None:
+        return []
+    if not isinstance(registry, dict):
+        return [f"{where} must be a mapping, not {registry!r}"]
+    errors = _unknown_keys(where, registry, REGISTRY_KEYS)
+    if "port" in registry and not _is_int(registry["port"], 1, 65535):
+        errors.append(f"{where}:port must be a port number, not {registry['port']!r}")
+    if registry.get("publish_mode", "ingress") not in ("ingress", "host"):
+        errors.append(f"{where}:publish_mode must be ingress or host, "
+                      f"not {registry['publish_mode']!r}")
+    return errors
 
 
 def node_labels(node: dict) -> list:
@@ -206,7 +339,9 @@ def validate(autograder, known_minions=None, current_holders=None) -> list:
     if not isinstance(autograder, dict):
         return [f"pillar key autograder is missing or not a mapping ({SEE})"]
     cluster = autograder.get("cluster")
-    errors = _check_cluster(cluster) + _check_swarm(autograder.get("swarm"))
+    errors = (_unknown_keys("autograder", autograder, TOP_KEYS) + _check_cluster(cluster)
+              + _check_swarm(autograder.get("swarm")) + _check_app(autograder.get("app"))
+              + _check_registry(autograder.get("registry")))
     nodes = cluster.get("nodes") if isinstance(cluster, dict) else None
     if not isinstance(nodes, dict):
         return errors

@@ -30,6 +30,13 @@ def test_the_documented_example_is_valid():
     assert ag_cluster.validate(GOOD) == []
 
 
+def test_app_keys_are_the_defaults_keys():
+    defaults = yaml.safe_load((REPO / "salt/ag/defaults.yaml").read_text())
+    assert set(ag_cluster.APP_KEYS) == set(defaults["app"])
+    assert set(ag_cluster.REGISTRY_KEYS) == set(defaults["registry"])
+    assert set(ag_cluster.CELERY_SERVICES) == set(defaults["app"]["celery_concurrency"])
+
+
 def test_seventeen_labels():
     assert len(set(ag_cluster.LABELS)) == 17
 
@@ -79,6 +86,36 @@ BAD = [
     ("subnet-bad", lambda d: d["swarm"]["network"].update(subnet="10.30.0/24"), ["network:subnet"]),
     ("swarm-key-typo", lambda d: d["swarm"].update(default_address_pool=[]),
      ["unknown key 'default_address_pool'"]),
+    ("top-key-typo", lambda d: d.update(clutser={}), ["'clutser'", "did you mean 'cluster'"]),
+    ("app-key-typo", lambda d: d["app"].update(gunicorn_worker=4),
+     ["autograder:app", "did you mean 'gunicorn_workers'"]),
+    ("checkout-relative", lambda d: d["app"].update(checkout="srv/ag"), ["app:checkout", "absolute"]),
+    ("checkout-dotdot", lambda d: d["app"].update(checkout="/srv/../etc/ag"), ["app:checkout", "'..'"]),
+    ("checkout-system", lambda d: d["app"].update(checkout="/etc/autograder"), ["system directory"]),
+    ("checkout-root", lambda d: d["app"].update(checkout="/"), ["app:checkout", "system directory"]),
+    ("workers-zero", lambda d: d["app"].update(gunicorn_workers=0), ["gunicorn_workers", "1..64"]),
+    ("workers-string", lambda d: d["app"].update(gunicorn_workers="4"), ["gunicorn_workers"]),
+    ("concurrency-negative", lambda d: d["app"]["celery_concurrency"].update(grader=-1),
+     ["celery_concurrency:grader"]),
+    ("concurrency-typo", lambda d: d["app"]["celery_concurrency"].update(graders=2),
+     ["did you mean 'grader'"]),
+    ("timeout-negative", lambda d: d["app"].update(converge_timeout=-5), ["converge_timeout"]),
+    ("subprocess-timeout-zero", lambda d: d["app"].update(max_subprocess_timeout=0),
+     ["max_subprocess_timeout"]),
+    ("domain-bad", lambda d: d["app"].update(site_domain="https://ag.example.edu/"), ["site_domain"]),
+    ("domain-empty", lambda d: d["app"].update(site_domain=""), ["site_domain"]),
+    ("body-size-bad", lambda d: d["app"].update(client_max_body_size="30 MB"), ["client_max_body_size"]),
+    ("stack-name-bad", lambda d: d["app"].update(stack_name="ag stack"), ["stack_name"]),
+    ("postgres-version-bad", lambda d: d["app"].update(postgres_version="latest"), ["postgres_version"]),
+    ("tls-outside-etc-ssl", lambda d: d["app"].update(tls_key="/root/key.pem"), ["tls_key", "/etc/ssl/"]),
+    ("oauth-provider-bad", lambda d: d["app"]["oauth"].update(provider="github"), ["oauth:provider"]),
+    ("email-port-bad", lambda d: d["app"]["email"].update(port=70000), ["email:port"]),
+    ("extra-compose-escapes", lambda d: d["app"].update(extra_compose_files=["../x.yml"]),
+     ["extra_compose_files"]),
+    ("admins-not-list", lambda d: d["app"]["bootstrap"].update(admins="me@example.edu"),
+     ["bootstrap:admins"]),
+    ("registry-mode-bad", lambda d: d["registry"].update(publish_mode="global"), ["publish_mode"]),
+    ("registry-port-bad", lambda d: d["registry"].update(port="5000"), ["registry:port"]),
 ]
 
 
