@@ -221,6 +221,25 @@ def swarm_join(manager, manager_addr, advertise_addr, role="worker",
     return swarm_info()
 
 
+def swarm_cancel_pending_join():
+    """Cancel this node's join that never completed (state pending: a stale join token from
+    an earlier swarm, or a manager that went away); the engine keeps retrying it forever
+    otherwise. Refuses any other state: a member is never made to leave here. Returns
+    swarm_info after.
+
+    CLI Example: salt nuc2 ag_docker.swarm_cancel_pending_join
+    """
+    state = swarm_info()["state"]
+    if state != "pending":
+        raise CommandExecutionError(f"the swarm state of {__opts__['id']} is {state}, not a "
+                                    "pending join; nothing cancelled")
+    try:
+        _client().swarm.leave(force=True)
+    except docker.errors.DockerException as exc:
+        raise _api_error("cancelling the pending swarm join", exc) from exc
+    return swarm_info()
+
+
 # --- the swarm's nodes (manager only) -----------------------------------------------------
 
 

@@ -136,10 +136,20 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         if not __opts__["test"]:
             __salt__["ag_docker.publish_swarm_node"]()
         return ret
-    if info["state"] != "inactive":
+    old = None
+    if info["state"] == "pending":
+        # a join that never completed (e.g. a token of the manager's previous swarm): the
+        # engine retries it forever; cancel it and join with the manager's current token
+        old = "a pending join, cancelled"
+        if not __opts__["test"]:
+            try:
+                info = __salt__["ag_docker.swarm_cancel_pending_join"]()
+            except CommandExecutionError as exc:
+                return _fail(ret, str(exc))
+    if info["state"] not in ("inactive", "pending"):
         return _fail(ret, f"the swarm state of {me} is {info['state']}; fix it by hand "
                           "(docker info) and re-apply")
-    ret["changes"] = {"swarm": {"old": None, "new": f"{role} of the swarm of {manager}"}}
+    ret["changes"] = {"swarm": {"old": old, "new": f"{role} of the swarm of {manager}"}}
     if __opts__["test"]:
         ret.update(result=None, comment=f"{me} would join the swarm of {manager} as {role}")
         return ret

@@ -48,10 +48,11 @@ def swarm_labels(bed, manager):
 def swarm(vm_bed):
     cluster = vm_bed.read_pillar()["autograder"]["cluster"]
     vm_bed.salt("-t", "300", "*", "saltutil.sync_all", timeout=400)
-    first = apply_swarm(vm_bed)
-    yield {"cluster": cluster, "first": first}
-    for node in sorted(vm_bed.nodes, key=lambda n: n == cluster["manager"]):  # the manager last
-        vm_bed.exec(node, "docker", "swarm", "leave", "--force", check=False)
+    try:
+        yield {"cluster": cluster, "first": apply_swarm(vm_bed)}
+    finally:
+        for node in sorted(vm_bed.nodes, key=lambda n: n == cluster["manager"]):  # manager last
+            vm_bed.exec(node, "docker", "swarm", "leave", "--force", check=False)
 
 
 def test_one_run_forms_the_swarm_with_network_and_labels(vm_bed, swarm):
