@@ -69,6 +69,7 @@ class FakeSwarm:
             "ag_docker.publish_join_tokens": record("publish_tokens", self.publish_tokens),
             "ag_docker.join_token_published": record("token?", lambda manager, role: True),
             "ag_docker.swarm_join": record("join", self.join),
+            "ag_docker.swarm_cancel_pending_join": record("cancel", self.cancel_pending),
             "ag_docker.swarm_init": record("init", lambda *a, **k: dict(self.info)),
             "event.fire_master": lambda data, tag: self.events.append((tag, data)),
         }
@@ -80,6 +81,11 @@ class FakeSwarm:
     def set_labels(self, node_id, labels, version=None, spec=None):
         assert version is not None and spec is not None, "an extra inspect per node"
         self.nodes[node_id]["labels"] = dict(labels)
+
+    def cancel_pending(self):
+        assert self.info["state"] == "pending"
+        self.info = {"state": "inactive", "role": None, "node_id": None, "cluster_id": None}
+        return dict(self.info)
 
     def join(self, manager, manager_addr, advertise_addr, role="worker"):
         self.info = {"state": "active", "role": role, "node_id": "id-new",
@@ -280,3 +286,25 @@ def test_join_error_is_a_failed_state(fake):
     module.__salt__["ag_docker.swarm_join"] = refuse
     ret = module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
     assert ret["result"] is False and ret["changes"] == {} and "timeout" in ret["comment"]
+
+
+def test_a_pending_join_is_cancelled_then_joined(fake):
+    worker(fake, "pending")
+    ret = states(fake, minion="nuc2").joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
+    assert ret["result"] is True and fake.calls.index("cancel") < fake.calls.index("join")
+    assert ret["changes"]["swarm"]["old"] == "a pending join, cancelled"
+
+
+def test_a_pending_join_in_test_mode_is_reported_not_cancelled(fake):
+    worker(fake, "pending")
+    ret = states(fake, test=True, minion="nuc2").joined("nuc2", "nuc1", "198.18.9.11",
+                                                        "198.18.9.12")
+    assert ret["result"] is None and ret["changes"]["swarm"]["old"] == "a pending join, cancelled"
+    assert "cancel" not in fake.calls and "join" not in fake.calls
+
+
+def test_an_error_state_is_left_to_the_admin(fake):
+    worker(fake, "error")
+    ret = states(fake, minion="nuc2").joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
+    assert ret["result"] is False and "error" in ret["comment"]
+    assert "cancel" not in fake.calls and "join" not in fake.calls
