@@ -113,7 +113,7 @@ def swarm_init(advertise_addr, default_addr_pool=None, subnet_size=None,
                listen_addr=f"0.0.0.0:{SWARM_PORT}"):
     """Make this node the manager of a new swarm; returns swarm_info after.
 
-    CLI Example: salt nuc1 ag_docker.swarm_init 198.18.0.11 default_addr_pool='[10.20.0.0/16]'
+    CLI Example: salt nuc1 ag_docker.swarm_init 198.18.0.11 default_addr_pool='[198.19.64.0/18]'
     """
     try:
         _client().swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr,

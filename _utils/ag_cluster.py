@@ -290,7 +290,7 @@ def _check_swarm(swarm) -> list:
     pools = swarm.get("default_addr_pool")
     if pools is not None and not (isinstance(pools, list) and all(map(_is_cidr, pools))):
         errors.append(f"{where}:default_addr_pool must be a list of networks like "
-                      f"10.20.0.0/16, not {pools!r}")
+                      f"198.19.64.0/18, not {pools!r}")
     mask = swarm.get("default_addr_pool_mask_length")
     if mask is not None and (isinstance(mask, bool) or not isinstance(mask, int)
                              or not 8 <= mask <= 30):
@@ -310,7 +310,7 @@ def _check_swarm(swarm) -> list:
         errors.append(f"{where}:network:attachable must be true or false, not {attachable!r}")
     subnet = network.get("subnet")
     if subnet is not None and not _is_cidr(subnet):
-        errors.append(f"{where}:network:subnet must be a network like 10.30.0.0/24, "
+        errors.append(f"{where}:network:subnet must be a network like 198.19.192.0/24, "
                       f"not {subnet!r}")
     return errors
 

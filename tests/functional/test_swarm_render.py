@@ -16,7 +16,7 @@ PILLAR = {
             "nuc3": {"address": "198.18.0.13", "labels": ["deferred_grader"], "role": "manager"},
         },
     },
-    "swarm": {"default_addr_pool": ["10.20.0.0/16"], "default_addr_pool_mask_length": 26,
+    "swarm": {"default_addr_pool": ["198.19.64.0/18"], "default_addr_pool_mask_length": 26,
               "network": {"attachable": True}},
 }
 
@@ -44,7 +44,7 @@ def test_the_manager_initializes_creates_the_network_and_labels(local_minion):
     init = states["swarm-initialized"]
     assert init["require"] == [{"sls": "docker"}]
     assert init["advertise_addr"] == "198.18.0.11"
-    assert init["default_addr_pool"] == ["10.20.0.0/16"]
+    assert init["default_addr_pool"] == ["198.19.64.0/18"]
     assert init["default_addr_pool_mask_length"] == 26
     assert init["members"] == {"nuc2": "worker", "nuc3": "manager"}
     net = states["swarm-network-present"]
