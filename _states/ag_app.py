@@ -214,40 +214,33 @@ def _tail(res):
 def migrated(name):
     """`manage.py migrate --noinput` in this node's task of service `name` (the stack's
     django); nothing where no task of it runs. Fails with the output's tail on a non-zero
-    exit."""
+    exit. test=True asks `manage.py showmigrations` what would be applied."""
     ret = _ret(name)
     node = __grains__["id"]
-    if __opts__["test"]:
-        res = _manage(name, "showmigrations")
-        if res is None:
-            ret["comment"] = f"no task of {name} runs on {node}"
-            return ret
-        if res["retcode"] != 0:
-            ret.update(result=False, comment=f"showmigrations in {name} on {node} failed "
-                                             f"(exit {res['retcode']}):\n{_tail(res)}")
-            return ret
-        pending = [line.split("]", 1)[1].strip() for line in res["stdout"].splitlines()
-                   if line.strip().startswith("[ ]")]
-        if pending:
-            ret.update(result=None, changes={"migrations": {"new": pending}},
-                       comment=f"{len(pending)} migration(s) would be applied on {node}")
-        else:
-            ret["comment"] = f"no migrations to apply on {node}"
-        return ret
-    res = _manage(name, "migrate", "--noinput")
+    test = __opts__["test"]
+    command = ("showmigrations",) if test else ("migrate", "--noinput")
+    res = _manage(name, *command)
     if res is None:
         ret["comment"] = f"no task of {name} runs on {node}"
         return ret
     if res["retcode"] != 0:
-        ret.update(result=False, comment=f"manage.py migrate in {name} on {node} failed "
+        ret.update(result=False, comment=f"manage.py {command[0]} in {name} on {node} failed "
                                          f"(exit {res['retcode']}):\n{_tail(res)}")
         return ret
-    applied = [line.strip()[len("Applying "):].split("...")[0]
-               for line in res["stdout"].splitlines() if line.strip().startswith("Applying ")]
-    if applied:
-        ret["changes"] = {"migrations": {"new": applied}}
-    ret["comment"] = (f"applied {len(applied)} migration(s) on {node}" if applied
-                      else f"no migrations to apply on {node}")
+    lines = [line.strip() for line in res["stdout"].splitlines()]
+    if test:  # showmigrations marks the unapplied ones "[ ] name"
+        migrations = [line.split("]", 1)[1].strip() for line in lines if line.startswith("[ ]")]
+    else:  # migrate prints "Applying name... OK"
+        migrations = [line[len("Applying "):].split("...")[0] for line in lines
+                      if line.startswith("Applying ")]
+    if not migrations:
+        ret["comment"] = f"no migrations to apply on {node}"
+        return ret
+    ret["changes"] = {"migrations": {"new": migrations}}
+    if test:
+        ret.update(result=None, comment=f"{len(migrations)} migration(s) would be applied on {node}")
+    else:
+        ret["comment"] = f"applied {len(migrations)} migration(s) on {node}"
     return ret
 
 

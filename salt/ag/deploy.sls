@@ -8,7 +8,7 @@
 {{- raise("ag.deploy, step validate: invalid autograder pillar; nothing was changed:\n"
           ~ check.errors | join("\n")) }}
 {%- endif %}
-{%- from 'ag/map.jinja' import app, cluster, manager, nfs_node with context %}
+{%- from 'ag/map.jinja' import cluster, manager, nfs_node with context %}
 {%- set nodes = cluster.nodes | list | sort %}
 {%- set web_nodes = [] %}
 {%- for node, spec in cluster.nodes | dictsort if 'webserver' in (spec.labels or []) %}

@@ -2,16 +2,14 @@
 node, label or key."""
 
 import copy
-import importlib.util
 
 import pytest
 import yaml
 
 from bed.config import REPO
+from tests.extensions import load
 
-spec = importlib.util.spec_from_file_location("ag_cluster", REPO / "_utils/ag_cluster.py")
-ag_cluster = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ag_cluster)
+ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 
 GOOD = yaml.safe_load((REPO / "pillar/pillar.example").read_text())["autograder"]
 
@@ -78,8 +76,9 @@ BAD = [
     ("node-not-mapping", lambda d: nodes(d).update(nuc3="198.18.0.13"), ["nodes:nuc3", "must be a mapping"]),
     ("numeric-node-id", lambda d: nodes(d).update({4: {"address": "198.18.0.14"}}), ["minion id"]),
     ("moves-bad", lambda d: d["cluster"].update(allow_label_moves=["cache"]), ["allow_label_moves"]),
-    ("pool-not-list", lambda d: d["swarm"].update(default_addr_pool="10.20.0.0/16"), ["default_addr_pool"]),
-    ("pool-not-cidr", lambda d: d["swarm"].update(default_addr_pool=["10.20.0.1/16"]), ["default_addr_pool"]),
+    ("pool-not-list", lambda d: d["swarm"].update(default_addr_pool="198.19.64.0/18"), ["default_addr_pool"]),
+    ("pool-not-cidr", lambda d: d["swarm"].update(default_addr_pool=["198.19.64.1/18"]),
+     ["default_addr_pool"]),
     ("mask-string", lambda d: d["swarm"].update(default_addr_pool_mask_length="24"),
      ["default_addr_pool_mask_length"]),
     ("attachable-string", lambda d: d["swarm"]["network"].update(attachable="yes"), ["attachable"]),

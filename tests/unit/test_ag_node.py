@@ -1,16 +1,13 @@
 """_states/ag_node.py without Salt: the daemon.json merge and the NFS mount's decisions, with
 the loader's dunders and the mount commands replaced."""
 
-import importlib.util
 import json
 
 import pytest
 
-from bed import config
+from tests.extensions import load
 
-spec = importlib.util.spec_from_file_location("ag_node", config.REPO / "_states/ag_node.py")
-ag_node = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ag_node)
+ag_node = load("_states/ag_node.py", "ag_node")
 
 OWNED = {
     "log-driver": "json-file",
@@ -38,10 +35,10 @@ def salt_env(monkeypatch):
 
 
 def test_merge_keeps_admin_keys_and_merges_nested_dicts():
-    current = {"bip": "10.1.0.1/24", "log-opts": {"compress": "true", "max-size": "1m"},
+    current = {"bip": "198.19.11.1/24", "log-opts": {"compress": "true", "max-size": "1m"},
                "default-ulimits": {"nproc": {"Name": "nproc", "Soft": 10, "Hard": 10}}}
     merged = ag_node.merge_config(current, OWNED)
-    assert merged["bip"] == "10.1.0.1/24"
+    assert merged["bip"] == "198.19.11.1/24"
     assert merged["log-opts"] == {"compress": "true", "max-size": "100m", "max-file": "5"}
     assert set(merged["default-ulimits"]) == {"nproc", "nofile"}
     assert current["log-opts"]["max-size"] == "1m"  # the input is not modified

@@ -1,16 +1,6 @@
 """ag.status and ag.plan texts from their inputs (no master): what a sysadmin reads."""
 
-import importlib.util
-
-from bed.config import REPO
-
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.extensions import load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 runner = load("_runners/ag.py", "ag_runner")

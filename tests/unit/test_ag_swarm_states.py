@@ -3,20 +3,11 @@ reports, apply changes, re-apply changes nothing), errors before any change, and
 that grow with nodes, not nodes × labels."""
 
 import copy
-import importlib.util
 
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from bed.config import REPO
-
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.extensions import load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 
