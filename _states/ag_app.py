@@ -93,9 +93,9 @@ def images_pushed(name, compose_file="docker-compose.yml"):
                    comment=f"{len(changes)} image(s) would be built and pushed")
         return ret
     for path, dockerfile, images, tag in todo:
-        for image in images:
-            __salt__["ag_docker.image_build_push"](path, dockerfile, [f"{image}:{tag}",
-                                                                      f"{image}:latest"])
+        # one build per context and Dockerfile, tagged and pushed under each image's names
+        __salt__["ag_docker.image_build_push"](
+            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")])
     ret.update(changes=changes, comment=f"{len(changes)} image(s) built and pushed")
     return ret
 
