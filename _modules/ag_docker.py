@@ -157,13 +157,18 @@ def publish_swarm_node():
     return _mine_store(MINE_NODE, swarm_info())
 
 
-def published_swarm_nodes(minions):
-    """What the minions in `minions` published with publish_swarm_node: {minion: swarm_info}.
+def published_swarm_nodes(minions=None):
+    """What the minions in `minions` (default: every minion of the master, also those no
+    longer in the pillar) published with publish_swarm_node: {minion: swarm_info}.
 
     CLI Example: salt nuc1 ag_docker.published_swarm_nodes '[nuc1, nuc2]'
     """
-    published = __salt__["mine.get"](list(minions), MINE_NODE, tgt_type="list")
-    return {m: info for m, info in published.items() if m in minions and isinstance(info, dict)}
+    if minions is None:
+        published = __salt__["mine.get"]("*", MINE_NODE)
+    else:
+        published = __salt__["mine.get"](list(minions), MINE_NODE, tgt_type="list")
+    return {m: info for m, info in published.items()
+            if (minions is None or m in minions) and isinstance(info, dict)}
 
 
 def publish_join_tokens(waiting):
@@ -288,6 +293,40 @@ def node_set_labels(node_id, labels, version=None, spec=None):
         raise _api_error(f"updating the labels of swarm node {node_id}", exc) from exc
 
 
+def node_set_availability(node_id, availability, version=None, spec=None):
+    """Set a node's availability (active, pause or drain) in one update; `version` and `spec`
+    from nodes() save the inspect call. Drain makes the swarm stop every task on the node (and
+    start the replicated ones elsewhere). Returns the node after (with its new version).
+
+    CLI Example: salt nuc1 ag_docker.node_set_availability 3x9v... drain
+    """
+    if availability not in ("active", "pause", "drain"):
+        raise CommandExecutionError(f"availability {availability!r} of swarm node {node_id} "
+                                    "must be active, pause or drain")
+    api = _client().api
+    try:
+        if version is None or spec is None:
+            current = _node(api.inspect_node(node_id))
+            version, spec = current["version"], current["spec"]
+        api.update_node(node_id, version, dict(spec, Availability=availability))
+        return _node(api.inspect_node(node_id))
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"setting swarm node {node_id} to {availability}", exc) from exc
+
+
+def node_remove(node_id):
+    """Remove a Down node from the swarm (docker node rm, never forced: the engine refuses a
+    node that is still up, and a manager, which must be demoted first). Returns True.
+
+    CLI Example: salt nuc1 ag_docker.node_remove 3x9v...
+    """
+    try:
+        _client().api.remove_node(node_id, force=False)
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"removing swarm node {node_id}", exc) from exc
+    return True
+
+
 # --- services, tasks, networks ----------------------------------------------------------------
 
 
@@ -317,13 +356,18 @@ def services():
     return result
 
 
-def tasks(service=None):
-    """The swarm's tasks (of one service, by name or ID): id, service_id, node_id, slot,
-    desired_state, state, error.
+def tasks(service=None, node=None):
+    """The swarm's tasks (of one service, by name or ID; on `node`, a node ID or a list of
+    them): id, service_id, node_id, slot, desired_state, state, error.
 
     CLI Example: salt nuc1 ag_docker.tasks service=ag_django
     """
-    filters = {"service": service} if service else None
+    filters = {}
+    if service:
+        filters["service"] = service
+    if node:
+        filters["node"] = [node] if isinstance(node, str) else list(node)
+    filters = filters or None
     try:
         found = _client().api.tasks(filters=filters)
     except docker.errors.DockerException as exc:
@@ -463,6 +507,9 @@ def image_digest(reference):
         raise _api_error(f"asking the registry for {reference}", exc) from exc
 
 
+PUSH_PATIENCE = 180  # seconds a push waits for a registry that refuses connections
+
+
 def image_build_push(path, dockerfile, tags):
     """Build the context `path` with `dockerfile` (its .dockerignore honoured), tag the image
     with every repo:tag of `tags` and push them. Returns {tag: registry digest}; on failure
@@ -485,15 +532,27 @@ def image_build_push(path, dockerfile, tags):
         repo, _, version = tag.rpartition(":")
         try:
             image.tag(repo, version)
-            for line in client.api.push(repo, version, stream=True, decode=True):
-                if "error" in line:
-                    raise CommandExecutionError(f"pushing {tag} failed: {line['error']}")
-                digest = (line.get("aux") or {}).get("Digest")
-                if digest:
-                    digests[tag] = digest
+            digests[tag] = _push(client, repo, version)
         except docker.errors.DockerException as exc:
             raise _api_error(f"pushing {tag}", exc) from exc
     return digests
+
+
+def _push(client, repo, version, patience=PUSH_PATIENCE):
+    """Push repo:version → its registry digest. While the registry refuses connections (its task
+    being replaced, e.g. after its node missed a swarm heartbeat), try again for `patience`
+    seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        digest, error = None, None
+        for line in client.api.push(repo, version, stream=True, decode=True):
+            error = line.get("error") or error
+            digest = (line.get("aux") or {}).get("Digest") or digest
+        if not error:
+            return digest
+        if "connection refused" not in error or time.monotonic() > deadline:
+            raise CommandExecutionError(f"pushing {repo}:{version} failed: {error}")
+        time.sleep(5)
 
 
 def stack_deploy(name, compose_files, cwd):

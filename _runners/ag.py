@@ -2,12 +2,13 @@
 
 ``salt-run ag.validate``: the pillar every accepted minion gets, checked against the cluster
 rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when invalid.
+``salt-run ag.unanswered``: the cluster's nodes whose minion does not answer (ag.deploy stops on them).
 ``salt-run ag.status``: one table of the swarm's nodes and the stack's services, from the manager.
 ``salt-run ag.plan``: what ``state.orchestrate ag.deploy`` would change, changing nothing.
 """
 
 import salt.key
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "ag"
 
@@ -24,6 +25,9 @@ def validate(minion=None):
     CLI Example: salt-run ag.validate
     """
     accepted = salt.key.get_key(__opts__).list_status("accepted")["minions"]
+    if minion and minion not in accepted:
+        return {"valid": False, "minions": [], "retcode": 1,
+                "errors": [f"{minion} is not an accepted minion of this master (salt-key -L)"]}
     views = {}
     for target in [minion] if minion else accepted:
         pillar = __salt__["pillar.show_pillar"](target)
@@ -49,6 +53,21 @@ def _cluster_pillar():
     if not check["valid"]:
         raise CommandExecutionError("invalid autograder pillar:\n" + "\n".join(check["errors"]))
     return __salt__["pillar.show_pillar"](check["minions"][0])["autograder"]
+
+
+def unanswered(timeout=10):
+    """The pillar's cluster nodes whose minion does not answer a ping within `timeout` seconds,
+    sorted ([] when all answer). ag.deploy stops on them before any change: a deploy that skipped
+    a node would leave it without its node states, labels or services.
+
+    CLI Example: salt-run ag.unanswered
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise SaltInvocationError(f"ag.unanswered: timeout must be a whole number of seconds, "
+                                  f"not {timeout!r}")
+    nodes = sorted(_cluster_pillar()["cluster"]["nodes"])
+    answers = __salt__["salt.execute"](nodes, "test.ping", tgt_type="list", timeout=timeout)
+    return [node for node in nodes if answers.get(node) is not True]
 
 
 def _on_manager(manager, fun, *args):

@@ -100,17 +100,19 @@ def images_pushed(name, compose_file="docker-compose.yml"):
     return ret
 
 
-def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres_version=None):
+def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres_version=None,
+                   web_on_webserver_only=True):
     """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with the
     override after upstream's (`workers` for gunicorn, `concurrency` per celery service, the
-    secrets mounted, the database password and `postgres_version`; _utils/ag_compose.py) and
+    secrets mounted, postgres reading the database password file, `postgres_version`, 80/443
+    on the webserver node only with `web_on_webserver_only`; _utils/ag_compose.py) and
     every built image pinned by its registry digest; deployed only when that effective content
     differs from the last deploy or a service of it is missing, so a no-op restarts nothing.
-    The override (it holds the password) and the pins are written to DEPLOYED_DIR on this
-    node, never returned; test=True judges the same content a deploy would use."""
+    The override and the pins are written to DEPLOYED_DIR on this node; test=True judges the
+    same content a deploy would use."""
     ret = _ret(name)
     override = __utils__["ag_compose.checkout_override"](checkout, workers, concurrency,
-                                                         postgres_version)
+                                                         postgres_version, web_on_webserver_only)
     compose = _compose(checkout, compose_files[0])
     digests = {}
     missing = []
@@ -168,14 +170,15 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     return ret
 
 
-def _unconverged(status):
+def _unconverged(stack, status):
+    """A line per service of `stack` not converged, by the name `docker service ps` takes."""
     lines = []
     for service, s in sorted(status.items()):
         if s["converged"]:
             continue
         tasks = "; ".join(f"{t['node'] or 'unassigned'} {t['state']}"
                           + (f" ({t['error']})" if t["error"] else "") for t in s["tasks"])
-        lines.append(f"{service}: {s['running']}/{s['desired']} running"
+        lines.append(f"{stack}_{service}: {s['running']}/{s['desired']} running"
                      + (f", update {s['update']}" if s["update"] else "")
                      + f"; tasks: {tasks or 'none'}")
     return lines
@@ -188,7 +191,7 @@ def converged(name, timeout=600, interval=2):
     deadline = time.monotonic() + timeout
     while True:
         status = __salt__["ag_docker.stack_status"](name)
-        pending = _unconverged(status)
+        pending = _unconverged(name, status)
         if status and not pending:
             ret["comment"] = f"all {len(status)} services of {name} run their desired tasks"
             return ret

@@ -19,18 +19,32 @@
 
 ``ag_swarm.labels_reconciled`` (manager)
     For every pillar node that has joined: its managed labels exactly as in pillar (value
-    "true"), labels outside the guide's set untouched. Nodes are found by the swarm node ID
-    each minion published itself. One nodes listing plus one update per changed node. Pillar
-    errors, and moves of database or registry that allow_label_moves does not allow, fail
-    before any change.
+    "true"), labels outside the guide's set untouched, its availability as in pillar
+    (active unless it says drain). Nodes are found by the swarm node ID each minion
+    published itself. A member no pillar minion claims is taken out when it was ours (a
+    minion of this master published it, or it carries managed labels) and does not look
+    like a pillar node missing from the mine (same hostname or address; a flushed mine must
+    never drain the cluster): availability drain, then the wait (at most `drain_timeout`)
+    until no task of any service runs on it, then its managed labels removed, then, when it
+    is Down, ``docker node rm``. An up one stays a drained, unlabelled member until the
+    admin makes it leave (the comment says so); a manager is never removed (demote it). A
+    pillar node set to drain is emptied the same way before its labels change. Changes, per
+    node: ``set``/``remove`` (labels), ``availability``, ``tasks_left`` (the tasks on it
+    when it was drained), ``removed``. One nodes listing, one update per changed property,
+    one tasks listing per poll. Pillar errors, and moves of database or registry that
+    allow_label_moves does not allow (a node taken out counts as their holder), fail before
+    any change.
 
 Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
 """
+
+import time
 
 from salt.exceptions import CommandExecutionError
 
 JOINED_EVENT = "ag/swarm/node/joined"
 TOKEN_WANTED_EVENT = "ag/swarm/token/wanted"
+DRAIN_POLL = 2  # seconds between two looks at the tasks of a draining node
 
 
 def _ret(name):
@@ -215,18 +229,108 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
 
 
 def _minions_by_node_id(cluster, cluster_id, swarm_nodes):
-    """Swarm node ID → minion id, from what each pillar minion published about itself."""
-    published = __salt__["ag_docker.published_swarm_nodes"](list(cluster["nodes"]))
+    """Swarm node ID → minion id, from what every minion published about itself (also those
+    no longer in the pillar: that is how a former node is known). A pillar minion wins over a
+    stale entry of another minion id claiming the same node."""
+    published = __salt__["ag_docker.published_swarm_nodes"]()
+    pillar_last = sorted(published, key=lambda minion: minion in cluster["nodes"])
     return {
-        info["node_id"]: minion
-        for minion, info in published.items()
-        if info.get("cluster_id") == cluster_id and info.get("node_id") in swarm_nodes
+        published[minion]["node_id"]: minion
+        for minion in pillar_last
+        if published[minion].get("cluster_id") == cluster_id
+        and published[minion].get("node_id") in swarm_nodes
     }
 
 
-def labels_reconciled(name, cluster):
+def _leaving(cluster, me, swarm_nodes, minion_of, node_id_of):
+    """The swarm members to take out: not this node, claimed by no pillar minion, and ours
+    (a minion of this master published it, or it carries managed labels). A member whose
+    hostname or address is that of a pillar node that has published no swarm node yet is
+    left alone: it is most likely that node, not yet in the mine (a flushed mine must never
+    drain the cluster). Returns ({name: swarm node}, [descriptions of those left alone])."""
+    unclaimed = {minion: node for minion, node in cluster["nodes"].items()
+                 if minion not in node_id_of}
+    leaving, unsure = {}, []
+    for node_id, node in sorted(swarm_nodes.items()):
+        minion = minion_of.get(node_id)
+        if node_id == me["node_id"] or minion in cluster["nodes"]:
+            continue
+        if minion is None and not __utils__["ag_cluster.managed_labels"](node["labels"]):
+            continue  # nothing says it was ever ours
+        name = minion or f"swarm node {node_id} ({node['hostname']})"
+        like = sorted(m for m, n in unclaimed.items()
+                      if node["hostname"] == m or node.get("addr") == n.get("address"))
+        if like:
+            unsure.append(f"{name} (it looks like {' or '.join(like)}: apply the swarm state "
+                          f"on {like[0]} so it publishes its swarm node)")
+        else:
+            leaving[name] = node
+    return leaving, unsure
+
+
+def _live_tasks_on(node_ids):
+    return __utils__["ag_cluster.live_tasks"](__salt__["ag_docker.tasks"](node=sorted(node_ids)))
+
+
+def _tasks_on(names_by_id, live=None):
+    """{name: readable names (service.slot, as docker service ps shows them) of the tasks
+    still on that node} for {node ID: name}: one tasks call (unless `live` is given) and one
+    services call when some are."""
+    live = _live_tasks_on(names_by_id) if live is None else live
+    if not live:
+        return {}
+    services = {s["id"]: s["name"] for s in __salt__["ag_docker.services"]()}
+    found = {}
+    for task in live:
+        shown = services.get(task["service_id"], task["service_id"])
+        found.setdefault(names_by_id[task["node_id"]], []).append(
+            shown + (f".{task['slot']}" if task.get("slot") else ""))
+    return {name: sorted(tasks) for name, tasks in found.items()}
+
+
+def _wait_idle(names_by_id, timeout):
+    """Wait until no task runs on the nodes {node ID: name}, at most `timeout` seconds;
+    returns what still runs then ({} when they emptied)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = _live_tasks_on(names_by_id)
+        if not live:
+            return {}
+        if time.monotonic() >= deadline:
+            return _tasks_on(names_by_id, live)
+        time.sleep(DRAIN_POLL)
+
+
+def _node_plan(cluster, swarm_nodes, node_id_of, leaving):
+    """{name: what to do} for the pillar nodes (label changes, availability) and the
+    leaving nodes (drain, every managed label removed, removed from the swarm when Down)."""
+    plan = {}
+    for minion, node in sorted(cluster["nodes"].items()):
+        if minion not in node_id_of:
+            continue
+        current = swarm_nodes[node_id_of[minion]]
+        todo = __utils__["ag_cluster.label_changes"](current["labels"], node.get("labels") or [])
+        entry = todo if todo["set"] or todo["remove"] else {}
+        availability = __utils__["ag_cluster.node_availability"](node)
+        if current.get("availability") != availability:
+            entry = dict(entry, availability=availability)
+        if entry:
+            plan[minion] = entry
+    for name, node in leaving.items():
+        entry = {"availability": "drain",
+                 "remove": __utils__["ag_cluster.managed_labels"](node["labels"]),
+                 "removed": node.get("state") == "down" and node.get("role") != "manager"}
+        if node.get("availability") != "drain" or entry["remove"] or entry["removed"]:
+            plan[name] = entry
+    return plan
+
+
+def labels_reconciled(name, cluster, drain_timeout=300):
     """Every joined pillar node of `cluster` (autograder:cluster) carries exactly its pillar
-    labels among the guide's labels (run on the manager)."""
+    labels among the guide's labels, with its pillar availability; a member that was one of
+    ours and is no longer in pillar is drained, waited for (at most `drain_timeout` seconds)
+    until no task runs on it, stripped of its managed labels and, when Down, removed from
+    the swarm (run on the manager)."""
     ret = _ret(name)
     errors = __utils__["ag_cluster.validate"]({"cluster": cluster})
     if errors:
@@ -256,41 +360,113 @@ def labels_reconciled(name, cluster):
     if errors:
         return _fail(ret, "refused, nothing changed:\n" + "\n".join(errors))
 
-    node_id_of = {minion: node_id for node_id, minion in minion_of.items()}
-    plan = {}
-    for minion, node in sorted(cluster["nodes"].items()):
-        if minion in node_id_of:
-            labels = swarm_nodes[node_id_of[minion]]["labels"]
-            todo = __utils__["ag_cluster.label_changes"](labels, node.get("labels") or [])
-            if todo["set"] or todo["remove"]:
-                plan[minion] = todo
+    node_id_of = {minion: node_id for node_id, minion in minion_of.items()
+                  if minion in cluster["nodes"]}
+    leaving, unsure = _leaving(cluster, me, swarm_nodes, minion_of, node_id_of)
+    plan = _node_plan(cluster, swarm_nodes, node_id_of, leaving)
+    id_of = dict(node_id_of, **{n: node["id"] for n, node in leaving.items()})
+    # the nodes whose tasks must be gone before their labels change: drained ones that are up
+    # (a Down node's tasks never report again; the swarm already started them elsewhere)
+    draining = {id_of[n]: n for n, todo in plan.items()
+                if todo.get("availability", swarm_nodes[id_of[n]].get("availability")) == "drain"
+                and swarm_nodes[id_of[n]].get("state") != "down"}
+    try:
+        running = _tasks_on(draining) if draining else {}
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    for n in draining.values():
+        plan[n]["tasks_left"] = running.get(n, [])
+
     pending = sorted(set(cluster["nodes"]) - set(node_id_of))
-    strangers = sorted(holder[n] for n in swarm_nodes if n not in minion_of
-                       and __utils__["ag_cluster.managed_labels"](swarm_nodes[n]["labels"]))
     notes = []
     if pending:
         notes.append(f"not in the swarm yet (labelled when they join): {', '.join(pending)}")
-    if strangers:
-        notes.append("carrying managed labels but not in pillar, left alone: " + ", ".join(strangers))
+    if unsure:
+        notes.append("not in pillar but left alone: " + "; ".join(unsure))
+    for n, node in leaving.items():
+        if node.get("role") == "manager":
+            notes.append(f"{n} is not in pillar but is a manager: demote it (docker node demote "
+                         f"{node['hostname']}) and re-apply, then it is removed once Down")
+        elif node.get("state") != "down":
+            notes.append(f"{n} is not in pillar and stays a swarm member (drained, without "
+                         "managed labels): run 'docker swarm leave' on it, then re-apply here to "
+                         "remove it (or put it back in autograder:cluster:nodes)")
 
     if not plan:
         ret["comment"] = "; ".join(["every joined node carries its pillar labels"] + notes)
         return ret
     ret["changes"] = plan
     if __opts__["test"]:
-        ret.update(result=None,
-                   comment="; ".join([f"labels would change on {', '.join(plan)}"] + notes))
+        ret.update(result=None, comment="; ".join([_summary(plan, leaving, "would be ")] + notes))
         return ret
     done = {}
-    for minion, todo in plan.items():
-        node = swarm_nodes[node_id_of[minion]]
-        try:
-            __salt__["ag_docker.node_set_labels"](
-                node["id"], __utils__["ag_cluster.apply_label_changes"](node["labels"], todo),
-                version=node["version"], spec=node["spec"])
-        except CommandExecutionError as exc:
-            ret["changes"] = done
-            return _fail(ret, f"labels of {minion}: {exc}")
-        done[minion] = todo
-    ret["comment"] = "; ".join([f"labels changed on {', '.join(plan)}"] + notes)
+    try:
+        _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done)
+    except CommandExecutionError as exc:
+        ret["changes"] = done
+        return _fail(ret, str(exc))
+    ret["comment"] = "; ".join([_summary(plan, leaving, "")] + notes)
     return ret
+
+
+def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
+    """Carry out `plan` in the order that moves tasks before labels: availability first,
+    then the wait until the drained nodes are empty, then the labels, then the removals.
+    Records in `done` what was changed, so a failure reports it."""
+    nodes = {n: swarm_nodes[id_of[n]] for n in plan}
+    for n, todo in plan.items():
+        if "availability" in todo and nodes[n].get("availability") != todo["availability"]:
+            try:
+                nodes[n] = __salt__["ag_docker.node_set_availability"](
+                    nodes[n]["id"], todo["availability"], version=nodes[n]["version"],
+                    spec=nodes[n]["spec"])
+            except CommandExecutionError as exc:
+                raise CommandExecutionError(f"availability of {n}: {exc}") from exc
+            done.setdefault(n, {})["availability"] = todo["availability"]
+    still = _wait_idle(draining, drain_timeout) if draining else {}
+    if still:
+        shown = "; ".join(f"{n}: {', '.join(tasks)}" for n, tasks in sorted(still.items()))
+        raise CommandExecutionError(
+            f"tasks still run on drained nodes after {drain_timeout} s ({shown}); their labels "
+            "were left in place; see why they do not stop (docker node ps NODE) and re-apply, "
+            "or give them longer (autograder:swarm:drain_timeout)")
+    for n in draining.values():
+        done.setdefault(n, {})["tasks_left"] = plan[n]["tasks_left"]
+    for n, todo in plan.items():
+        if todo.get("set") or todo.get("remove"):
+            node = nodes[n]
+            changes = {"set": todo.get("set", []), "remove": todo["remove"]}
+            try:
+                nodes[n] = __salt__["ag_docker.node_set_labels"](
+                    node["id"], __utils__["ag_cluster.apply_label_changes"](node["labels"], changes),
+                    version=node["version"], spec=node["spec"])
+            except CommandExecutionError as exc:
+                raise CommandExecutionError(f"labels of {n}: {exc}") from exc
+            done.setdefault(n, {}).update({k: todo[k] for k in ("set", "remove") if k in todo})
+    for n, todo in plan.items():
+        if todo.get("removed"):
+            try:
+                __salt__["ag_docker.node_remove"](nodes[n]["id"])
+            except CommandExecutionError as exc:
+                raise CommandExecutionError(f"{n} is Down, drained and unlabelled, but removing "
+                                            f"it failed: {exc}") from exc
+            done.setdefault(n, {})["removed"] = True
+
+
+def _summary(plan, leaving, would):
+    """One line of what `plan` does (`would`: "would be " in test mode)."""
+    out = [n for n in plan if n in leaving]
+    removed = [n for n in out if plan[n]["removed"]]
+    labelled = [n for n in plan if n not in leaving and (plan[n].get("set") or plan[n].get("remove"))]
+    availability = [f"{n} {plan[n]['availability']}" for n in plan
+                    if n not in leaving and "availability" in plan[n]]
+    parts = []
+    if out:
+        parts.append(f"not in pillar, {would}drained and unlabelled: {', '.join(out)}")
+    if removed:
+        parts.append(f"Down, {would}removed from the swarm: {', '.join(removed)}")
+    if availability:
+        parts.append(f"availability {would}set: {', '.join(availability)}")
+    if labelled:
+        parts.append(f"labels {'would change' if would else 'changed'} on {', '.join(labelled)}")
+    return "; ".join(parts)

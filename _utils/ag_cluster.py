@@ -25,19 +25,23 @@ ONE_PER_NODE_LABELS = ("grader", "tiny_grader", "deferred_grader", "tiny_deferre
 DATA_LABELS = ("database", "registry")
 ROLES = ("worker", "manager")
 LABEL_VALUE = "true"
+# a pillar node's swarm availability: drain stops its tasks (they move to other nodes)
+AVAILABILITIES = ("active", "drain")
+# task states after which a task no longer runs on its node
+TASK_ENDED_STATES = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
 
 CLUSTER_KEYS = ("manager", "nodes", "allow_label_moves")
-NODE_KEYS = ("address", "labels", "role")
-SWARM_KEYS = ("default_addr_pool", "default_addr_pool_mask_length", "network")
+NODE_KEYS = ("address", "labels", "role", "availability")
+SWARM_KEYS = ("default_addr_pool", "default_addr_pool_mask_length", "network", "drain_timeout")
 NETWORK_KEYS = ("name", "attachable", "subnet")
 
-TOP_KEYS = ("cluster", "docker", "limits", "swarm", "nfs", "app", "registry")
+TOP_KEYS = ("cluster", "docker", "limits", "swarm", "nfs", "app", "registry", "firewall")
 # autograder:app (salt/ag/defaults.yaml holds their defaults; a unit test keeps the two equal)
 APP_KEYS = (
     "checkout", "git_url", "revision", "stack_name", "site_domain", "tls_certificate", "tls_key",
     "oauth", "email", "sysadmin_contact", "client_max_body_size", "max_subprocess_timeout",
     "gunicorn_workers", "celery_concurrency", "postgres_version", "converge_timeout",
-    "extra_compose_files", "bootstrap",
+    "web_on_webserver_only", "extra_compose_files", "bootstrap",
 )
 CELERY_SERVICES = (
     "celery_small_tasks", "celery_project_downloads", "celerybeat", "grader", "tiny_grader",
@@ -45,6 +49,7 @@ CELERY_SERVICES = (
     "tiny_rerun_grader", "image_builder",
 )
 REGISTRY_KEYS = ("name", "image", "port", "publish_mode", "volume")
+FIREWALL_KEYS = ("managed", "cluster_only_ports", "chain")
 # system trees a checkout (an NFS export, written by the deploy) must never be in
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/proc", "/run", "/sbin", "/sys", "/tmp",
                "/usr", "/var/lib/docker")
@@ -116,6 +121,9 @@ def _check_app(app) -> list:
     for key in ("max_subprocess_timeout", "converge_timeout"):
         if key in app and not _is_int(app[key], 1, 86400):
             errors.append(f"{where}:{key} must be a number of seconds 1..86400, not {app[key]!r}")
+    if not isinstance(app.get("web_on_webserver_only", True), bool):
+        errors.append(f"{where}:web_on_webserver_only must be true or false, "
+                      f"not {app['web_on_webserver_only']!r}")
     concurrency = app.get("celery_concurrency")
     if concurrency is not None:
         if not isinstance(concurrency, dict):
@@ -177,6 +185,25 @@ def _check_registry(registry) -> list:
     return errors
 
 
+def _check_firewall(firewall) -> list:
+    where = "autograder:firewall"
+    if firewall is None:
+        return []
+    if not isinstance(firewall, dict):
+        return [f"{where} must be a mapping, not {firewall!r}"]
+    errors = _unknown_keys(where, firewall, FIREWALL_KEYS)
+    if not isinstance(firewall.get("managed", True), bool):
+        errors.append(f"{where}:managed must be true or false, not {firewall['managed']!r}")
+    ports = firewall.get("cluster_only_ports", [])
+    if not isinstance(ports, list) or not all(_is_int(p, 1, 65535) for p in ports):
+        errors.append(f"{where}:cluster_only_ports must be a list of port numbers, not {ports!r}")
+    chain = firewall.get("chain", "AG-CLUSTER-ONLY")
+    if not (isinstance(chain, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,28}", chain)):
+        errors.append(f"{where}:chain must be an iptables chain name (letters, digits, - and _, "
+                      f"at most 29), not {chain!r}")
+    return errors
+
+
 def node_labels(node: dict) -> list:
     """A node entry's labels (default: none)."""
     return list(node.get("labels") or [])
@@ -187,6 +214,11 @@ def node_role(node_id: str, cluster: dict) -> str:
     if node_id == cluster.get("manager"):
         return "manager"
     return cluster["nodes"][node_id].get("role") or "worker"
+
+
+def node_availability(node: dict) -> str:
+    """A node entry's swarm availability (default: active)."""
+    return node.get("availability") or "active"
 
 
 def _check_node(node_id, node) -> list:
@@ -225,6 +257,16 @@ def _check_node(node_id, node) -> list:
     role = node.get("role")
     if role is not None and role not in ROLES:
         errors.append(f"{where}: role {role!r} of node {node_id} must be worker or manager")
+    availability = node.get("availability")
+    if availability is not None and availability not in AVAILABILITIES:
+        errors.append(f"{where}: availability {availability!r} of node {node_id} must be "
+                      f"{' or '.join(AVAILABILITIES)}")
+    elif availability == "drain" and isinstance(labels, list):
+        # a drained node runs no task: a one-node service labelled there would run nowhere
+        for label in (label for label in labels if label in SINGLE_NODE_LABELS):
+            errors.append(f"node {node_id}: availability drain, but it carries {label}, whose "
+                          "service runs on that node only and would stop; move the label to "
+                          "another node first")
     return errors
 
 
@@ -291,6 +333,9 @@ def _check_swarm(swarm) -> list:
     if pools is not None and not (isinstance(pools, list) and all(map(_is_cidr, pools))):
         errors.append(f"{where}:default_addr_pool must be a list of networks like "
                       f"198.19.64.0/18, not {pools!r}")
+    if "drain_timeout" in swarm and not _is_int(swarm["drain_timeout"], 1, 86400):
+        errors.append(f"{where}:drain_timeout must be a number of seconds 1..86400, "
+                      f"not {swarm['drain_timeout']!r}")
     mask = swarm.get("default_addr_pool_mask_length")
     if mask is not None and (isinstance(mask, bool) or not isinstance(mask, int)
                              or not 8 <= mask <= 30):
@@ -341,7 +386,8 @@ def validate(autograder, known_minions=None, current_holders=None) -> list:
     cluster = autograder.get("cluster")
     errors = (_unknown_keys("autograder", autograder, TOP_KEYS) + _check_cluster(cluster)
               + _check_swarm(autograder.get("swarm")) + _check_app(autograder.get("app"))
-              + _check_registry(autograder.get("registry")))
+              + _check_registry(autograder.get("registry"))
+              + _check_firewall(autograder.get("firewall")))
     nodes = cluster.get("nodes") if isinstance(cluster, dict) else None
     if not isinstance(nodes, dict):
         return errors
@@ -388,3 +434,8 @@ def apply_label_changes(current: dict, changes: dict) -> dict:
     labels = {k: v for k, v in current.items() if k not in changes["remove"]}
     labels.update({label: LABEL_VALUE for label in changes["set"]})
     return labels
+
+
+def live_tasks(tasks) -> list:
+    """The tasks (from ag_docker.tasks) that still run, or are about to, on their node."""
+    return [t for t in tasks if t.get("state") not in TASK_ENDED_STATES]

@@ -22,7 +22,13 @@ CONCURRENCY_FLAG = re.compile(r"(?<=\s)-c\s+\d+")
 SECRET_PATHS = ("autograder/settings/secrets", "autograder/settings/oauth2_secrets.json")
 # generated once by the deploy (salt/ag/secrets.sls), beside upstream's generated secrets
 DB_PASSWORD_FILE = "autograder-server/autograder/settings/secrets/db_password"
+# where the postgres service finds it: the official image reads POSTGRES_PASSWORD_FILE (as
+# root, before dropping to the postgres user) when POSTGRES_PASSWORD is empty, so the
+# password is in no service spec and no `docker inspect`
+POSTGRES_PASSWORD_TARGET = "/run/secrets/db_password"
 COMPOSE_FILE = "docker-compose.yml"
+# the guide: only the web server needs inbound traffic
+WEB_PORTS = (80, 443)
 APP_DIR = "/usr/src/app"
 
 
@@ -34,24 +40,55 @@ def _tweaked_command(service: str, command: str, workers: int, concurrency: dict
     return None
 
 
+def _published_ports(service: dict) -> list:
+    """(published, target) of a service's TCP ports, short ("80:80") or long syntax."""
+    found = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            if port.get("protocol", "tcp") == "tcp" and port.get("published"):
+                found.append((int(port["published"]), int(port["target"])))
+        elif ":" in str(port) and not str(port).endswith("/udp"):
+            published, target = str(port).removesuffix("/tcp").split(":")[-2:]
+            found.append((int(published), int(target)))
+    return found
+
+
+def _web_ports_on_its_node(service: dict) -> list:
+    """The service's web ports re-published in host mode: the node running its task opens
+    them, not every node of the ingress mesh (ports merge by published port)."""
+    return [{"target": target, "published": published, "protocol": "tcp", "mode": "host"}
+            for published, target in _published_ports(service) if published in WEB_PORTS]
+
+
 def _builds_from_server(service: dict) -> bool:
     build = service.get("build") or {}
     context = build if isinstance(build, str) else build.get("context", "")
     return context.rstrip("/") in ("./autograder-server", "autograder-server")
 
 
+def _postgres_password_from(db_password_file: str) -> dict:
+    """The postgres service reading its password from `db_password_file` (relative to the
+    checkout), mounted read-only. Upstream's POSTGRES_PASSWORD ('postgres') must be empty
+    for that (the image refuses both at once), which ag.tweaks does in the compose file: an
+    override cannot, docker's merge skips empty values."""
+    return {"environment": {"POSTGRES_PASSWORD_FILE": POSTGRES_PASSWORD_TARGET},
+            "volumes": [f"./{db_password_file}:{POSTGRES_PASSWORD_TARGET}:ro"]}
+
+
 def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET_PATHS,
-             postgres_password=None, postgres_version=None) -> dict:
+             db_password_file=None, postgres_version=None, web_on_webserver_only=True) -> dict:
     """The override for upstream's `compose` dict: rewritten worker counts where they differ
     from upstream, `secret_paths` (those that exist in the checkout) mounted read-only into
-    every service built from autograder-server, and the postgres service's password and
-    image version when given (upstream ships 'postgres' and 9.5)."""
+    every service built from autograder-server, the postgres service's password read from
+    `db_password_file` and its image version when given (upstream ships 'postgres' in the
+    compose file and 9.5), and with `web_on_webserver_only` ports 80/443 opened only on the
+    node running their service (nginx, labelled webserver). It holds no secret."""
     services = {}
     for name, service in (compose.get("services") or {}).items():
         entry = {}
         if name == "postgres":
-            if postgres_password:
-                entry["environment"] = {"POSTGRES_PASSWORD": postgres_password}
+            if db_password_file:
+                entry.update(_postgres_password_from(db_password_file))
             if postgres_version:
                 entry["image"] = f"postgres:{postgres_version}"
         command = service.get("command")
@@ -59,6 +96,8 @@ def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET
             tweaked = _tweaked_command(name, command, workers, concurrency)
             if tweaked and tweaked != command:
                 entry["command"] = tweaked
+        if web_on_webserver_only and (web_ports := _web_ports_on_its_node(service)):
+            entry["ports"] = web_ports
         if _builds_from_server(service) and secret_paths:
             entry["volumes"] = [f"./autograder-server/{p}:{APP_DIR}/{p}:ro" for p in secret_paths]
         if entry:
@@ -122,14 +161,14 @@ def existing_secrets(checkout: str) -> list:
             if os.path.exists(os.path.join(checkout, "autograder-server", p))]
 
 
-def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_version=None) -> dict:
+def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_version=None,
+                      web_on_webserver_only=True) -> dict:
     """The override for the checkout at `checkout` as it is now: its compose file, the secrets
-    present, the generated database password (so: never returned by a job)."""
+    present, the generated database password file if it is there (its path, not its value)."""
     with open(os.path.join(checkout, COMPOSE_FILE)) as fh:
         compose = yaml.safe_load(fh)
-    password = None
-    if os.path.exists(os.path.join(checkout, DB_PASSWORD_FILE)):
-        with open(os.path.join(checkout, DB_PASSWORD_FILE)) as fh:
-            password = fh.read().strip()
+    has_password = os.path.exists(os.path.join(checkout, DB_PASSWORD_FILE))
     return override(compose, int(workers), dict(concurrency), existing_secrets(checkout),
-                    postgres_password=password, postgres_version=postgres_version)
+                    db_password_file=DB_PASSWORD_FILE if has_password else None,
+                    postgres_version=postgres_version,
+                    web_on_webserver_only=web_on_webserver_only)

@@ -21,8 +21,11 @@ def bridge_down() -> None:
         run(["ip", "link", "del", config.BRIDGE])
 
 
-def master_config() -> str:
+def master_config(tier: str) -> str:
     """The bed's master: this repo is the state tree, the bed's generated pillar the pillar."""
+    # emulated guests installing packages answer find_job late, all at once: a job they still
+    # run must not count as lost (180 s was not enough for a busy manager guest)
+    gather_job_timeout = 600 if tier == "vm" else 60
     return textwrap.dedent(
         f"""\
         # written by ./testbed; a real site points these at its checkout of this repo
@@ -49,6 +52,7 @@ def master_config() -> str:
         # the project's own master settings (mine, peer, reactor) as a real site includes them
         include: {config.REPO}/conf/master.d/*.conf
         log_level_logfile: info
+        gather_job_timeout: {gather_job_timeout}
         """
     )
 
@@ -77,10 +81,10 @@ def forget_other_minions(names) -> None:
         forget_minion_key(name)
 
 
-def master_up() -> None:
+def master_up(tier: str) -> None:
     config.MASTER_DIR.mkdir(parents=True, exist_ok=True)
     conf = config.MASTER_DIR / "master"
-    wanted = master_config()
+    wanted = master_config(tier)
     changed = not conf.exists() or conf.read_text() != wanted
     pid = read_pid(MASTER_PIDFILE)
     if pid and changed:

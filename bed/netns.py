@@ -11,13 +11,12 @@ from pathlib import Path
 from tests import standin
 
 from . import config, host
-from .util import log, ok, pid_alive, run, stop_pids, wait_for
+from .util import log, ok, pid_alive, run, site_certificate, stop_pids, wait_for
 
 TIER = "netns"
 CHECKOUT = "/srv/autograder-full-stack"
 SHARED_CHECKOUT = config.BED_DIR / "shared/autograder-full-stack"
 MINION_PIDFILE = "/run/salt-minion.pid"
-SITE_TLS_FILES = ("ssl/certs/autograder.io.cert", "ssl/private/autograder.io.key.pem")
 # pidfiles of the node's daemons, in the node's /run; dockerd last, it owns the containers
 NODE_DAEMON_PIDFILES = (MINION_PIDFILE, *map(config.mesh_pidfile, config.MESH_PORTS),
                         "/run/docker-ssd.pid")
@@ -46,17 +45,6 @@ def enter(name: str) -> list:
 
 def node_exec(name: str, cmd, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(enter(name) + list(cmd), text=True, capture_output=True, **kw)
-
-
-def _site_certificate(etc: Path) -> None:
-    """What a site puts on its web server before deploying: a TLS certificate and key where
-    upstream's nginx conf names them (self-signed here, for the default domain)."""
-    cert, key = (etc / path for path in SITE_TLS_FILES)
-    for path in (cert, key):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-         "-subj", "/CN=autograder.io", "-keyout", str(key), "-out", str(cert)])
-    key.chmod(0o600)
 
 
 def _write_node_etc(name: str, index: int, all_nodes) -> None:
@@ -91,7 +79,7 @@ def _write_node_etc(name: str, index: int, all_nodes) -> None:
     init.write_text(init.read_text().replace("ulimit -n 1048576", "ulimit -n $(ulimit -Hn)")
                     .replace("ulimit -u unlimited", "ulimit -u $(ulimit -Hu)")
                     .replace("ulimit -p unlimited", ":"))
-    _site_certificate(tmp)
+    site_certificate(tmp)
     (tmp / "salt").mkdir(exist_ok=True)
     (tmp / "salt/minion").write_text(
         f"id: {name}\nmaster: {config.BRIDGE_ADDR}\nipv6: false\n"
@@ -133,7 +121,9 @@ def _mounts_up(name: str) -> None:
     )
 
 
-def _daemons_up(name: str) -> None:
+def daemons_up(name: str) -> None:
+    """Start the node's dockerd and salt-minion where they do not run (at `up`, or after a
+    test stopped one)."""
     if node_exec(name, ["/etc/init.d/docker", "status"]).returncode != 0:
         run(enter(name) + ["/etc/init.d/docker", "start"])
     if node_exec(name, ["sh", "-c", f"kill -0 $(cat {MINION_PIDFILE})"]).returncode != 0:
@@ -158,7 +148,7 @@ def up(indexes) -> None:
         _write_node_etc(name, i, indexes)
         _net_up(name, i)
         _mounts_up(name)
-        _daemons_up(name)
+        daemons_up(name)
     for i in indexes:
         name = config.node_name(i)
         wait_for(lambda n=name: node_exec(n, ["docker", "info", "-f", "{{.ID}}"]).returncode == 0,

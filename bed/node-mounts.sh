@@ -15,7 +15,9 @@ mount --move "$cg" /sys/fs/cgroup
 rmdir "$cg"
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/lock /run/user
-for d in /var/lib/docker /var/lib/containerd /var/log /srv /tmp /var/lib/nfs /var/cache/salt; do
+# /var/lib/ag-deploy: the deploy's record on the manager (its override and image pins)
+for d in /var/lib/docker /var/lib/containerd /var/log /srv /tmp /var/lib/nfs /var/cache/salt \
+    /var/lib/ag-deploy; do
   src="$dir/fs$d"
   mkdir -p "$src" "$d"
   mount --bind "$src" "$d"

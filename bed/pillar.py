@@ -47,6 +47,12 @@ def bed_pillar(tier: str, indexes) -> dict:
         # the bed copies into the checkout)
         pillar["autograder"]["registry"] = {"publish_mode": "host"}
         pillar["autograder"]["app"] = {"extra_compose_files": ["docker-compose.bed.yml"]}
+    else:
+        # a site's guests reach Docker Hub and GitHub; these reach their stand-ins on the host
+        from . import upstream
+
+        pillar["autograder"]["docker"]["daemon"] = upstream.docker_daemon_keys()
+        pillar["autograder"]["app"] = {"git_url": upstream.GIT_URL}
     return pillar
 
 

@@ -3,13 +3,15 @@
 pulled here. Baked into postgres:<version> and redis:latest by bed/images.py.
 
 postgres: like the real image, initialises $PGDATA on first start with POSTGRES_USER (default
-postgres) and POSTGRES_PASSWORD (refuses to start without one), keeps that password when the
-environment later changes, and refuses a data directory another major version ($PG_MAJOR)
-initialised (an upgrade needs a dump and restore, as upstream's README describes). It serves
-a line protocol on 5432 ($PGPORT): one JSON request per connection, {"user", "password",
-"database", "statements": [[sql, params], ...]}, run in one transaction on
-$PGDATA/standin.sqlite3; the answer is {"rows": <rows of the last statement>} or
-{"error": "..."}. Data therefore lives in the pgdata volume, on the database node.
+postgres) and POSTGRES_PASSWORD (refuses to start without one) or, as the image's file_env
+does, the content of POSTGRES_PASSWORD_FILE when POSTGRES_PASSWORD is empty (both set: it
+refuses to start), keeps that password when the environment later changes, and refuses a
+data directory another major version ($PG_MAJOR) initialised (an upgrade needs a dump and
+restore, as upstream's README describes). It serves a line protocol on 5432 ($PGPORT): one
+JSON request per connection, {"user", "password", "database", "statements": [[sql, params],
+...]}, run in one transaction on $PGDATA/standin.sqlite3; the answer is {"rows": <rows of
+the last statement>} or {"error": "..."}. Data therefore lives in the pgdata volume, on the
+database node.
 
 redis: answers PING/SET/GET/DEL/EXISTS over RESP on 6379, data kept in /data/dump.json.
 """
@@ -29,12 +31,24 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def file_env(var: str, default: str = "") -> str:
+    """The official images' file_env: $VAR, else the content of the file $VAR_FILE names
+    (trailing newlines dropped, as the shell's $(< file) does); an empty value counts as
+    unset, both set is an error."""
+    value, file = os.environ.get(var, ""), os.environ.get(f"{var}_FILE", "")
+    if value and file:
+        sys.exit(f"error: both {var} and {var}_FILE are set (but are exclusive)")
+    if file:
+        return Path(file).read_text().rstrip("\n")
+    return value or default
+
+
 def postgres() -> None:
     data = Path(os.environ.get("PGDATA", "/var/lib/postgresql/data"))
     auth_file = data / "standin-auth.json"
     major = os.environ.get("PG_MAJOR", "standin")
+    password = file_env("POSTGRES_PASSWORD")  # on every start, as the image's entrypoint
     if not auth_file.exists():
-        password = os.environ.get("POSTGRES_PASSWORD", "")
         if not password:
             sys.exit("Error: Database is uninitialized and superuser password is not specified.\n"
                      "       You must specify POSTGRES_PASSWORD to a non-empty value for the\n"

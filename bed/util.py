@@ -29,14 +29,17 @@ def ok(cmd) -> bool:
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+def wait_for(predicate, timeout: float, what, interval: float = 0.2):
+    """predicate()'s first true value; on timeout, an error naming `what` (a string, or a
+    callable that describes what is still missing at that moment)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for "
+                               f"{what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -87,3 +90,14 @@ def load_state() -> dict:
 def save_state(state: dict) -> None:
     config.BED_DIR.mkdir(parents=True, exist_ok=True)
     config.STATE_FILE.write_text(json.dumps(state, indent=2, sort_keys=True))
+
+
+def site_certificate(etc: Path) -> None:
+    """What a site puts on its web server before deploying, under `etc`: a TLS certificate and
+    key where upstream's nginx conf names them (self-signed here, for the default domain)."""
+    cert, key = (etc / path for path in config.SITE_TLS_FILES)
+    for path in (cert, key):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+         "-subj", "/CN=autograder.io", "-keyout", str(key), "-out", str(cert)])
+    key.chmod(0o600)

@@ -3,29 +3,27 @@ here) of Debian 12 with its own kernel, systemd, package database and salt-minio
 bed's bridge through a tap. One base image, built by bed/vm-image/build.sh and cached for every
 bed, boots any node of any bed: the node's name, address, master and keys come on the kernel
 command line. Each node writes only to its own qcow2 overlay. The guests have no route out;
-apt reaches Debian through an apt-cacher-ng on the host's bridge address."""
+what a site gets from the internet they get from bed/upstream.py on the host's bridge address."""
 
 import fcntl
 import hashlib
 import json
 import shlex
 import shutil
-import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-from . import config, host
-from .util import log, ok, pid_alive, run, stop_pid, wait_for
+from . import config, host, upstream
+from .util import log, ok, pid_alive, run, site_certificate, stop_pid, wait_for
 
 TIER = "vm"
 IMAGE_SRC = config.REPO / "bed/vm-image"
 VM_DIR = config.BED_DIR / "vm"
+# the guests' disks as they were after the last session in which every tier 2 test passed
+PASSED_DIR = VM_DIR / "passed"
 SSH_KEY = VM_DIR / "id_ed25519"
-ACNG_DIR = VM_DIR / "apt-cacher-ng"
-# the proxy's cache outlives `down --wipe`; one per bed, two daemons never share a cache
-ACNG_CACHE = config.CACHE_DIR / f"apt-cacher-ng-bed{config.BED_ID}"
-ACNG_PORT = 3142
 QEMU = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2",
         "-m", "2048"]
 BOOT_TIMEOUT = 600  # three guests in emulation on two busy cores
@@ -46,20 +44,6 @@ def image_key() -> str:
     return digest.hexdigest()[:12]
 
 
-def debian_mirror() -> str:
-    """The Debian mirror this machine's own apt uses (the guests' packages come from it)."""
-    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:") and "security" not in line:
-                return line.split()[1]
-    for line in Path("/etc/apt/sources.list").read_text().splitlines():
-        parts = line.split()
-        if parts[:1] == ["deb"] and "security" not in line:
-            return next(p for p in parts[1:] if "://" in p)
-    raise RuntimeError("found no Debian mirror in this machine's apt sources; the VM image "
-                       "needs one (add it to /etc/apt/sources.list.d)")
-
-
 def ensure_image() -> Path:
     """The base image directory (root.img, vmlinuz, initrd.img, kernel-version); built once
     for all beds under a lock, into a temporary name renamed into place when complete."""
@@ -78,7 +62,7 @@ def ensure_image() -> Path:
         started = time.monotonic()
         with open(build_log, "w") as out:
             res = subprocess.run(
-                [str(IMAGE_SRC / "build.sh"), str(tmp), debian_mirror(),
+                [str(IMAGE_SRC / "build.sh"), str(tmp), upstream.debian_mirror(),
                  str(config.SALT_BIN / "pip"), str(config.REPO / "requirements.txt")],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )
@@ -141,8 +125,9 @@ def qemu_pid(name: str):
 
 
 def ssh_argv(name: str) -> list:
+    # a busy emulated guest may take many seconds to send sshd's banner
     addr = config.node_addr(TIER, config.node_index(name))
-    return ["ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+    return ["ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", f"root@{addr}"]
 
@@ -225,7 +210,7 @@ def _booted(name: str) -> bool:
 def up(indexes) -> None:
     image = ensure_image()
     ssh_key = _ssh_key()
-    _apt_proxy_up()
+    upstream.up()
     started = []
     for i in indexes:
         name = config.node_name(i)
@@ -239,11 +224,27 @@ def up(indexes) -> None:
             f"{(base / 'kernel-version').read_text().strip()})")
         _launch(name, i, base, ssh_key)
         started.append(name)
+    upstream.fill_hub()  # while the guests boot
     for name in started:
         wait_for(lambda n=name: _booted(n), BOOT_TIMEOUT,
                  f"{name} to boot to a running salt-minion (console: {console_log(name)})",
                  interval=2)
+        _site_certificate(name)
         log(f"{name}: booted")
+
+
+def _site_certificate(name: str) -> None:
+    """The site's TLS certificate and key, as on tier 1 (first boot only: the disk keeps them)."""
+    if node_exec(name, ["test", "-e", f"/etc/{config.SITE_TLS_FILES[1]}"]).returncode == 0:
+        return
+    with tempfile.TemporaryDirectory() as etc:
+        site_certificate(Path(etc))
+        archive = subprocess.run(["tar", "-C", etc, "-c", "ssl"], capture_output=True,
+                                 check=True).stdout
+    res = subprocess.run(ssh_argv(name) + ["--", "tar -C /etc -x"], input=archive,
+                         capture_output=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{name}: copying the site certificate failed: {res.stderr!r}")
 
 
 def down(indexes, wipe: bool = False) -> None:
@@ -273,7 +274,30 @@ def down(indexes, wipe: bool = False) -> None:
             for path in (disk(name), console_log(name), VM_DIR / f"{name}.qemu.log"):
                 path.unlink(missing_ok=True)
     if not any(qemu_pid(p.stem) for p in VM_DIR.glob("*.pid")):
-        _apt_proxy_down()
+        upstream.down()
+
+
+def keep_passed_disks(names) -> None:
+    """Copy the powered-off guests' disks aside: the next session starts from them, whatever
+    a failed or killed session later does to the live disks."""
+    if any(qemu_pid(name) for name in names):
+        raise RuntimeError("the guests' disks are kept only while the guests are down")
+    tmp = PASSED_DIR.with_name(PASSED_DIR.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in names:
+        run(["cp", "--sparse=always", str(disk(name)), str(tmp / disk(name).name)])
+    shutil.rmtree(PASSED_DIR, ignore_errors=True)
+    tmp.rename(PASSED_DIR)
+
+
+def restore_passed_disks(names) -> bool:
+    """Put the kept disks back in place of the live ones (guests down); False if none kept."""
+    if not all((PASSED_DIR / disk(name).name).exists() for name in names):
+        return False
+    for name in names:
+        run(["cp", "--sparse=always", str(PASSED_DIR / disk(name).name), str(disk(name))])
+    return True
 
 
 def running(name: str) -> dict:
@@ -287,61 +311,3 @@ def running(name: str) -> dict:
         "systemd": lines[:1] == ["running"],
         "salt-minion": lines[1:2] == ["active"],
     }
-
-
-# ---------------------------------------------------------------- the apt proxy
-
-def _acng_pid():
-    try:
-        pid = int((ACNG_DIR / "pid").read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    return pid if str(ACNG_DIR).encode() in cmdline and pid_alive(pid) else None
-
-
-def _proxy_answers() -> bool:
-    try:
-        socket.create_connection((config.BRIDGE_ADDR, ACNG_PORT), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def _apt_proxy_up() -> None:
-    """apt-cacher-ng on the bridge address; its Debian backend is this machine's own mirror
-    (its built-in mirror lists do not resolve here)."""
-    if _acng_pid():
-        return
-    conf = ACNG_DIR / "conf"
-    shutil.rmtree(conf, ignore_errors=True)
-    shutil.copytree("/etc/apt-cacher-ng", conf)
-    (conf / "backends_debian").write_text(debian_mirror().rstrip("/") + "/\n")
-    (ACNG_DIR / "log").mkdir(exist_ok=True)
-    ACNG_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(ACNG_DIR / "out", "w") as out:
-        proc = subprocess.Popen(
-            ["/usr/sbin/apt-cacher-ng", "-c", str(conf), "ForeGround=1",
-             f"BindAddress={config.BRIDGE_ADDR}", f"Port={ACNG_PORT}",
-             f"CacheDir={ACNG_CACHE}", f"LogDir={ACNG_DIR / 'log'}",
-             f"SocketPath={ACNG_DIR / 'socket'}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    (ACNG_DIR / "pid").write_text(f"{proc.pid}\n")
-
-    def answers() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the apt proxy (apt-cacher-ng) exited at start: {(ACNG_DIR / 'out').read_text()}"
-                f"\nIs another one holding port {ACNG_PORT} on every address? (ss -ltnp)")
-        return _proxy_answers()
-
-    wait_for(answers, 30, f"the apt proxy on {config.BRIDGE_ADDR}:{ACNG_PORT}")
-
-
-def _apt_proxy_down() -> None:
-    pid = _acng_pid()
-    if pid:
-        stop_pid(pid)
-    (ACNG_DIR / "pid").unlink(missing_ok=True)

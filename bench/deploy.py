@@ -41,7 +41,7 @@ def timed(what, argv):
 
 def clean(nodes, manager):
     subprocess.run([TESTBED, "exec", manager, "sh", "-c",
-                    "docker stack rm ag-stack; docker service rm registry; rm -rf /var/lib/ag-deploy"],
+                    "docker stack rm ag-stack; docker service rm registry; rm -rf /var/lib/ag-deploy/*"],
                    capture_output=True)
     for node in sorted(nodes, key=lambda n: n == manager):  # the manager last
         subprocess.run([TESTBED, "exec", node, "sh", "-c", """

@@ -5,4 +5,5 @@ base:
     - docker
     - limits
     - nfs
+    - firewall
     - swarm

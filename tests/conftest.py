@@ -3,6 +3,7 @@ tests/integration (the bed's master + minions + swarm). Integration tests marked
 tier 2; the others on tier 1. Tests run in that order, so the bed switches tier once."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bed import config, host  # noqa: E402
+from bed import config, host, vm  # noqa: E402
 from bed.__main__ import tier_module  # noqa: E402
 
 TIER_ORDER = ("unit", "functional", "integration")
@@ -82,9 +83,15 @@ class Bed:
         self.salt("*", "saltutil.refresh_pillar", "wait=True")
 
 
-def _bed(tier: str, count: int = 3) -> Bed:
+def _bed(tier: str, count: int = 3, fresh: bool = False) -> Bed:
+    """The bed on `tier`, up; `fresh`: whatever ran before goes down first, its disks wiped."""
     state = json.loads(config.STATE_FILE.read_text()) if config.STATE_FILE.exists() else {}
-    if state.get("tier") not in (None, tier) and state.get("nodes"):
+    wanted = [config.node_name(i) for i in range(1, count + 1)]
+    if fresh:
+        subprocess.run([str(REPO / "testbed"), "down", "--wipe"], check=True)
+    elif state.get("nodes") and (state.get("tier") != tier or state["nodes"] != wanted):
+        # another tier, or a node a killed run added (`up` keeps running nodes): the tests
+        # expect exactly `count` nodes
         subprocess.run([str(REPO / "testbed"), "down"], check=True)
     subprocess.run([str(REPO / "testbed"), "up", "--nodes", str(count)]
                    + (["--vm"] if tier == "vm" else []), check=True)
@@ -98,7 +105,63 @@ def netns_bed() -> Bed:
     return _bed("netns")
 
 
+class PassedGuests:
+    """The tier 2 guests of the last session in which every tier 2 test passed: their disks,
+    kept powered off (bed/vm.py), and machine ids. Each session starts from them, so one that
+    fails or is killed spoils nothing for the next."""
+
+    ids_file = vm.PASSED_DIR / "machine-ids.json"
+
+    @classmethod
+    def restore(cls):
+        """Their machine ids, with their disks back in place of the live ones; None if none."""
+        if not cls.ids_file.exists():
+            return None
+        ids = json.loads(cls.ids_file.read_text())
+        subprocess.run([str(REPO / "testbed"), "down"], check=True)
+        return ids if vm.restore_passed_disks(ids) else None
+
+    @classmethod
+    def record(cls, bed) -> None:
+        ids = {node: bed.exec(node, "cat", "/etc/machine-id").stdout.strip() for node in bed.nodes}
+        subprocess.run([str(REPO / "testbed"), "down"], check=True)
+        vm.keep_passed_disks(bed.nodes)
+        cls.ids_file.write_text(json.dumps(ids))
+
+
+# for work on the tier 2 tests: run them on the guests as they are, neither kept nor fresh ones
+GUESTS_AS_THEY_ARE = os.environ.get("AG_TIER2_GUESTS") == "as-they-are"
+
+
 @pytest.fixture(scope="session")
-def vm_bed() -> Bed:
-    """Tier 2 with 3 qemu guests, up (started if needed; tier 1 goes down first)."""
-    return _bed("vm")
+def vm_bed(request) -> Bed:
+    """Tier 2 with 3 qemu guests: those of the last passing session, or else fresh ones (bare
+    Debian 12; .fresh)."""
+    passed = None if GUESTS_AS_THEY_ARE else PassedGuests.restore()
+    fresh = passed is None and not GUESTS_AS_THEY_ARE
+    bed = _bed("vm", fresh=fresh)
+    bed.fresh, bed.passed_machine_ids = fresh, passed
+    request.session.tier2_bed = bed
+    return bed
+
+
+def pytest_sessionfinish(session, exitstatus):
+    bed = getattr(session, "tier2_bed", None)
+    if bed and exitstatus == 0:
+        PassedGuests.record(bed)
+
+
+MEASURED = []
+
+
+@pytest.fixture(scope="session")
+def measured():
+    """Call with a line of what a test measured (a time, a count): CI prints them all at the end."""
+    return MEASURED.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASURED:
+        terminalreporter.section("measured on the bed")
+        for line in MEASURED:
+            terminalreporter.write_line(line)

@@ -2,6 +2,10 @@
     at its revision with submodules, or already there. #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- if app.git_url %}
+ag-checkout-git-installed:
+  pkg.installed:
+    - name: git
+
 ag-checkout:
   git.latest:
     - name: {{ app.git_url }}
@@ -9,6 +13,8 @@ ag-checkout:
     - rev: {{ app.revision }}
     - submodules: True
     - force_reset: False
+    - require:
+      - pkg: ag-checkout-git-installed
 {%- elif not salt['file.file_exists'](app.checkout ~ '/docker-compose.yml') %}
 ag-checkout:
   test.fail_without_changes:

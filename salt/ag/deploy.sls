@@ -1,12 +1,19 @@
 {#- salt-run state.orchestrate ag.deploy: the deployment guide from bare nodes to a running,
     migrated, bootstrapped autograder. Each step stops the run on failure (failhard) and its
     comment names the step, the node and the cause. The pillar is checked first (ag.validate):
-    an invalid one stops the rendering, so nothing changes. test=True tells what each step
+    an invalid one stops the rendering, so nothing changes; so does a cluster node whose minion
+    does not answer (ag.unanswered). test=True tells what each step
     would change. #}
 {%- set check = salt['saltutil.runner']('ag.validate') %}
 {%- if not check.valid %}
 {{- raise("ag.deploy, step validate: invalid autograder pillar; nothing was changed:\n"
           ~ check.errors | join("\n")) }}
+{%- endif %}
+{%- set silent = salt['saltutil.runner']('ag.unanswered') %}
+{%- if silent %}
+{{- raise("ag.deploy, step reach: no answer from the minion of " ~ silent | join(", ")
+          ~ "; nothing was changed. Start its salt-minion (and check its key is accepted: "
+          ~ "salt-key -L), or take the node out of autograder:cluster:nodes") }}
 {%- endif %}
 {%- from 'ag/map.jinja' import cluster, manager, nfs_node with context %}
 {%- set nodes = cluster.nodes | list | sort %}
@@ -35,7 +42,7 @@ ag-deploy-sync:
 {#- the guide's steps in order, each on the nodes it concerns, each after the one before; a step
     with no node to run on (no node labelled webserver: no TLS files to check) is left out #}
 {%- set steps = [
-      ('ag-deploy-node-states', ['docker', 'limits', 'nfs'], nodes),
+      ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall'], nodes),
       ('ag-deploy-swarm', ['swarm'], nodes),
       ('ag-deploy-tls', ['ag.tls'], web_nodes),
       ('ag-deploy-checkout', ['ag.checkout'], nfs_node),

@@ -1,8 +1,9 @@
 {#- The app's secrets, made once on the NFS server node: upstream's generate_secrets.py (never
     again: a new GPG key would invalidate every receipt sent) and the database password (the
     upstream default 'postgres' never survives a deploy). Nothing here prints them; the files
-    stay in the checkout, are kept out of every image (.dockerignore, ag.tweaks) and reach the
-    services at run time (the override of ag/stack.sls). #}
+    stay in the secrets dir of the checkout, are kept out of every image (.dockerignore,
+    ag.tweaks) and reach the services at run time by mounts (the override of ag/stack.sls):
+    never through the environment, which every `docker inspect` shows. #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- set server = app.checkout ~ '/autograder-server' %}
 {%- set secrets = server ~ '/autograder/settings/secrets' %}
@@ -33,21 +34,9 @@ ag-secrets-db-password:
     - require:
       - file: ag-secrets-private
 
-{#- _prod.env is read by `docker stack deploy` (env_file); the line is rewritten from the file
-    by the shell, so the password is in no state argument, return or diff #}
-ag-secrets-db-password-env:
-  cmd.run:
-    - name: >-
-        sed -i "s|^AG_DB_PASSWORD=.*|AG_DB_PASSWORD=$(cat {{ secrets }}/db_password)|" _prod.env
-    - unless: grep -qxF "AG_DB_PASSWORD=$(cat {{ secrets }}/db_password)" _prod.env
-    - cwd: {{ server }}
-    - output_loglevel: quiet
-    - hide_output: True
-    - require:
-      - cmd: ag-secrets-db-password
-
 {#- Secrets the site keeps in files on this node (never in pillar): the OAuth client secrets,
-    copied where the app reads them; the e-mail password, into _prod.env by the shell. #}
+    copied where the app reads them; the e-mail password, into the secrets dir (the settings
+    read it there, ag.tweaks; _prod.env carries none). #}
 {%- for what, path in [('oauth secrets_file', app.oauth.secrets_file),
                        ('email password_file', app.email.password_file)] if path %}
 {%-   if not salt['file.file_exists'](path) %}
@@ -69,14 +58,14 @@ ag-secrets-oauth:
 {%- endif %}
 {%- if app.email.password_file %}
 
-ag-secrets-email-password-env:
-  cmd.run:
-    - name: >-
-        sed -i "s|^#\?\s*EMAIL_HOST_PASSWORD=.*|EMAIL_HOST_PASSWORD=$(cat {{ app.email.password_file }})|" _prod.env
-    - unless: grep -qxF "EMAIL_HOST_PASSWORD=$(cat {{ app.email.password_file }})" _prod.env
-    - cwd: {{ server }}
-    - output_loglevel: quiet
-    - hide_output: True
+ag-secrets-email-password:
+  file.managed:
+    - name: {{ secrets }}/email_host_password
+    - source: {{ app.email.password_file }}
+    - mode: '0600'
+    - show_changes: False
+    - require:
+      - file: ag-secrets-private
 {%- endif %}
 
 {#- the guide's first steps also make the media root the services mount #}

@@ -1,7 +1,8 @@
 {#- The guide's `docker stack deploy`, on the manager, then the wait for every service. The
-    state computes the override (worker counts, the secrets mounted read-only, the database
-    password, the postgres version; see _utils/ag_compose.py) from the checkout, so test=True
-    judges what a deploy would deploy; the deploy writes it to /var/lib/ag-deploy/. #}
+    state computes the override (worker counts, the secrets mounted read-only, postgres
+    reading the database password file, the postgres version, 80/443 on the webserver node
+    only; see _utils/ag_compose.py) from the checkout, so test=True judges what a deploy would
+    deploy; the deploy writes it to /var/lib/ag-deploy/. #}
 {%- from 'ag/map.jinja' import app, compose_files with context %}
 ag-stack-deployed:
   ag_app.stack_deployed:
@@ -11,6 +12,7 @@ ag-stack-deployed:
     - workers: {{ app.gunicorn_workers }}
     - concurrency: {{ app.celery_concurrency | json }}
     - postgres_version: {{ app.postgres_version | json }}
+    - web_on_webserver_only: {{ app.web_on_webserver_only | json }}
 
 ag-stack-converged:
   ag_app.converged:

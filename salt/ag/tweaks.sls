@@ -1,15 +1,46 @@
 {#- The guide's "Other Tweaks" and first-steps settings that are baked into images or read
     from upstream's own files. Each edit rewrites one assignment in place, so it is idempotent
     and re-applies cleanly after a `git pull` restored upstream's line. Worker counts are not
-    here: they go into the compose override (ag/stack.sls), upstream's compose stays as is. #}
+    here: they go into the compose override (ag/stack.sls); the compose file gets only the
+    guide's own "UPDATE THIS" (the postgres password, emptied). #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- set root = app.checkout %}
+
+{#- _prod.env reaches every service spec as env_file, so it carries no password: upstream's
+    AG_DB_PASSWORD=postgres (or a password an earlier deploy wrote) is blanked, an e-mail
+    password goes when the site keeps it in a file (ag.secrets); the settings read both from
+    the secrets dir (below). First, and never shown, so no diff of a later edit of the file
+    shows an old password as context. #}
+{%- set env_scrubbed = ['ag-tweaks-env-no-db-password'] %}
+ag-tweaks-env-no-db-password:
+  file.replace:
+    - name: {{ root }}/autograder-server/_prod.env
+    - pattern: '^AG_DB_PASSWORD=.*$'
+    - repl: 'AG_DB_PASSWORD='
+    - show_changes: False
+{%- if app.email.password_file %}
+{%-   do env_scrubbed.append('ag-tweaks-env-no-email-password') %}
+
+ag-tweaks-env-no-email-password:
+  file.replace:
+    - name: {{ root }}/autograder-server/_prod.env
+    - pattern: '^[ \t]*EMAIL_HOST_PASSWORD=.*$'
+    - repl: '# EMAIL_HOST_PASSWORD='
+    - show_changes: False
+{%- endif %}
+{%- macro after_env_scrubbed() %}
+    - require:
+{%-   for id in env_scrubbed %}
+      - file: {{ id }}
+{%-   endfor %}
+{%- endmacro %}
 
 ag-tweaks-site-domain-env:
   file.replace:
     - name: {{ root }}/autograder-server/_prod.env
     - pattern: '^(ALLOWED_HOSTS|SITE_DOMAIN)=.*$'
     - repl: '\1={{ app.site_domain }}'
+{{- after_env_scrubbed() }}
 
 {#- the OAuth provider and the e-mail settings the app reads from _prod.env (upstream ships
     the e-mail lines commented out); the secrets themselves come in ag.secrets #}
@@ -19,6 +50,7 @@ ag-tweaks-oauth-provider:
     - name: {{ root }}/autograder-server/_prod.env
     - pattern: '^OAUTH2_PROVIDER=.*$'
     - repl: 'OAUTH2_PROVIDER={{ app.oauth.provider }}'
+{{- after_env_scrubbed() }}
 {%- else %}
   test.fail_without_changes:
     - comment: >-
@@ -33,7 +65,19 @@ ag-tweaks-{{ key | lower | replace('_', '-') }}:
     - name: {{ root }}/autograder-server/_prod.env
     - pattern: '^#?[ \t]*{{ key }}=.*$'
     - repl: '{{ key }}={{ value }}'
+{{- after_env_scrubbed() }}
 {%- endfor %}
+
+{#- the guide's "UPDATE THIS" POSTGRES_PASSWORD in docker-compose.yml, made empty: the postgres
+    service reads the password file instead (the override of ag/stack.sls; an override cannot
+    empty it, docker's merge skips empty values), so the service spec holds no password. Never
+    shown: a site may have put its password there, as the guide says. #}
+ag-tweaks-compose-postgres-password-empty:
+  file.replace:
+    - name: {{ root }}/docker-compose.yml
+    - pattern: '^(\s*POSTGRES_PASSWORD:).*$'
+    - repl: "\\1 ''"
+    - show_changes: False
 
 ag-tweaks-site-domain-nginx:
   file.replace:
@@ -83,8 +127,35 @@ ag-tweaks-max-subprocess-timeout:
     - pattern: '^MAX_SUBPROCESS_TIMEOUT\s*=\s*\d+'
     - repl: 'MAX_SUBPROCESS_TIMEOUT = {{ app.max_subprocess_timeout }}'
 
+{#- The passwords the settings read from the environment (upstream: AG_DB_PASSWORD and
+    EMAIL_HOST_PASSWORD in _prod.env, which `docker stack deploy` inlines into every service
+    spec) are read from the secrets dir the services mount at run time instead (ag.secrets
+    writes them there). A block after upstream's settings, so it survives an upstream change
+    of them and is appended again when a `git pull` restored the file; it holds no secret, so
+    it may be built into the images. #}
+ag-tweaks-settings-secrets-from-files:
+  file.blockreplace:
+    - name: {{ root }}/autograder-server/autograder/settings/production.py
+    - marker_start: '# BEGIN ag.deploy: passwords from the secrets dir (salt ag.tweaks)'
+    - marker_end: '# END ag.deploy: passwords from the secrets dir'
+    - append_if_not_found: True
+    - content: |
+        def _ag_secret(name):
+            import os
+            path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'secrets', name)
+            if os.path.exists(path):
+                with open(path) as f:
+                    return f.read().rstrip('\n')
+            return None
+
+
+        if _ag_secret('db_password') is not None:
+            DATABASES['default']['PASSWORD'] = _ag_secret('db_password')
+        if _ag_secret('email_host_password') is not None:
+            EMAIL_HOST_PASSWORD = _ag_secret('email_host_password')
+
 {#- Secrets are mounted at run time (the override of ag/stack.sls), never built into an
-    image; _prod.env (it holds the database password) reaches the services as their env_file.
+    image; nor is _prod.env (the services get it as their env_file).
     Python caches anywhere in the tree (upstream ignores them at the top only) would change the build
     inputs whenever something runs the code in the checkout, and rebuild images for nothing. #}
 ag-tweaks-dockerignore-secrets:

@@ -17,6 +17,7 @@ include:
 docker-package-pkg-installed:
   pkg.installed:
     - pkgs: {{ pkgs | json }}
+    - install_recommends: {{ docker.recommends[docker.source] | json }}
 {%-   if docker.source == "docker-ce" %}
     - require:
       - sls: docker.repo

@@ -1,6 +1,7 @@
 """ag.secrets on a checkout: upstream's secrets and a database password made once, the site's
-OAuth and e-mail secrets from its files; nothing secret in the state returns; re-runs change
-nothing; a missing secrets file is named with the node."""
+OAuth and e-mail secrets from its files, all in files the services mount (none in _prod.env);
+nothing secret in the state returns, test=True included; re-runs change nothing; a missing
+secrets file is named with the node."""
 
 import json
 import shutil
@@ -32,24 +33,36 @@ def pillar(tmp_path, checkout, **oauth):
 def test_secrets_made_once_and_never_shown(local_minion, site):
     tmp_path, checkout = site
     minion = local_minion(pillar(tmp_path, checkout))
+    planned = minion.apply("ag.secrets", test=True)
+    assert {r["result"] for r in planned.values()} <= {None, True}, planned
+    assert not (checkout / "autograder-server/autograder/settings/secrets").exists()
     first = minion.apply("ag.secrets")
     assert all(r["result"] is True for r in first.values()), first
     server = checkout / "autograder-server"
     secrets = server / "autograder/settings/secrets"
     password = (secrets / "db_password").read_text().strip()
     assert len(password) >= 32 and stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    # files the services mount, never the env_file every service spec inlines (the settings
+    # read them, ag.tweaks)
     env = (server / "_prod.env").read_text()
-    assert f"\nAG_DB_PASSWORD={password}\n" in env and "AG_DB_PASSWORD=postgres" not in env
-    assert f"\nEMAIL_HOST_PASSWORD={EMAIL_PASSWORD}\n" in env
+    assert password not in env and EMAIL_PASSWORD not in env
+    email = secrets / "email_host_password"
+    assert email.read_text() == EMAIL_PASSWORD + "\n" and stat.S_IMODE(email.stat().st_mode) == 0o600
+    assert stat.S_IMODE((secrets / "db_password").stat().st_mode) == 0o600
     oauth = server / "autograder/settings/oauth2_secrets.json"
     assert oauth.read_text() == OAUTH_JSON and stat.S_IMODE(oauth.stat().st_mode) == 0o600
-    shown = json.dumps(first)
+    shown = json.dumps([planned, first])
     secret_key = (secrets / "secret_key").read_text().strip()
     for secret in (password, EMAIL_PASSWORD, "oauth-client-secret-value", secret_key):
         assert secret not in shown
 
     second = minion.apply("ag.secrets")
     assert {sid for sid, r in second.items() if r["changes"]} == set(), second
+    assert all(r["result"] is True for r in minion.apply("ag.secrets", test=True).values())
+    (tmp_path / "email-password").write_text("a-new-email-password\n")
+    changed = minion.apply("ag.secrets")
+    assert {sid for sid, r in changed.items() if r["changes"]} == {"ag-secrets-email-password"}
+    assert "a-new-email-password" not in json.dumps(changed)
     assert (secrets / "db_password").read_text().strip() == password
 
 

@@ -1,10 +1,15 @@
 """The guide's tweaks edit upstream's files in place: exact lines, idempotent, test=True honest,
 and re-applied after an upstream update restored the original line."""
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 STANDIN = Path(__file__).resolve().parents[1] / "standin/autograder-full-stack"
 
@@ -52,6 +57,15 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     assert "\nMAX_SUBPROCESS_TIMEOUT = 120\n" in py
     ignore = (checkout / "autograder-server/.dockerignore").read_text().splitlines()
     assert "autograder/settings/secrets" in ignore and "autograder/settings/oauth2_secrets.json" in ignore
+    # no password in the env_file every service spec inlines; upstream's default is gone
+    assert "\nAG_DB_PASSWORD=\n" in env and "AG_DB_PASSWORD=postgres" not in env
+    # the compose file: only the guide's "UPDATE THIS" postgres password, emptied
+    upstream = yaml.safe_load((STANDIN / "docker-compose.yml").read_text())
+    upstream["services"]["postgres"]["environment"] = {"POSTGRES_PASSWORD": ""}
+    assert yaml.safe_load((checkout / "docker-compose.yml").read_text()) == upstream
+    settings = (checkout / "autograder-server/autograder/settings/production.py").read_text()
+    assert settings.startswith("from .base import *")  # upstream's lines stay, the block follows
+    assert settings.count("# BEGIN ag.deploy: passwords from the secrets dir") == 1
 
     second = minion.apply("ag.tweaks")
     assert changed(second) == set() and all(r["result"] is True for r in second.values()), second
@@ -67,6 +81,51 @@ def test_test_mode_reports_and_changes_nothing(local_minion, checkout):
 def test_upstream_update_is_tweaked_again(local_minion, checkout):
     minion = local_minion(tweaks_pillar(checkout))
     minion.apply("ag.tweaks")
-    shutil.copy(STANDIN / "ag-website-vue/src/constants.ts", checkout / "ag-website-vue/src/constants.ts")
+    for path in ("ag-website-vue/src/constants.ts", "autograder-server/autograder/settings/production.py",
+                 "autograder-server/_prod.env"):
+        shutil.copy(STANDIN / path, checkout / path)
     again = minion.apply("ag.tweaks")
-    assert changed(again) == {"ag-tweaks-sysadmin-contact", "ag-tweaks-max-command-timeout"}
+    assert changed(again) == {"ag-tweaks-sysadmin-contact", "ag-tweaks-max-command-timeout",
+                              "ag-tweaks-settings-secrets-from-files", "ag-tweaks-env-no-db-password",
+                              "ag-tweaks-site-domain-env", "ag-tweaks-oauth-provider",
+                              "ag-tweaks-email-from-addr", "ag-tweaks-email-host",
+                              "ag-tweaks-email-port"}
+    assert changed(minion.apply("ag.tweaks")) == set()
+
+
+def settings_of(checkout, env):
+    """DATABASES' password and EMAIL_HOST_PASSWORD as the production settings of `checkout`
+    resolve them under `env` (upstream's _prod.env parsed, as env_file gives it)."""
+    code = ("import json; from django.conf import settings; print(json.dumps("
+            "[settings.DATABASES['default']['PASSWORD'], settings.EMAIL_HOST_PASSWORD]))")
+    server = checkout / "autograder-server"
+    res = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=server,
+                         env={**os.environ, **env}, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+def env_file(path):
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_settings_read_the_passwords_from_the_secrets_dir_when_there(local_minion, checkout):
+    pillar = tweaks_pillar(checkout)
+    pillar["app"]["email"]["password_file"] = "/nonexistent/only-enables-the-scrub"
+    env = checkout / "autograder-server/_prod.env"
+    env.write_text(env.read_text().replace("# EMAIL_HOST_PASSWORD=", "EMAIL_HOST_PASSWORD=old-mail-pw"))
+    ret = local_minion(pillar).apply("ag.tweaks")
+    assert all(r["result"] is True for r in ret.values()), ret
+    assert "old-mail-pw" not in json.dumps(ret)  # the scrubbed line is never shown
+    assert "EMAIL_HOST_PASSWORD=old-mail-pw" not in env.read_text()
+    assert "\n# EMAIL_HOST_PASSWORD=\n" in env.read_text()
+    secrets = checkout / "autograder-server/autograder/settings/secrets"
+    secrets.mkdir()
+    for name in ("secret_key", "gpg_key_id_file", "gpg_key_password"):
+        (secrets / name).write_text("x")
+    # the image (no secrets dir mounted yet): upstream's environment rules, now blank
+    assert settings_of(checkout, env_file(env)) == ["", ""]
+    (secrets / "db_password").write_text("db-pw-from-file\n")
+    (secrets / "email_host_password").write_text("mail-pw-from-file\n")
+    assert settings_of(checkout, env_file(env)) == ["db-pw-from-file", "mail-pw-from-file"]

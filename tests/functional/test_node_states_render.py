@@ -1,4 +1,4 @@
-"""salt/docker, salt/limits and salt/nfs rendered by Salt's own compiler (salt-call --local
+"""salt/docker, salt/limits, salt/nfs and salt/firewall rendered by Salt's own compiler (salt-call --local
 state.show_sls) for the OS releases the project supports, where the bed cannot run them for
 real: Docker's repository is out of reach and tier 1 has neither systemd nor NFS."""
 
@@ -75,7 +75,7 @@ def test_docker_ce_from_dockers_repository(tmp_path, codename):
         "Signed-By": "/etc/apt/keyrings/docker.asc",
     }
     fun, pkg = states["docker-package-pkg-installed"]
-    assert fun == "pkg.installed" and pkg["pkgs"] == CE_PKGS
+    assert fun == "pkg.installed" and pkg["pkgs"] == CE_PKGS and pkg["install_recommends"] is True
     assert {"sls": "docker.repo"} in pkg["require"]
     rendered = json.dumps(states)
     assert "apt-key" not in rendered and '"docker-compose"' not in rendered
@@ -88,7 +88,9 @@ def test_docker_ce_from_dockers_repository(tmp_path, codename):
 ])
 def test_distro_docker_without_dockers_repository(tmp_path, codename, pkgs):
     states = show_sls(tmp_path, "docker", OSES[codename], {"docker": {"source": "distro"}})
-    assert states["docker-package-pkg-installed"][1]["pkgs"] == pkgs
+    _, pkg = states["docker-package-pkg-installed"]
+    assert pkg["pkgs"] == pkgs
+    assert pkg["install_recommends"] is False  # no needrestart to restart dockerd after upgrades
     assert not [sid for sid in states if sid.startswith("docker-repo-")]
 
 
@@ -169,3 +171,27 @@ def test_nfs_clients_mount_the_servers_checkout(tmp_path):
 def test_nfs_not_managed_renders_no_nfs_state(tmp_path):
     states = show_sls(tmp_path, "nfs", OSES["noble"], {"nfs": {"managed": False}})
     assert [fun for fun, _ in states.values()] == ["test.succeed_without_changes"]
+
+
+@pytest.mark.parametrize("init, unit", [("systemd", True), ("sysvinit", False)])
+def test_firewall_keeps_cluster_only_ports_to_the_nodes_and_comes_back_at_boot(tmp_path, init, unit):
+    states = show_sls(tmp_path, "firewall", {**OSES["bookworm"], "init": init}, minion="nuc1")
+    script = states["firewall-script-file-managed"][1]
+    rules = [line.split()[3:] for line in script["contents"].splitlines()
+             if line.startswith("iptables -t raw -A ")]
+    assert rules == [["-A", "AG-CLUSTER-ONLY", "-s", f"198.18.0.1{i}/32", "-j", "RETURN"]
+                     for i in (1, 2, 3)] + [["-A", "AG-CLUSTER-ONLY", "-j", "DROP"]]
+    # the NFS server node keeps 2049 to the cluster too
+    assert "--dports 5000,5001,2049 " in script["contents"]
+    applied = states["firewall-cluster-only-rules-applied"][1]
+    assert applied["name"] == script["name"]
+    assert ("firewall-boot-unit-enabled" in states) is unit
+    if unit:
+        service = states["firewall-boot-unit-file-managed"][1]["contents"]
+        assert f"ExecStart={script['name']}" in service.splitlines()
+        assert "Before=docker.service nfs-server.service" in service.splitlines()
+
+
+def test_firewall_leaves_a_minion_outside_the_cluster_alone(tmp_path):
+    states = show_sls(tmp_path, "firewall", OSES["noble"], minion="stranger")
+    assert not [sid for sid in states if sid.startswith("firewall-")]

@@ -80,6 +80,14 @@ def test_written_as_a_git_checkout(tmp_path):
     assert status == ""  # committed, and the secrets dir is ignored as upstream ignores it
     assert (root / ".gitmodules").read_text().count("branch = release-2024.08.x") == 2
 
+    def head():
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "master"],
+                              capture_output=True, text=True, check=True).stdout
+
+    first = head()
+    standin.write(root, git=True)
+    assert head() == first  # nothing changed: no new revision to deploy
+
 
 def _get(port, path, host):
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
@@ -119,6 +127,34 @@ def test_postgres_refuses_another_major_versions_data(tmp_path):
                            timeout=10)
     assert newer.returncode != 0
     assert "initialized by PostgreSQL version 9.5" in newer.stderr
+
+
+def test_postgres_takes_its_password_from_a_file_as_the_image_does(tmp_path):
+    """The official image's file_env: POSTGRES_PASSWORD_FILE when POSTGRES_PASSWORD is empty
+    (upstream's compose value blanked), never both."""
+    (tmp_path / "db_password").write_text("from-the-file\n")
+    env = {**os.environ, "PGDATA": str(tmp_path / "pgdata"), "PGPORT": str(_free_port()),
+           "POSTGRES_PASSWORD": "postgres", "POSTGRES_PASSWORD_FILE": str(tmp_path / "db_password")}
+    both = subprocess.run([sys.executable, str(images.STANDIN_SERVER), "postgres"], env=env,
+                          capture_output=True, text=True, timeout=10)
+    assert both.returncode != 0 and "are exclusive" in both.stderr
+    assert not (tmp_path / "pgdata").exists()
+    server = subprocess.Popen([sys.executable, str(images.STANDIN_SERVER), "postgres"],
+                              env={**env, "POSTGRES_PASSWORD": ""}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "ready to accept connections" in server.stdout.readline() + server.stdout.readline()
+
+        def ask(password):
+            with socket.create_connection(("127.0.0.1", int(env["PGPORT"])), timeout=10) as conn:
+                conn.sendall(json.dumps({"user": "postgres", "password": password,
+                                         "database": "postgres", "statements": []}).encode() + b"\n")
+                return json.loads(conn.makefile().readline())
+
+        assert ask("from-the-file") == {"rows": []}
+        assert "password authentication failed" in ask("postgres")["error"]
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_secrets_migrate_and_bootstrap(checkout, postgres):

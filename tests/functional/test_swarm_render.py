@@ -51,8 +51,9 @@ def test_the_manager_initializes_creates_the_network_and_labels(local_minion):
     assert (net["name"], net["attachable"], net["driver"]) == ("ag-swarm-network", True, "overlay")
     labels = states["swarm-labels-reconciled"]["cluster"]
     assert labels["nodes"]["nuc2"] == {"address": "198.18.0.12", "labels": ["grader"],
-                                       "role": "worker"}
+                                       "role": "worker", "availability": "active"}
     assert labels["nodes"]["nuc1"]["role"] == "manager"
+    assert states["swarm-labels-reconciled"]["drain_timeout"] == 300
 
 
 def test_a_member_joins_the_manager_with_its_role(local_minion):

@@ -27,8 +27,10 @@ def test_three_minions_answer_the_master(vm_bed):
 
 def test_systemd_runs_every_guest(vm_bed):
     for node in vm_bed.nodes:
-        # "running": every unit started, none failed (degraded would name a broken unit)
-        state = sh(vm_bed, node, "systemctl is-system-running", check=False).stdout.strip()
+        # "running": every unit started, none failed (degraded would name a broken unit); the
+        # minion answers before a guest with Docker has finished booting, so wait for that
+        state = sh(vm_bed, node, "timeout 600 systemctl is-system-running --wait",
+                   check=False).stdout.strip()
         assert state == "running", sh(vm_bed, node, "systemctl --failed --no-legend").stdout
         assert vm_bed.exec(node, "cat", "/proc/1/comm").stdout.strip() == "systemd"
         assert vm_bed.exec(node, "hostname").stdout.strip() == node
@@ -60,17 +62,9 @@ def test_guests_reach_each_other_and_nothing_else(vm_bed):
                     f"{node} cannot reach {other} at {vm_bed.addr(other)}:22")
 
 
-def test_down_then_up_again(vm_bed):
-    sh(vm_bed, vm_bed.nodes[0], "echo kept > /root/agbed-marker")
-    machine_id = vm_bed.exec(vm_bed.nodes[0], "cat", "/etc/machine-id").stdout
-    vm_bed.cli("down")
-    for node in vm_bed.nodes:
-        assert vm.qemu_pid(node) is None
-        assert subprocess.run(["ip", "link", "show", vm.tap_name(config.node_index(node))],
-                              capture_output=True).returncode != 0
-    vm_bed.cli("up", "--vm", "--nodes", str(len(vm_bed.nodes)))
-    assert vm_bed.salt("*", "test.ping") == {n: True for n in vm_bed.nodes}
-    # the same guests came back, disks and identity kept
-    assert vm_bed.exec(vm_bed.nodes[0], "cat", "/root/agbed-marker").stdout == "kept\n"
-    assert vm_bed.exec(vm_bed.nodes[0], "cat", "/etc/machine-id").stdout == machine_id
-    vm_bed.exec(vm_bed.nodes[0], "rm", "/root/agbed-marker")
+def test_reused_guests_are_the_ones_that_passed(vm_bed):
+    """A session starts from the kept disks of the last one that passed (tests/conftest.py)."""
+    if vm_bed.passed_machine_ids is None:
+        pytest.skip("not the guests of an earlier passing session: nothing to compare with")
+    assert {node: vm_bed.exec(node, "cat", "/etc/machine-id").stdout.strip()
+            for node in vm_bed.nodes} == vm_bed.passed_machine_ids

@@ -1,114 +1,80 @@
 """Tier 1: `salt-run state.orchestrate ag.deploy` from nodes without a swarm to the stand-in
 autograder running where the bed pillar's labels say, migrated and bootstrapped (issue 6). The
 tests run in file order on one deploy: re-runs and test=True change nothing, a tweak rolls only
-the service it concerns, bad input stops the run before any change, no secret is shown or
-built into an image."""
+the service it concerns, bad input stops the run before any change; last (issue 7), no secret
+is in any output, log, job cache, pillar, service or container spec or pushed image, while
+the app runs with them."""
 
 import copy
+import hashlib
+import io
 import json
+import secrets
+import subprocess
+import tarfile
 
 import pytest
+from agdeploy import (
+    CHECKOUT,
+    MANAGER,
+    OVERRIDE,
+    SECRETS,
+    STACK,
+    assert_migrated_and_bootstrapped_once,
+    changed_steps,
+    deploy,
+    minion_changes,
+    placement_errors,
+    runner,
+    services,
+    sh,
+    task_ids,
+    teardown,
+    with_bootstrap,
+)
 
-STACK = "ag-stack"
-MANAGER = "nuc1"
-CHECKOUT = "/srv/autograder-full-stack"
-OVERRIDE = f"/var/lib/ag-deploy/{STACK}.override.yml"  # on the manager
-SECRETS = f"{CHECKOUT}/autograder-server/autograder/settings/secrets"
-ADMIN, COURSE = "admin@example.edu", "EECS 280"
+from bed import config, netns
 
-
-def deploy(bed, *args):
-    """The orchestration → (exit code, {step id: step return}, the CLI's whole output)."""
-    res = bed.salt_raw("salt-run", "--out=json", "state.orchestrate", "ag.deploy", *args)
-    output = res.stdout + res.stderr
-    try:
-        data = json.loads(res.stdout)["data"]
-    except (ValueError, KeyError) as exc:
-        raise AssertionError(f"ag.deploy gave no JSON:\n{output}") from exc
-    (steps,) = data.values()
-    if isinstance(steps, list):  # the rendering stopped: the orchestration's errors
-        return res.returncode, {}, output
-    return res.returncode, {v["__id__"]: v for v in steps.values()}, output
-
-
-def runner(bed, fun):
-    res = bed.salt_raw("salt-run", fun)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
+# the site's own secret files on the NFS server node (the manager), named by the pillar
+SITE_DIR = "/etc/ag-site"
+OAUTH_FILE, EMAIL_FILE = f"{SITE_DIR}/oauth2_secrets.json", f"{SITE_DIR}/email_password"
+SETTINGS = f"{CHECKOUT}/autograder-server/autograder/settings"
 
 
-def changed_steps(steps):
-    """The steps that changed something on a node (the sync step always reports its run)."""
-    return {sid for sid, v in steps.items() if v["changes"] and sid != "ag-deploy-sync"}
-
-
-def minion_changes(step):
-    """{(minion, state id): changes} of one salt.state step."""
-    return {(minion, s["__id__"]): s["changes"]
-            for minion, states in (step["changes"].get("ret") or {}).items()
-            for s in states.values() if s["changes"]}
-
-
-def sh(bed, node, script, check=True):
-    return bed.exec(node, "sh", "-ec", script, check=check).stdout
-
-
-def task_ids(bed):
-    """service → sorted IDs of its tasks that should run."""
-    out = sh(bed, MANAGER, f"docker stack ps {STACK} --filter desired-state=running "
-                           "--format '{{.Name}} {{.ID}}'")
-    found = {}
-    for line in out.splitlines():
-        name, task = line.split()
-        found.setdefault(name.split(".")[0], []).append(task)
-    return {service: sorted(ids) for service, ids in found.items()}
-
-
-def services(bed):
-    """service → (placement constraints, nodes its running tasks are on)."""
-    ids = sh(bed, MANAGER, f"docker service ls -q --filter label=com.docker.stack.namespace={STACK}")
-    specs = json.loads(sh(bed, MANAGER, "docker service inspect " + " ".join(ids.split())))
-    found = {}
-    for spec in specs:
-        name = spec["Spec"]["Name"]
-        nodes = sh(bed, MANAGER, f"docker service ps {name} --filter desired-state=running "
-                                 "--format '{{.Node}} {{.CurrentState}}'")
-        found[name] = (spec["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints", []),
-                       {line.split()[0] for line in nodes.splitlines() if " Running " in f" {line} "})
-    return found
-
-
-def teardown(bed):
-    """Back to nodes without a swarm, as the other tier-1 tests expect; the checkout's generated
-    secrets and edits stay (a site's checkout keeps them too)."""
-    sh(bed, MANAGER, f"docker stack rm {STACK} >/dev/null 2>&1 || true; "
-                     "docker service rm registry >/dev/null 2>&1 || true; rm -rf /var/lib/ag-deploy")
-    for node in sorted(bed.nodes, key=lambda n: n == MANAGER):  # the manager last
-        sh(bed, node, f"""
-            for i in $(seq 60); do
-              [ -z "$(docker ps -aq -f label=com.docker.swarm.task)" ] && break
-              sleep 0.5
-            done
-            docker swarm leave --force >/dev/null 2>&1 || true
-            docker volume ls -q | grep -E '^({STACK}_|ag-registry$)' \
-              | xargs -r docker volume rm >/dev/null 2>&1 || true
-            """)
+def write_on(node, path, text):
+    """A root-only file on `node`, its content through stdin (never in a command line)."""
+    res = netns.node_exec(node, ["sh", "-ec", f'umask 077; mkdir -p "$(dirname {path})"; '
+                                              f"cat > {path}"], input=text)
+    assert res.returncode == 0, res.stderr
 
 
 @pytest.fixture(scope="module")
 def bed(netns_bed):
-    """The bed pillar plus a bootstrap; the first deploy's result (on nodes without a swarm)
+    """The bed pillar plus a bootstrap, the site's OAuth client secrets and e-mail password
+    (random, in files on the manager); the first deploy's result (on nodes without a swarm)
     in bed.first."""
     teardown(netns_bed)
+    netns_bed.site_secrets = {
+        "oauth client secret": f"oauth-{secrets.token_hex(16)}",
+        "e-mail password": f"mail-{secrets.token_hex(16)}",
+    }
+    write_on(MANAGER, OAUTH_FILE, json.dumps({"web": {
+        "client_id": "ag.apps.example.edu",
+        "client_secret": netns_bed.site_secrets["oauth client secret"]}}))
+    write_on(MANAGER, EMAIL_FILE, netns_bed.site_secrets["e-mail password"] + "\n")
     original = netns_bed.read_pillar()
-    pillar = copy.deepcopy(original)
-    pillar["autograder"]["app"]["bootstrap"] = {"admins": [ADMIN], "course": COURSE}
+    pillar = with_bootstrap(original)
+    pillar["autograder"]["app"].update(
+        oauth={"provider": "google", "secrets_file": OAUTH_FILE},
+        email={"host": "smtp.example.edu", "user": "autograder", "password_file": EMAIL_FILE})
     netns_bed.write_pillar(pillar)
     netns_bed.pillar = pillar
     netns_bed.first = deploy(netns_bed)
     yield netns_bed
     netns_bed.write_pillar(original)
     teardown(netns_bed)
+    sh(netns_bed, MANAGER, f"rm -rf {SITE_DIR} {SETTINGS}/oauth2_secrets.json "
+                           f"{SETTINGS}/secrets/email_host_password")
 
 
 def test_deploy_runs_every_service_where_its_label_is(bed):
@@ -116,28 +82,14 @@ def test_deploy_runs_every_service_where_its_label_is(bed):
     assert code == 0, output
     assert all(v["result"] is True for v in steps.values()), output
     assert list(steps)[-1] == "ag-deploy-migrate"
-    labels = {node: set(spec["labels"]) for node, spec in
-              bed.pillar["autograder"]["cluster"]["nodes"].items()}
     found = services(bed)
     assert f"{STACK}_django" in found and f"{STACK}_grader" in found and "registry" not in found
-    for service, (constraints, nodes) in found.items():
-        allowed = set(labels)
-        for constraint in constraints:
-            label = constraint.removeprefix("node.labels.").split("==")[0].strip()
-            allowed &= {node for node in labels if label in labels[node]}
-        # a tiny_* service whose label no node carries runs nowhere, as it should
-        assert nodes <= allowed and bool(nodes) == bool(allowed), (service, constraints, nodes)
+    assert placement_errors(bed, bed.pillar) == []
 
 
 def test_migrations_and_bootstrap_ran_on_the_django_node(bed):
     _, steps, output = bed.first
-    changes = minion_changes(steps["ag-deploy-migrate"])
-    django_node = services(bed)[f"{STACK}_django"][1]
-    assert {m for m, _ in changes} == django_node, output
-    (node,) = django_node
-    assert changes[(node, "ag-migrated")]["migrations"]["new"], output
-    assert set(changes[(node, "ag-bootstrapped")]["bootstrap"]["new"]) == {
-        f"superuser {ADMIN}", f"course {COURSE}", f"admin {ADMIN} of {COURSE}"}
+    assert_migrated_and_bootstrapped_once(bed, steps, output)
 
 
 def test_second_deploy_changes_nothing_and_restarts_no_task(bed):
@@ -203,6 +155,23 @@ def test_a_changed_source_file_rebuilds_and_rolls_only_its_image(bed):
     assert code == 0 and "ag-deploy-images" not in changed_steps(steps), output
 
 
+def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
+    pillar = copy.deepcopy(bed.pillar)
+    # an image no node has or can pull: the service's tasks are rejected
+    pillar["autograder"]["app"].update(postgres_version="99", converge_timeout=20)
+    bed.write_pillar(pillar)
+    try:
+        code, steps, output = deploy(bed)
+    finally:
+        bed.write_pillar(bed.pillar)
+        restored, _, restore_output = deploy(bed)
+    assert code != 0 and steps["ag-deploy-stack"]["result"] is False, output
+    assert "ag-deploy-migrate" not in steps or steps["ag-deploy-migrate"]["result"] is False
+    assert f"stack {STACK} did not converge within 20s" in output, output
+    assert f"{STACK}_postgres: 0/1 running" in output and "postgres:99" in output, output
+    assert restored == 0, restore_output
+
+
 def test_status_shows_nodes_labels_and_where_services_run(bed):
     table = runner(bed, "ag.status")
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
@@ -246,16 +215,139 @@ def test_missing_tls_key_stops_the_deploy_naming_node_and_file(bed):
     assert "ag-deploy-stack" not in steps or steps["ag-deploy-stack"]["result"] is False
 
 
-def test_no_secret_in_the_output_or_any_image(bed):
-    secrets = [sh(bed, MANAGER, f"cat {SECRETS}/{name}").strip() for name in ("secret_key", "db_password")]
-    assert all(len(secret) >= 32 for secret in secrets)
-    # the generated password is what the app uses, so the upstream default is gone
-    assert f"AG_DB_PASSWORD={secrets[1]}\n" in sh(bed, MANAGER, f"cat {CHECKOUT}/autograder-server/_prod.env")
-    _, _, output = deploy(bed, "test=True")
+# --- issue 7: secrets kept ------------------------------------------------------------------
+
+class Secrets(dict):
+    """name → value; its repr names them only, so no failing test prints a value."""
+
+    def __repr__(self):
+        return f"Secrets({', '.join(self)})"
+
+
+@pytest.fixture(scope="module")
+def secret_values(bed):
+    """name → value of every secret the deployed app has: generated by upstream's
+    generate_secrets.py and the deploy, and the site's (from their copies in the checkout)."""
+    found = Secrets((name, sh(bed, MANAGER, f"cat {SECRETS}/{name}").rstrip("\n"))
+                    for name in ("db_password", "secret_key", "gpg_key_password",
+                                 "email_host_password"))
+    oauth = json.loads(sh(bed, MANAGER, f"cat {SETTINGS}/oauth2_secrets.json"))
+    found["oauth client secret"] = oauth["web"]["client_secret"]
+    assert found["oauth client secret"] == bed.site_secrets["oauth client secret"]
+    assert found["email_host_password"] == bed.site_secrets["e-mail password"]
+    assert all(len(value) >= 16 for value in found.values())
+    return found
+
+
+def leaked(values, text):
+    """The names (never the values) of the secrets in `text` (str or bytes)."""
+    if isinstance(text, bytes):
+        return sorted(name for name, value in values.items() if value.encode() in text)
+    return sorted(name for name, value in values.items() if value in text)
+
+
+def test_the_leak_check_finds_a_secret_where_it_is(secret_values):
+    assert leaked(secret_values, "x" + secret_values["db_password"] + "x") == ["db_password"]
+    assert leaked(secret_values, secret_values["gpg_key_password"].encode()) == ["gpg_key_password"]
+
+
+def test_no_password_in_env_file_or_spec_and_the_app_reads_them(bed, secret_values):
+    env = sh(bed, MANAGER, f"cat {CHECKOUT}/autograder-server/_prod.env")
+    assert "\nAG_DB_PASSWORD=\n" in env and "\n# EMAIL_HOST_PASSWORD=\n" in env
+    specs = {s["Spec"]["Name"]: s["Spec"]["TaskTemplate"]["ContainerSpec"] for s in json.loads(
+        sh(bed, MANAGER, "docker service inspect $(docker service ls -q)"))}
+    postgres = specs[f"{STACK}_postgres"]
+    # upstream's 'postgres' blanked, the image reads the mounted file instead
+    assert {"POSTGRES_PASSWORD=", "POSTGRES_PASSWORD_FILE=/run/secrets/db_password"} \
+        <= set(postgres["Env"])
+    assert {(m["Source"], m["Target"], m.get("ReadOnly")) for m in postgres["Mounts"]} >= {
+        (f"{SECRETS}/db_password", "/run/secrets/db_password", True)}
+    django = specs[f"{STACK}_django"]
+    assert "AG_DB_PASSWORD=" in django["Env"]
+    assert not [e for e in django["Env"] if e.startswith("EMAIL_HOST_PASSWORD=")]
+    # the app authenticates with the generated password (the first deploy migrated through
+    # it) and has the e-mail password, read from the mounted secrets dir
+    container = sh(bed, MANAGER, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_django")
+    check = ("from django.conf import settings; import hashlib; print('AG', *(hashlib.sha256("
+             "v.encode()).hexdigest() for v in (settings.DATABASES['default']['PASSWORD'], "
+             "settings.EMAIL_HOST_PASSWORD, settings.SECRET_KEY)))")
+    out = sh(bed, MANAGER, f'docker exec {container.strip()} python3 manage.py shell -c "{check}"')
+    digests = [line for line in out.splitlines() if line.startswith("AG ")][-1].split()[1:]
+    assert digests == [hashlib.sha256(secret_values[n].encode()).hexdigest()
+                       for n in ("db_password", "email_host_password", "secret_key")]
+
+
+def test_no_secret_in_deploy_outputs_or_pillar(bed, secret_values):
+    code, _, planned = deploy(bed, "test=True")
+    assert code == 0, "the test=True deploy failed"
+    pillar = bed.salt_raw("salt", "--out=json", "--static", "*", "pillar.items")
+    # the site's pillar (salt masks its values in this output; its keys show)
+    assert '"password_file"' in pillar.stdout and '"secrets_file"' in pillar.stdout
     plan = runner(bed, "ag.plan")
-    for secret in secrets:
-        assert secret not in output + plan + bed.first[2]
-        for image in ("django", "grader"):
-            found = sh(bed, MANAGER, f"docker save 127.0.0.1:5000/{image}:latest | grep -acF "
-                                     f"'{secret}' || true").strip()
-            assert found == "0", f"a secret is in the {image} image"
+    for what, text in (("deploy", bed.first[2]), ("test=True deploy", planned),
+                       ("ag.plan", plan), ("pillar.items", pillar.stdout + pillar.stderr)):
+        assert leaked(secret_values, text) == [], what
+
+
+def test_no_secret_in_the_job_cache_or_any_salt_log(bed, secret_values):
+    master = config.MASTER_DIR
+    jobs = [p for p in (master / "var/cache/salt/master/jobs").rglob("*") if p.is_file()]
+    assert len(jobs) > 10  # the deploys' returns are there
+    for path in jobs + [master / "var/log/salt/master"]:
+        assert leaked(secret_values, path.read_bytes()) == [], path
+    for node in bed.nodes:
+        log = netns.node_exec(node, ["cat", "/var/log/salt/minion"])
+        assert log.returncode == 0, f"{node} has no minion log"
+        assert leaked(secret_values, log.stdout) == [], f"/var/log/salt/minion on {node}"
+
+
+def test_no_secret_in_any_service_or_container_spec(bed, secret_values):
+    services = sh(bed, MANAGER, "docker service ls -q").split()
+    assert len(services) > 10
+    assert leaked(secret_values, sh(bed, MANAGER, "docker service inspect " + " ".join(services))) == []
+    for node in bed.nodes:
+        containers = sh(bed, node, "docker ps -aq").split()
+        assert containers, f"no container on {node}"
+        spec = sh(bed, node, "docker inspect " + " ".join(containers))
+        assert leaked(secret_values, spec) == [], f"docker inspect on {node}"
+
+
+def registry_images(bed):
+    """Every repository:tag in the stack's registry (127.0.0.1:5000 on the manager)."""
+    script = ("import json, urllib.request as u\n"
+              "get = lambda p: json.load(u.urlopen('http://127.0.0.1:5000/v2/' + p, timeout=10))\n"
+              "print(json.dumps([r + ':' + t for r in get('_catalog?n=1000')['repositories']\n"
+              "                  for t in get(r + '/tags/list')['tags'] or []]))")
+    return json.loads(bed.exec(MANAGER, "python3", "-c", script).stdout)
+
+
+def test_no_secret_and_no_secret_file_in_any_pushed_image(bed, secret_values):
+    images = ["127.0.0.1:5000/" + image for image in registry_images(bed)]
+    for built in ("django", "grader", "celerybeat", "website"):
+        assert f"127.0.0.1:5000/{built}:latest" in images
+    sh(bed, MANAGER, "for i in " + " ".join(images) + "; do docker pull -q $i >/dev/null; done")
+    # one `docker save` of them all (each layer once), read as it streams: every file of
+    # every layer, and the image configs (Env, history)
+    save = subprocess.Popen(netns.enter(MANAGER) + ["docker", "save", *images],
+                            stdout=subprocess.PIPE)
+    members, found = set(), {}
+    with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
+        for entry in outer:
+            if not entry.isfile():
+                continue
+            data = outer.extractfile(entry).read()
+            if entry.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for file in layer:
+                        members.add(file.name)
+                        if file.isfile():
+                            for name in leaked(secret_values, layer.extractfile(file).read()):
+                                found.setdefault(name, set()).add(f"{entry.name}:{file.name}")
+            else:
+                for name in leaked(secret_values, data):
+                    found.setdefault(name, set()).add(entry.name)
+    assert save.wait() == 0, "docker save failed"
+    assert "usr/src/app/manage.py" in members  # the server's layers were read
+    assert found == {}
+    assert sorted(m for m in members if "autograder/settings/secrets" in m
+                  or m.endswith("oauth2_secrets.json")) == []

@@ -6,6 +6,8 @@ failure when its server does not answer (tier 1 has no NFS server: nothing answe
 import json
 
 import pytest
+from agdeploy import apply as apply_states
+from agdeploy import changed
 
 PROBE_IMAGE = "agbed/busybox:latest"
 ADMIN_KEY = ("max-concurrent-uploads", 3)  # a key only the admin sets
@@ -19,18 +21,7 @@ def synced(netns_bed):
 
 
 def apply(bed, *args):
-    """state.apply SLS on every node → {node: [state results]}; fails on a failed state."""
-    out = bed.salt("*", "state.apply", SLS, *args)
-    assert set(out) == set(bed.nodes), out
-    for node, ret in out.items():
-        assert isinstance(ret, dict), f"{node}: {ret}"
-        failed = {k: v["comment"] for k, v in ret.items() if v["result"] is False}
-        assert not failed, f"{node}: {failed}"
-    return {node: list(ret.values()) for node, ret in out.items()}
-
-
-def changed(states):
-    return [s["__id__"] for s in states if s["changes"]]
+    return apply_states(bed, SLS, *args)
 
 
 def dockerd_pid(bed, node):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bed import config, netns
+from bed.util import wait_for
 from tests import standin
 
 STACK = "standin-test"  # not the product's ag-stack: its volumes never meet a product deploy
@@ -23,15 +24,6 @@ CERTS = ("/etc/ssl/certs/autograder.io.cert", "/etc/ssl/private/autograder.io.ke
 
 def sh(bed, node, script, check=True):
     return bed.exec(node, "sh", "-ec", script, check=check).stdout
-
-
-def wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(1)
-    return value
 
 
 def tasks(bed, manager):
@@ -122,6 +114,8 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
     # nodes see the checkout, not this repo (which may sit under /tmp, private to each node)
     shutil.copy(standin.BED_OVERRIDE, root / standin.BED_OVERRIDE.name)
     (root / "autograder-server/media_root").mkdir(exist_ok=True)
+    # the workers' records of earlier runs (other containers, maybe other nodes) would mix in
+    shutil.rmtree(root / "autograder-server/media_root/standin/workers", ignore_errors=True)
     sh(bed, manager, f"cd {CHECKOUT}/autograder-server && python3 generate_secrets.py >/dev/null")
     made["certs"][web] = [p for p in CERTS
                           if bed.exec(web, "test", "-e", p, check=False).returncode != 0]
@@ -161,8 +155,8 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
                           f"TCP:{bed.addr(registry_node)}:5000 </dev/null >/dev/null 2>&1 & "
                           f"echo $! > {SHIM_PIDFILE}")
     for node in nodes:
-        wait(lambda n=node: sh(bed, n, "curl -sf -m 2 http://127.0.0.1:5000/v2/ || true"), 60,
-             f"the registry at 127.0.0.1:5000 from {node}")
+        wait_for(lambda n=node: sh(bed, n, "curl -sf -m 2 http://127.0.0.1:5000/v2/ || true"), 60,
+                 f"the registry at 127.0.0.1:5000 from {node}", interval=1)
     timings["swarm+registry"] = time.monotonic() - started
 
     # build and push what the compose file builds: one build per (context, dockerfile)
@@ -187,7 +181,7 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
     t0 = time.monotonic()
     sh(bed, manager, f"cd {CHECKOUT} && docker stack deploy -c docker-compose.yml "
                      f"-c {standin.BED_OVERRIDE.name} {STACK}")
-    wait(lambda: converged(bed, manager), 180, f"every service of {STACK} to converge")
+    wait_for(lambda: converged(bed, manager), 180, f"every service of {STACK} to converge", interval=1)
     timings["deploy"] = time.monotonic() - t0
     print("stand-in stack timings (s):", {k: round(v, 1) for k, v in timings.items()})
     return {"compose": compose, "root": root}
@@ -236,7 +230,7 @@ def test_migrate_and_bootstrap_persist(stack):
 
     # the data lives in the postgres volume: a new postgres task still has it
     sh(bed, manager, f"docker service update -q --force {STACK}_postgres >/dev/null")
-    wait(lambda: converged(bed, manager), 120, "postgres to come back")
+    wait_for(lambda: converged(bed, manager), 120, "postgres to come back", interval=1)
     assert "No migrations to apply." in manage("migrate", "--noinput").stdout
     cid = container(bed, django_node, "django")
     courses = bed.exec(django_node, "docker", "exec", cid, "python3", "-c",

@@ -1,6 +1,7 @@
 """Tier 1: the swarm of the cluster pillar (issue 5). The tests run in file order on one bed:
 test mode on fresh nodes, highstate forms the swarm, re-runs change nothing, labels move, bad
-pillars change nothing, a 4th node joins by its own highstate, no join token anywhere."""
+pillars change nothing, a 4th node joins by its own highstate, no join token anywhere, the 4th
+node deleted from the pillar is drained before its labels go, and removed once Down."""
 
 import copy
 import json
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from bed import config
+from bed.util import wait_for
 
 NODES = ["nuc1", "nuc2", "nuc3"]
 NEW = "nuc4"
@@ -48,13 +50,6 @@ def labels_match_pillar(bed):
     return all(h in have and sorted(k for k, v in have[h][1].items() if k in MANAGED
                                     and v == "true") == sorted(want[h])
                for h in want)
-
-
-def wait_until(predicate, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
 
 
 def apply(bed, *args, target=None):
@@ -120,7 +115,7 @@ def test_highstate_forms_the_swarm_with_network_and_labels(bed):
     assert code == 0, returns
     assert all(s["result"] is True for ss in returns.values() for s in ss), returns
     # nuc2 and nuc3 are labelled from the manager by the reactor on their join events
-    wait_until(lambda: labels_match_pillar(bed), "every node to carry its pillar labels")
+    wait_for(lambda: labels_match_pillar(bed), 60, "every node to carry its pillar labels", interval=1)
     nodes = swarm_nodes(bed)
     assert sorted(nodes) == NODES
     assert {state for state, _ in nodes.values()} == {"ready"}
@@ -162,7 +157,7 @@ def cache_service(bed):
 
 def test_a_moved_label_moves_its_service_and_admin_labels_stay(bed, cache_service):
     bed.exec("nuc1", "docker", "node", "update", "--label-add", "rack=b2", "nuc2")
-    wait_until(lambda: running_on(bed, cache_service) == ["nuc1"], "the service on nuc1")
+    wait_for(lambda: running_on(bed, cache_service) == ["nuc1"], 60, "the service on nuc1", interval=1)
 
     def move(cluster):
         cluster["nodes"]["nuc1"]["labels"].remove("cache")
@@ -179,7 +174,7 @@ def test_a_moved_label_moves_its_service_and_admin_labels_stay(bed, cache_servic
     }}
     assert labels_match_pillar(bed)
     assert swarm_nodes(bed)["nuc2"][1]["rack"] == "b2"
-    wait_until(lambda: running_on(bed, cache_service) == ["nuc3"], "the service to follow")
+    wait_for(lambda: running_on(bed, cache_service) == ["nuc3"], 60, "the service to follow", interval=1)
 
 
 def test_a_database_move_is_refused_until_allowed(bed):
@@ -248,8 +243,8 @@ def test_a_fourth_node_joins_and_is_labelled_by_its_own_highstate(bed):
     assert code == 0, returns
     joined = next(s for s in returns[NEW] if s["__id__"] == "swarm-joined")
     assert joined["result"] is True and joined["changes"]["swarm"]["new"]["role"] == "worker"
-    wait_until(lambda: swarm_nodes(bed).get(NEW, ("", {}))[0] == "ready", f"{NEW} Ready")
-    wait_until(lambda: labels_match_pillar(bed), f"{NEW} to carry its labels")
+    wait_for(lambda: swarm_nodes(bed).get(NEW, ("", {}))[0] == "ready", 60, f"{NEW} Ready", interval=1)
+    wait_for(lambda: labels_match_pillar(bed), 60, f"{NEW} to carry its labels", interval=1)
     assert sorted(swarm_nodes(bed)[NEW][1]) == NEW_LABELS
 
 
@@ -260,7 +255,8 @@ def test_no_join_token_in_master_cache_or_any_log(bed):
     # the manager withdraws the tokens from the mine once nobody waits to join (its last
     # reactor run); then no copy is left in the master's cache (job cache, mine) or logs,
     # nor in any node's logs and minion cache (job returns)
-    wait_until(lambda: bed.salt("nuc1", "saltutil.running") == {"nuc1": []}, "nuc1 idle")
+    wait_for(lambda: bed.salt("nuc1", "saltutil.running") == {"nuc1": []}, 60, "nuc1 idle",
+             interval=1)
     places = [config.MASTER_DIR / "var/cache/salt/master", config.MASTER_DIR / "var/log"]
     places += [config.NODES_DIR / n / "fs/var/log" for n in bed.nodes]
     places += [config.NODES_DIR / n / "fs/var/cache/salt" for n in bed.nodes]
@@ -272,3 +268,117 @@ def test_no_join_token_in_master_cache_or_any_log(bed):
         found = subprocess.run(["grep", "-rl", "-F", secret, *places],
                                capture_output=True, text=True)
         assert found.stdout == "", f"join token found in {found.stdout}"
+
+
+def availability(bed, node):
+    return bed.exec("nuc1", "docker", "node", "inspect", "-f", "{{.Spec.Availability}}",
+                    node).stdout.strip()
+
+
+def events(bed, node, since, *filters):
+    """docker events of `node` from `since` (epoch seconds) until now, oldest first."""
+    out = bed.exec(node, "docker", "events", "--since", f"{since:.3f}", "--until",
+                   f"{time.time():.3f}", "--format", "{{json .}}", *filters).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+def grader_service(bed):
+    """A global service on the nodes labelled grader, as the stack's grader is."""
+    bed.exec("nuc1", "docker", "service", "create", "--detach", "--name", "ag-probe-grader",
+             "--mode", "global", "--constraint", "node.labels.grader==true",
+             "--no-resolve-image", "agbed/busybox:latest", "sleep", "1d")
+    yield "ag-probe-grader"
+    bed.exec("nuc1", "docker", "service", "rm", "ag-probe-grader", check=False)
+
+
+def test_a_node_deleted_from_the_pillar_is_drained_before_its_labels_go(bed, grader_service,
+                                                                        measured):
+    edit_pillar(bed, lambda c: c["nodes"][NEW].update(labels=["grader", "tiny_fast_grader"]))
+    returns, code = apply(bed, "swarm.labels", target=["nuc1"])
+    assert code == 0, returns
+    wait_for(lambda: running_on(bed, grader_service) == ["nuc2", NEW], 60, "graders on nuc2, nuc4",
+             interval=1)
+
+    since = time.time() - 1
+    edit_pillar(bed, lambda c: c["nodes"].pop(NEW))
+    returns, code = apply(bed, "swarm.labels", target=["nuc1"])
+    assert code == 0, returns
+    measured(f"worker deleted from the pillar: drained, emptied and unlabelled by one swarm.labels "
+             f"run of {time.time() - since - 1:.0f} s")
+    assert changes(returns) == {("nuc1", "swarm-labels-reconciled"): {
+        NEW: {"availability": "drain", "tasks_left": [grader_service],
+              "remove": ["grader", "tiny_fast_grader"], "removed": False}}}
+    # what the engines saw: nuc4 drained, its grader container gone, then its labels changed
+    updates = [e for e in events(bed, "nuc1", since, "--filter", "type=node")
+               if e["Actor"]["Attributes"].get("name") == NEW]
+    drained = next(e["timeNano"] for e in updates
+                   if e["Actor"]["Attributes"].get("availability.new") == "drain")
+    labels_gone = next(e["timeNano"] for e in updates if e["timeNano"] > drained
+                       and set(e["Actor"]["Attributes"]) == {"name"})
+    died = [e["timeNano"] for e in events(bed, NEW, since, "--filter", "type=container",
+                                          "--filter", "event=die", "--filter",
+                                          f"label=com.docker.swarm.service.name={grader_service}")]
+    assert len(died) == 1 and drained < died[0] < labels_gone
+    state, labels = swarm_nodes(bed)[NEW]
+    assert state == "ready" and availability(bed, NEW) == "drain"
+    assert not set(labels) & MANAGED
+    assert running_on(bed, grader_service) == ["nuc2"]
+    comment = next(s["comment"] for s in returns["nuc1"]
+                   if s["__id__"] == "swarm-labels-reconciled")
+    assert "run 'docker swarm leave' on it" in comment
+
+    again, code = apply(bed, "swarm.labels", target=["nuc1"])
+    assert code == 0 and changes(again) == {}
+
+
+def test_a_down_node_deleted_from_the_pillar_is_removed_from_the_swarm(bed):
+    # back in the pillar: active and labelled again
+    edit_pillar(bed, lambda c: c["nodes"].__setitem__(
+        NEW, {"address": config.node_addr("netns", 4), "labels": NEW_LABELS}))
+    returns, code = apply(bed, "swarm.labels", target=["nuc1"])
+    assert code == 0, returns
+    assert changes(returns)[("nuc1", "swarm-labels-reconciled")][NEW]["availability"] == "active"
+    assert availability(bed, NEW) == "active" and labels_match_pillar(bed)
+
+    bed.exec(NEW, "/etc/init.d/docker", "stop")  # the machine is gone, labels and all
+    try:
+        wait_for(lambda: swarm_nodes(bed)[NEW][0] == "down", 90, f"{NEW} Down", interval=1)
+        edit_pillar(bed, lambda c: c["nodes"].pop(NEW))
+        returns, code = apply(bed, "swarm.labels", target=["nuc1"])
+        assert code == 0, returns
+        assert changes(returns) == {("nuc1", "swarm-labels-reconciled"): {
+            NEW: {"availability": "drain", "remove": NEW_LABELS, "removed": True}}}
+        assert NEW not in swarm_nodes(bed)
+        again, code = apply(bed, "swarm.labels", target=["nuc1"])
+        assert code == 0 and changes(again) == {}
+    finally:
+        # nuc4 as the other tests expect it: dockerd up (the fixture makes it leave the swarm)
+        bed.exec(NEW, "/etc/init.d/docker", "start")
+        wait_for(lambda: bed.exec(NEW, "docker", "info", "-f", "{{.ID}}",
+                                  check=False).returncode == 0, 60, f"dockerd on {NEW}", interval=1)
+
+
+def test_a_minion_outside_the_cluster_cannot_get_a_join_token(bed):
+    """nuc4, accepted by the master but no longer in the pillar, asks for the join tokens every
+    way the project ships (the mine, the reactor's token event, peer publishing) while nuc3, a
+    pillar node out of the swarm, may read its own."""
+    assert NEW not in pillar_labels(bed) and NEW in bed.salt(NEW, "test.ping")
+    bed.exec("nuc3", "docker", "swarm", "leave", "--force")
+    bed.salt("nuc3", "ag_docker.publish_swarm_node")  # as swarm.joined does before it asks
+    try:
+        returns, code = apply(bed, "swarm.initialized", target=["nuc1"])
+        assert code == 0, returns
+        assert bed.salt("nuc3", "ag_docker.join_token_published", "nuc1") == {"nuc3": True}
+        bed.salt(NEW, "event.send", "ag/swarm/token/wanted", "manager=nuc1", "role=manager")
+        wait_for(lambda: bed.salt("nuc1", "saltutil.running") == {"nuc1": []}, 60, "nuc1 idle",
+                 interval=1)
+        for role in ("worker", "manager"):
+            assert bed.salt(NEW, "ag_docker.join_token_published", "nuc1", f"role={role}") == {NEW: False}
+            assert bed.salt(NEW, "mine.get", "nuc1", f"ag_swarm_join_token_{role}") == {NEW: {}}
+        peer = bed.salt(NEW, "publish.publish", "nuc1", "ag_docker.swarm_info")
+        assert not peer.get(NEW), peer
+    finally:
+        returns, code = apply(bed, target=["nuc3"])  # back in the swarm, labelled again
+        assert code == 0, returns
+        wait_for(lambda: labels_match_pillar(bed), 60, "nuc3 to carry its labels again", interval=1)

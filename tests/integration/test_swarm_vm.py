@@ -1,29 +1,41 @@
-"""The swarm states on tier 2, end to end (issue 5): on Debian 12 guests with their own kernel,
-one state run of `swarm` (which brings the node states with it) forms the 3-guest swarm with the
-overlay network and every pillar label (the reactor labels the joiners), a second run changes
-nothing, and the ingress routing mesh (IPVS, which tier 1 lacks) serves a published port on
-every guest."""
+"""Tier 2, on the guests test_node_states_vm.py installed (issues 5 and 7): the highstate forms
+the 3-guest swarm with the overlay network and every pillar label (the reactor labels the
+joiners) and builds the firewall; a second highstate changes nothing. Then, on the ingress
+routing mesh (IPVS, which tier 1 lacks), seen from this machine, which is on the bed but not a
+cluster node: a published port answers on every guest, yet the registries (the guide's registry
+service, created by ag.registry, on 5000; 5001) and the NFS export refuse it while the cluster's
+nodes reach them; web ports published as upstream's compose file publishes nginx's, deployed
+with the deploy's override, answer on the webserver node only."""
 
 import json
+import shlex
+import socket
 import time
 
 import pytest
+from agdeploy import MANAGER, swarm_labels
 
-from bed import images, vm
+from bed.util import wait_for
+from tests.extensions import load
 
 pytestmark = pytest.mark.vm
 
-PROBE = "agbed-mesh-probe"
-PORT = 8080
+ag_compose = load("_utils/ag_compose.py", "ag_compose")
+MESH_PORT = 8080
+# `sh -c HTTPD PORT PORT`: an HTTP server on each port, on the bed's busybox image (which the
+# guests pull through the site's registry mirror)
+HTTPD = 'httpd -f -p "$0" & httpd -f -p "$1" & wait'
+UNIT = "ag-cluster-only-firewall.service"
+WEB_STACK, WEB_DIR = "ag-web-probe", "/var/lib/ag-web-probe"
 
 
-def sh(bed, node, script):
-    return bed.exec(node, "sh", "-c", script).stdout.strip()
+def sh(bed, node, script, check=True):
+    return bed.exec(node, "sh", "-c", script, check=check).stdout.strip()
 
 
-def apply_swarm(bed):
-    """state.apply swarm on every guest → {node: [states that changed]}; fails on a failure."""
-    out = bed.salt("-t", "1200", "*", "state.apply", "swarm", "queue=True", timeout=1300)
+def highstate(bed):
+    """The highstate on every guest → {node: [states that changed]}; fails on a failure."""
+    out = bed.salt("-t", "1800", "*", "state.apply", "queue=True", timeout=1900)
     assert set(out) == set(bed.nodes), out
     changed = {}
     for node, ret in out.items():
@@ -34,60 +46,123 @@ def apply_swarm(bed):
     return changed
 
 
-def swarm_labels(bed, manager):
-    """{hostname: (state, managed labels)} as the manager sees the swarm."""
-    ids = sh(bed, manager, "docker node ls -q").split()
-    found = {}
-    for node in json.loads(sh(bed, manager, "docker node inspect " + " ".join(ids))):
-        labels = sorted(k for k, v in (node["Spec"].get("Labels") or {}).items() if v == "true")
-        found[node["Description"]["Hostname"]] = (node["Status"]["State"], labels)
-    return found
+def reaches(bed, addr: str, port: int, via=None) -> bool:
+    """Whether a TCP connection to addr:port is made from the guest `via`, or from this machine
+    (on the bed, not a cluster node)."""
+    if via:
+        code = f"import socket; socket.create_connection(('{addr}', {port}), timeout=5).close()"
+        return bed.exec(via, "python3", "-c", code, check=False).returncode == 0
+    try:
+        socket.create_connection((addr, port), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_reaches(bed, addr: str, port: int, via=None) -> None:
+    """Until reaches(); a service's task may still be starting."""
+    wait_for(lambda: reaches(bed, addr, port, via), 300,
+             f"{via or 'this machine'} to reach {addr}:{port}", interval=3)
 
 
 @pytest.fixture(scope="module")
-def swarm(vm_bed):
+def swarm(vm_bed, measured):
     cluster = vm_bed.read_pillar()["autograder"]["cluster"]
-    vm_bed.salt("-t", "300", "*", "saltutil.sync_all", timeout=400)
+    vm_bed.salt("-t", "600", "*", "saltutil.sync_all", timeout=660)
+    started = time.monotonic()
+    first = highstate(vm_bed)
+    measured(f"highstate forming the swarm on 3 installed guests: {time.monotonic() - started:.0f} s")
     try:
-        yield {"cluster": cluster, "first": apply_swarm(vm_bed)}
+        yield {"cluster": cluster, "first": first}
     finally:
-        for node in sorted(vm_bed.nodes, key=lambda n: n == cluster["manager"]):  # manager last
+        for node in sorted(vm_bed.nodes, key=lambda n: n == MANAGER):  # the manager last
             vm_bed.exec(node, "docker", "swarm", "leave", "--force", check=False)
 
 
-def test_one_run_forms_the_swarm_with_network_and_labels(vm_bed, swarm):
-    cluster, manager = swarm["cluster"], swarm["cluster"]["manager"]
-    assert "swarm-initialized" in swarm["first"][manager]
+def test_highstate_forms_the_swarm_with_network_labels_and_firewall(vm_bed, swarm, measured):
+    cluster = swarm["cluster"]
+    assert "swarm-initialized" in swarm["first"][MANAGER]
     want = {n: ("ready", sorted(spec.get("labels") or [])) for n, spec in cluster["nodes"].items()}
-    deadline = time.monotonic() + 300
-    while swarm_labels(vm_bed, manager) != want:  # the reactor labels the joined guests
-        assert time.monotonic() < deadline, f"{swarm_labels(vm_bed, manager)} != {want}"
-        time.sleep(3)
-    network = json.loads(sh(vm_bed, manager, "docker network inspect ag-swarm-network"))[0]
+    started = time.monotonic()
+    wait_for(lambda: swarm_labels(vm_bed) == want, 300,  # the reactor labels the joined guests
+             lambda: f"every label: {swarm_labels(vm_bed)} != {want}", interval=3)
+    measured(f"swarm labels all set {time.monotonic() - started:.0f} s after the highstate")
+    network = json.loads(sh(vm_bed, MANAGER, "docker network inspect ag-swarm-network"))[0]
     assert network["Driver"] == "overlay" and network["Scope"] == "swarm"
+    for node in vm_bed.nodes:
+        assert "AG-CLUSTER-ONLY" in sh(vm_bed, node, "iptables -t raw -S PREROUTING"), node
 
 
-def test_second_run_changes_nothing(vm_bed, swarm):
-    assert apply_swarm(vm_bed) == {node: [] for node in vm_bed.nodes}
+def test_second_highstate_changes_nothing(vm_bed, swarm):
+    assert highstate(vm_bed) == {node: [] for node in vm_bed.nodes}
 
 
-def test_routing_mesh_publishes_on_every_guest(vm_bed, swarm):
-    """A service on one worker answers on the published port of every guest (IPVS)."""
-    manager = swarm["cluster"]["manager"]
-    worker = sorted(set(vm_bed.nodes) - {manager})[0]
-    images.build_all()
-    images.load_into(vm.node_exec, worker, ["busybox"])
-    sh(vm_bed, manager, f"docker service create -d --name {PROBE} --publish {PORT}:80 "
+def test_the_boot_unit_rebuilds_lost_firewall_rules(vm_bed, swarm):
+    """What a reboot loses (iptables rules live in the kernel only), the unit enabled for boot
+    builds again, before Docker starts."""
+    for node in vm_bed.nodes:
+        rules = sh(vm_bed, node, "iptables -t raw -S")
+        sh(vm_bed, node, "iptables -t raw -D PREROUTING $(iptables -t raw -S PREROUTING | grep "
+                         "-e '-j AG-CLUSTER-ONLY$' | cut -d' ' -f3-) && iptables -t raw -F "
+                         "AG-CLUSTER-ONLY && iptables -t raw -X AG-CLUSTER-ONLY")
+        assert "AG-CLUSTER-ONLY" not in sh(vm_bed, node, "iptables -t raw -S")
+        assert sh(vm_bed, node, f"systemctl is-enabled {UNIT}") == "enabled"
+        sh(vm_bed, node, f"systemctl restart {UNIT}")
+        assert sh(vm_bed, node, "iptables -t raw -S") == rules, node
+
+
+@pytest.fixture(scope="module")
+def mesh_services(vm_bed, swarm):
+    """The guide's registry service (ag.registry) and, on a worker, an HTTP server published on
+    the mesh at MESH_PORT and at 5001 (the custom image registry's port)."""
+    out = vm_bed.salt("-t", "900", MANAGER, "state.apply", "ag.registry", timeout=960)[MANAGER]
+    assert all(s["result"] for s in out.values()), out
+    worker = sorted(set(vm_bed.nodes) - {MANAGER})[0]
+    sh(vm_bed, MANAGER, f"docker service create -d --no-resolve-image --name ag-mesh-probe "
+                        f"--publish {MESH_PORT}:{MESH_PORT} --publish 5001:5001 "
                         f"--constraint node.hostname=={worker} agbed/busybox:latest "
-                        "sh -c 'mkdir -p /www && echo mesh-ok > /www/index.html && "
-                        "exec httpd -f -p 80 -h /www'")
+                        f"sh -c {shlex.quote(HTTPD)} {MESH_PORT} 5001")
+    yield worker
+    sh(vm_bed, MANAGER, "docker service rm ag-mesh-probe registry", check=False)
+
+
+def test_mesh_answers_everyone_but_the_cluster_only_ports_answer_cluster_nodes_only(
+        vm_bed, mesh_services):
+    worker, peer = mesh_services, sorted(set(vm_bed.nodes) - {MANAGER, mesh_services})[0]
+    for node in vm_bed.nodes:  # the mesh is open: this machine reaches the probe on every guest
+        wait_reaches(vm_bed, vm_bed.addr(node), MESH_PORT)
+    for port in (5000, 5001):  # the cluster's nodes reach the registries through the mesh
+        wait_reaches(vm_bed, vm_bed.addr(worker), port, via=peer)
+        assert reaches(vm_bed, vm_bed.addr(MANAGER), port, via=worker)
+    assert reaches(vm_bed, vm_bed.addr(MANAGER), 2049, via=peer)
+    for node in vm_bed.nodes:  # ...and this machine does not
+        for port in (5000, 5001):
+            assert not reaches(vm_bed, vm_bed.addr(node), port), (node, port)
+    assert not reaches(vm_bed, vm_bed.addr(MANAGER), 2049)
+
+
+def test_web_ports_answer_on_the_webserver_node_only(vm_bed, swarm):
+    """nginx's ports as upstream's compose file publishes them (on the whole mesh), with the
+    override the deploy computes (web_on_webserver_only, the default)."""
+    compose = {"version": "3.7", "services": {"nginx": {
+        "image": "agbed/busybox:latest", "command": ["sh", "-c", HTTPD, "80", "443"],
+        "ports": ["80:80", "443:443"],
+        "deploy": {"placement": {"constraints": ["node.labels.webserver == true"]}}}}}
+    override = ag_compose.override(compose, workers=1, concurrency={}, secret_paths=())
+    assert override["services"]["nginx"]["ports"][0]["mode"] == "host"
+    sh(vm_bed, MANAGER, f"mkdir -p {WEB_DIR} && cd {WEB_DIR} && "
+                        f"echo {shlex.quote(json.dumps(compose))} > compose.yml && "
+                        f"echo {shlex.quote(json.dumps(override))} > override.yml")
+    out = vm_bed.salt(MANAGER, "ag_docker.stack_deploy", WEB_STACK,
+                      json.dumps(["compose.yml", "override.yml"]), WEB_DIR, timeout=300)
+    assert isinstance(out[MANAGER], str), out
+    web = {n for n, spec in swarm["cluster"]["nodes"].items() if "webserver" in spec["labels"]}
     try:
-        fetch = ("python3 -c \"import urllib.request as u; "
-                 f"print(u.urlopen('http://127.0.0.1:{PORT}/', timeout=5).read().decode())\"")
-        for node in vm_bed.nodes:
-            deadline = time.monotonic() + 180
-            while (res := vm_bed.exec(node, "sh", "-c", fetch, check=False)).stdout.strip() != "mesh-ok":
-                assert time.monotonic() < deadline, f"{node}: {res.stdout} {res.stderr}"
-                time.sleep(3)
+        for node in web:
+            for port in (80, 443):
+                wait_reaches(vm_bed, vm_bed.addr(node), port)
+        for node in set(vm_bed.nodes) - web:
+            for port in (80, 443):
+                assert not reaches(vm_bed, vm_bed.addr(node), port), (node, port)
     finally:
-        vm_bed.exec(manager, "docker", "service", "rm", PROBE, check=False)
+        sh(vm_bed, MANAGER, f"docker stack rm {WEB_STACK}", check=False)

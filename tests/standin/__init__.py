@@ -28,16 +28,18 @@ BED_OVERRIDE = Path(__file__).with_name("docker-compose.bed.yml")
 def write(dest, git: bool = False) -> Path:
     """Write the stand-in checkout into `dest` (files of the template overwrite, other files
     such as generated secrets or media_root are left alone). With git=True, `dest` becomes a
-    git repository with the checkout committed (a revision to deploy from)."""
+    git repository with the checkout committed on branch master (a revision to deploy from)."""
     dest = Path(dest)
     shutil.copytree(TEMPLATE, dest, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     if git:
         def g(*args):
-            subprocess.run(["git", "-C", str(dest), *args], check=True, capture_output=True)
+            return subprocess.run(["git", "-C", str(dest), *args], check=True,
+                                  capture_output=True, text=True).stdout
 
-        g("init", "-q")
+        g("init", "-q", "-b", "master")
         g("add", "-A")
-        g("-c", "user.name=standin", "-c", "user.email=standin@localhost",
-          "commit", "-q", "--allow-empty", "-m", "stand-in autograder-full-stack")
+        if g("status", "--porcelain"):  # a new revision only when a file changed
+            g("-c", "user.name=standin", "-c", "user.email=standin@localhost",
+              "commit", "-q", "-m", "stand-in autograder-full-stack")
     return dest

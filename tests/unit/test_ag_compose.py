@@ -26,6 +26,16 @@ def test_upstream_values_change_no_command(compose):
     assert not [name for name, svc in out["services"].items() if "command" in svc]
 
 
+def test_web_ports_open_on_the_webserver_node_only_unless_turned_off(compose):
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)["services"]
+    assert out["nginx"]["ports"] == [
+        {"target": 80, "published": 80, "protocol": "tcp", "mode": "host"},
+        {"target": 443, "published": 443, "protocol": "tcp", "mode": "host"}]
+    assert [name for name, svc in out.items() if "ports" in svc] == ["nginx"]
+    off = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, web_on_webserver_only=False)
+    assert "nginx" not in off["services"]
+
+
 def test_workers_and_concurrency_rewritten_in_place(compose):
     out = ag_compose.override(compose, 9, {**UPSTREAM_CONCURRENCY, "grader": 6, "rerun_grader": 1})
     services = out["services"]
@@ -60,22 +70,28 @@ def test_missing_secret_files_are_not_mounted(compose):
     assert len(out["services"]["django"]["volumes"]) == 1
 
 
-def test_postgres_gets_the_password_and_version_only_when_given(compose):
+def test_postgres_reads_the_password_file_and_gets_the_version_only_when_given(compose):
     plain = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
     assert "postgres" not in plain["services"]
-    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, postgres_password="s3cret-pw",
-                              postgres_version="14")
-    assert out["services"]["postgres"] == {"environment": {"POSTGRES_PASSWORD": "s3cret-pw"},
-                                           "image": "postgres:14"}
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY,
+                              db_password_file=ag_compose.DB_PASSWORD_FILE, postgres_version="14")
+    assert out["services"]["postgres"] == {
+        # upstream's 'postgres' is blanked in the compose file (ag.tweaks), not here
+        "environment": {"POSTGRES_PASSWORD_FILE": "/run/secrets/db_password"},
+        "volumes": ["./autograder-server/autograder/settings/secrets/db_password:"
+                    "/run/secrets/db_password:ro"],
+        "image": "postgres:14"}
 
 
-def test_checkout_override_reads_the_generated_password(tmp_path, compose):
+def test_checkout_override_names_the_generated_password_file_never_its_value(tmp_path, compose):
     (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(compose))
     assert "postgres" not in ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)["services"]
     password = tmp_path / ag_compose.DB_PASSWORD_FILE
     password.parent.mkdir(parents=True)
     password.write_text("generated-once\n")
     out = ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)
-    assert out["services"]["postgres"]["environment"] == {"POSTGRES_PASSWORD": "generated-once"}
+    assert "generated-once" not in yaml.safe_dump(out)
+    assert out["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == \
+        "/run/secrets/db_password"
     assert "./autograder-server/autograder/settings/secrets:/usr/src/app/autograder/settings/secrets:ro" \
         in out["services"]["django"]["volumes"]

@@ -1,6 +1,7 @@
 """The ag_swarm states against a fake swarm (no daemons): the state contract (test mode
-reports, apply changes, re-apply changes nothing), errors before any change, and API calls
-that grow with nodes, not nodes × labels."""
+reports, apply changes, re-apply changes nothing), errors before any change, API calls that
+grow with nodes, not nodes × labels, and nodes taken out in order (drain, tasks gone, labels,
+removal)."""
 
 import copy
 
@@ -26,15 +27,33 @@ CLUSTER = {
 }
 
 
+class FakeClock:
+    """time for the state module: sleep advances monotonic."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
 class FakeSwarm:
-    """What ag_docker would see: nodes with labels, this node's membership, the mine."""
+    """What ag_docker would see: nodes with labels, this node's membership, the mine, tasks.
+    Node updates need the node's current version (as the engine's do) and replace the spec."""
 
     def __init__(self, minion="nuc1"):
         self.minion = minion
         self.cluster_id = "clusterA"
-        self.nodes = {f"id-{n}": {"id": f"id-{n}", "hostname": n, "labels": {}, "version": 1,
-                                  "spec": {"Role": "worker", "Availability": "active"}}
-                      for n in ("nuc1", "nuc2", "nuc3")}
+        self.nodes = {}
+        for n in ("nuc1", "nuc2", "nuc3"):
+            self.add_node(n)
+        self.tasks = []
+        self.stop_after = 2  # task polls before a drained node's tasks have stopped
+        self.actions = []  # (call, node id) of node updates, removals and task polls
+        self.live_at_labels = {}  # node id → its tasks still running when its labels changed
         self.info = {"state": "active", "role": "manager", "node_id": "id-nuc1",
                      "cluster_id": self.cluster_id, "node_addr": "198.18.9.11"}
         self.mine = {n: {"state": "active", "node_id": f"id-{n}", "cluster_id": self.cluster_id,
@@ -42,6 +61,19 @@ class FakeSwarm:
                      for n in ("nuc1", "nuc2", "nuc3")}
         self.calls = []
         self.events = []
+
+    def add_node(self, name, labels=None, state="ready", role="worker"):
+        node_id = f"id-{name}"
+        self.nodes[node_id] = {"id": node_id, "hostname": name, "labels": dict(labels or {}),
+                               "version": 1, "role": role, "availability": "active",
+                               "state": state, "addr": f"198.18.9.{10 + int(name[3:])}",
+                               "spec": {"Role": role, "Availability": "active"}}
+        return node_id
+
+    def run_task(self, service, name, slot=None):
+        self.tasks.append({"id": f"t{len(self.tasks)}", "service_id": f"svc-{service}",
+                           "node_id": f"id-{name}", "slot": slot, "state": "running",
+                           "desired_state": "running", "polls": None})
 
     def salt(self):
         def record(name, result):
@@ -52,10 +84,17 @@ class FakeSwarm:
 
         return {
             "ag_docker.swarm_info": record("swarm_info", lambda: dict(self.info)),
-            "ag_docker.nodes": record("nodes", lambda: copy.deepcopy(list(self.nodes.values()))),
+            "ag_docker.nodes": record("nodes", self.list_nodes),
             "ag_docker.node_set_labels": record("node_set_labels", self.set_labels),
+            "ag_docker.node_set_availability": record("node_set_availability",
+                                                      self.set_availability),
+            "ag_docker.node_remove": record("node_remove", self.remove),
+            "ag_docker.tasks": record("tasks", self.list_tasks),
+            "ag_docker.services": record("services", lambda: [
+                {"id": f"svc-{s}", "name": s} for s in ("ag_grader", "ag_cache")]),
             "ag_docker.published_swarm_nodes": record(
-                "published", lambda minions: {m: self.mine[m] for m in minions if m in self.mine}),
+                "published", lambda minions=None: {m: v for m, v in self.mine.items()
+                                                   if minions is None or m in minions}),
             "ag_docker.publish_swarm_node": record("publish_node", lambda: True),
             "ag_docker.publish_join_tokens": record("publish_tokens", self.publish_tokens),
             "ag_docker.join_token_published": record("token?", lambda manager, role: True),
@@ -69,9 +108,50 @@ class FakeSwarm:
         self.token_readers = dict(waiting)
         return True
 
-    def set_labels(self, node_id, labels, version=None, spec=None):
+    def list_nodes(self):
+        # as ag_docker.nodes: labels and availability are the spec's
+        found = copy.deepcopy(list(self.nodes.values()))
+        for node in found:
+            node["spec"].update(Labels=node["labels"], Availability=node["availability"])
+        return found
+
+    def _update(self, node_id, version, spec):
+        node = self.nodes[node_id]
         assert version is not None and spec is not None, "an extra inspect per node"
-        self.nodes[node_id]["labels"] = dict(labels)
+        if version != node["version"]:
+            raise CommandExecutionError(f"update out of sequence on {node_id}")
+        node.update(version=version + 1, spec=copy.deepcopy(spec),
+                    availability=spec["Availability"], labels=dict(spec.get("Labels") or {}))
+        return copy.deepcopy(node)
+
+    def set_labels(self, node_id, labels, version=None, spec=None):
+        self.actions.append(("labels", node_id))
+        self.live_at_labels[node_id] = sum(t["node_id"] == node_id and t["state"] == "running"
+                                           for t in self.tasks)
+        return self._update(node_id, version, dict(spec, Labels=dict(labels)))
+
+    def set_availability(self, node_id, availability, version=None, spec=None):
+        self.actions.append((availability, node_id))
+        for task in self.tasks:
+            if task["node_id"] == node_id and availability == "drain":
+                task["desired_state"], task["polls"] = "shutdown", self.stop_after
+        return self._update(node_id, version, dict(spec, Availability=availability))
+
+    def remove(self, node_id):
+        self.actions.append(("rm", node_id))
+        assert self.nodes[node_id]["state"] == "down", "docker refuses to remove a live node"
+        del self.nodes[node_id]
+        return True
+
+    def list_tasks(self, service=None, node=None):
+        found = [t for t in self.tasks if node is None or t["node_id"] in node]
+        for task in found:
+            self.actions.append(("tasks", task["node_id"]))
+            if task["polls"] is not None:
+                task["polls"] -= 1
+                if task["polls"] < 0:
+                    task["state"] = "shutdown"
+        return [{k: v for k, v in t.items() if k != "polls"} for t in found]
 
     def cancel_pending(self):
         assert self.info["state"] == "pending"
@@ -86,7 +166,9 @@ class FakeSwarm:
 
 @pytest.fixture
 def fake():
-    return FakeSwarm()
+    swarm = FakeSwarm()
+    swarm.clock = FakeClock()
+    return swarm
 
 
 def states(fake, test=False, minion="nuc1"):
@@ -96,7 +178,9 @@ def states(fake, test=False, minion="nuc1"):
     module.__context__ = {}
     module.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f)
                         for f in ("validate", "label_holders", "label_changes",
-                                  "apply_label_changes", "managed_labels")}
+                                  "apply_label_changes", "managed_labels", "node_availability",
+                                  "live_tasks")}
+    module.time = fake.clock
     return module
 
 
@@ -165,14 +249,6 @@ def test_labels_node_of_another_swarm_is_not_touched(fake):
     fake.mine["nuc3"]["cluster_id"] = "clusterB"
     ret = states(fake).labels_reconciled("c", CLUSTER)
     assert "nuc3" not in ret["changes"]
-
-
-def test_labels_of_a_swarm_node_outside_the_pillar_are_left_alone(fake):
-    fake.nodes["id-old"] = {"id": "id-old", "hostname": "oldnuc", "version": 1, "spec": {},
-                            "labels": {"small_tasks": "true"}}
-    ret = states(fake).labels_reconciled("c", CLUSTER)
-    assert "not in pillar, left alone: swarm node id-old (oldnuc)" in ret["comment"]
-    assert fake.nodes["id-old"]["labels"] == {"small_tasks": "true"}
 
 
 def test_labels_need_a_manager(fake):
@@ -299,3 +375,178 @@ def test_an_error_state_is_left_to_the_admin(fake):
     ret = states(fake, minion="nuc2").joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
     assert ret["result"] is False and "error" in ret["comment"]
     assert "cancel" not in fake.calls and "join" not in fake.calls
+
+
+# --- nodes taken out of the pillar -------------------------------------------------------------
+
+
+def labelled(fake):
+    """The fake swarm after a first run: every pillar node carries its pillar labels."""
+    states(fake).labels_reconciled("c", CLUSTER)
+    fake.calls.clear()
+    fake.actions.clear()
+    fake.live_at_labels.clear()
+    return fake
+
+
+def former_node(fake, name="nuc4", state="ready", role="worker", in_mine=True):
+    """A node that left the pillar but not the swarm: a grader with an admin label."""
+    node_id = fake.add_node(name, {"grader": "true", "tiny_fast_grader": "true", "rack": "b2"},
+                            state=state, role=role)
+    if in_mine:
+        fake.mine[name] = {"state": "active", "node_id": node_id, "cluster_id": fake.cluster_id,
+                           "role": role}
+    fake.run_task("ag_grader", name)
+    return node_id
+
+
+def test_a_node_out_of_pillar_is_drained_then_unlabelled_and_stays_a_member(fake):
+    node_id = former_node(labelled(fake))
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is True
+    assert ret["changes"] == {"nuc4": {"availability": "drain", "tasks_left": ["ag_grader"],
+                                       "remove": ["grader", "tiny_fast_grader"],
+                                       "removed": False}}
+    mine = [a for a in fake.actions if a[1] == node_id and a[0] != "tasks"]
+    # drain, then tasks polled until none runs, then the labels: never the other way round
+    assert mine == [("drain", node_id), ("labels", node_id)]
+    polls = [i for i, a in enumerate(fake.actions) if a == ("tasks", node_id)]
+    assert fake.actions.index(("drain", node_id)) < polls[-1] < fake.actions.index(
+        ("labels", node_id))
+    assert fake.live_at_labels == {node_id: 0}
+    assert fake.nodes[node_id]["availability"] == "drain"  # the labels update kept it
+    assert fake.nodes[node_id]["labels"] == {"rack": "b2"}
+    assert "node_remove" not in fake.calls
+    assert "run 'docker swarm leave' on it" in ret["comment"]
+    again = states(fake).labels_reconciled("c", CLUSTER)
+    assert again["result"] is True and again["changes"] == {}
+    assert "nuc4 is not in pillar and stays a swarm member" in again["comment"]
+
+
+def test_taking_a_node_out_in_test_mode_reports_and_changes_nothing(fake):
+    node_id = former_node(labelled(fake))
+    before = copy.deepcopy(fake.nodes)
+    ret = states(fake, test=True).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is None
+    assert ret["changes"] == {"nuc4": {"availability": "drain", "tasks_left": ["ag_grader"],
+                                       "remove": ["grader", "tiny_fast_grader"],
+                                       "removed": False}}
+    assert "would be drained and unlabelled: nuc4" in ret["comment"]
+    assert fake.nodes == before
+    assert not {"node_set_availability", "node_set_labels", "node_remove"} & set(fake.calls)
+    assert fake.tasks[0]["desired_state"] == "running" and node_id in fake.nodes
+
+
+def test_nothing_to_do_makes_no_task_or_update_call(fake):
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    ret = states(labelled(fake)).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is True and ret["changes"] == {}
+    assert not {"tasks", "node_set_availability", "node_set_labels"} & set(fake.calls)
+
+
+def test_tasks_that_do_not_stop_fail_naming_node_and_tasks_labels_kept(fake):
+    node_id = former_node(labelled(fake))
+    fake.stop_after = 10 ** 6
+    ret = states(fake).labels_reconciled("c", CLUSTER, drain_timeout=30)
+    assert ret["result"] is False
+    assert "after 30 s (nuc4: ag_grader)" in ret["comment"]
+    assert "drain_timeout" in ret["comment"]
+    assert ret["changes"] == {"nuc4": {"availability": "drain"}}  # what was done
+    assert fake.nodes[node_id]["labels"]["grader"] == "true"
+    assert fake.clock.now >= 30
+    # the next run waits again before it removes the labels
+    fake.actions.clear()
+    for task in fake.tasks:
+        task["polls"] = 1
+    ret = states(fake).labels_reconciled("c", CLUSTER, drain_timeout=30)
+    assert ret["result"] is True and fake.nodes[node_id]["labels"] == {"rack": "b2"}
+    assert ("drain", node_id) not in fake.actions  # already drained
+    assert fake.live_at_labels == {node_id: 0}
+
+
+def test_a_down_node_is_drained_unlabelled_and_removed_without_waiting(fake):
+    node_id = former_node(labelled(fake), state="down")
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is True
+    assert ret["changes"] == {"nuc4": {"availability": "drain",
+                                       "remove": ["grader", "tiny_fast_grader"], "removed": True}}
+    # its tasks never report again: no wait, and the removal comes last
+    assert fake.actions == [("drain", node_id), ("labels", node_id), ("rm", node_id)]
+    assert node_id not in fake.nodes
+    assert "Down, removed from the swarm: nuc4" in ret["comment"]
+    assert states(fake).labels_reconciled("c", CLUSTER)["changes"] == {}
+
+
+def test_a_down_manager_out_of_pillar_is_not_removed_and_the_admin_is_told(fake):
+    node_id = former_node(labelled(fake), state="down", role="manager")
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["changes"]["nuc4"]["removed"] is False and node_id in fake.nodes
+    assert "docker node demote nuc4" in ret["comment"]
+
+
+def test_a_labelled_stranger_no_minion_claims_is_taken_out_too(fake):
+    node_id = former_node(labelled(fake), name="nuc7", in_mine=False)
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert list(ret["changes"]) == [f"swarm node {node_id} (nuc7)"]
+    assert fake.nodes[node_id]["labels"] == {"rack": "b2"}
+
+
+def test_an_unlabelled_node_nothing_claims_is_left_alone(fake):
+    node_id = fake.add_node("nuc8", {"rack": "b2"})
+    ret = states(labelled(fake)).labels_reconciled("c", CLUSTER)
+    assert ret["changes"] == {} and fake.nodes[node_id]["availability"] == "active"
+
+
+def test_a_pillar_node_missing_from_the_mine_is_never_drained(fake):
+    labelled(fake)
+    del fake.mine["nuc2"]  # e.g. a mine flush: nuc2 has not published itself again yet
+    fake.run_task("ag_grader", "nuc2")
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is True and ret["changes"] == {}
+    assert fake.nodes["id-nuc2"]["availability"] == "active"
+    assert "it looks like nuc2" in ret["comment"]
+
+
+def test_a_stale_mine_entry_of_another_minion_does_not_drain_a_pillar_node(fake):
+    labelled(fake)
+    fake.mine["old-name"] = dict(fake.mine["nuc2"])  # nuc2's machine under its former id
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["changes"] == {} and fake.nodes["id-nuc2"]["availability"] == "active"
+
+
+def test_a_pillar_node_set_to_drain_empties_before_its_labels_change(fake):
+    labelled(fake)
+    fake.run_task("ag_grader", "nuc2")
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["nodes"]["nuc2"].update(availability="drain", labels=["grader"])
+    ret = states(fake).labels_reconciled("c", cluster)
+    assert ret["result"] is True
+    assert ret["changes"] == {"nuc2": {"set": [], "remove": ["fast_grader", "image_builder"],
+                                       "availability": "drain", "tasks_left": ["ag_grader"]}}
+    updates = [a for a in fake.actions if a[0] != "tasks"]
+    assert updates == [("drain", "id-nuc2"), ("labels", "id-nuc2")]
+    assert fake.live_at_labels == {"id-nuc2": 0}
+    assert fake.nodes["id-nuc2"]["availability"] == "drain"
+    assert states(fake).labels_reconciled("c", cluster)["changes"] == {}
+    # back to active (the default) when the pillar no longer says drain
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["changes"]["nuc2"]["availability"] == "active"
+    assert fake.nodes["id-nuc2"]["availability"] == "active"
+
+
+def test_a_drain_that_would_stop_the_database_is_refused_before_any_call(fake):
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["nodes"]["nuc1"]["availability"] = "drain"
+    ret = states(fake).labels_reconciled("c", cluster)
+    assert ret["result"] is False and "node nuc1: availability drain" in ret["comment"]
+    assert fake.calls == []
+
+
+def test_a_database_on_a_former_node_is_not_moved_by_taking_it_out(fake):
+    labelled(fake)
+    node_id = former_node(fake)
+    fake.nodes[node_id]["labels"]["database"] = "true"
+    fake.nodes["id-nuc1"]["labels"].pop("database")
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is False and "database would move from nuc4 to nuc1" in ret["comment"]
+    assert "node_set_availability" not in fake.calls

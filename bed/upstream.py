@@ -1,0 +1,234 @@
+"""What the internet gives a site, served to the tier 2 guests on the bed's bridge address (the
+guests have no other route), each by a daemon on this machine:
+
+  apt      apt-cacher-ng, its backend this machine's own Debian mirror (Debian packages)
+  hub      a registry holding the bed's images (bed/images.py) under their Docker Hub names;
+           the guests' dockerd uses it as its registry mirror, so `postgres:13` or
+           `agbed/debian:bookworm` is pulled as a site pulls it from Docker Hub
+  git      a git daemon serving the stand-in autograder-full-stack (tests/standin), committed,
+           as a site clones upstream's repository
+"""
+
+import functools
+import gzip
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests import standin
+
+from . import config, images
+from .util import log, pid_alive, stop_pid, wait_for
+
+DIR = config.BED_DIR / "vm"
+# the proxy's cache outlives `down --wipe`; one per bed, two daemons never share a cache
+ACNG_CACHE = config.CACHE_DIR / f"apt-cacher-ng-bed{config.BED_ID}"
+HUB_PORT = 5002
+GIT_URL = f"git://{config.BRIDGE_ADDR}/autograder-full-stack"
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+@dataclass(frozen=True)
+class HostDaemon:
+    """A daemon on the bridge address, run in the foreground of its own session; its
+    directory (in its command line, so a reused pid is never taken for it) holds pid and log."""
+    name: str
+    port: int
+
+    @property
+    def dir(self) -> Path:
+        return DIR / self.name
+
+    def pid(self):
+        try:
+            pid = int((self.dir / "pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        return pid if str(self.dir).encode() in cmdline and pid_alive(pid) else None
+
+    def answers(self) -> bool:
+        try:
+            socket.create_connection((config.BRIDGE_ADDR, self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def start(self, argv) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        out_file = self.dir / "out"
+        with open(out_file, "w") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        (self.dir / "pid").write_text(f"{proc.pid}\n")
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} ({argv[0]}) exited at start: {out_file.read_text()}\n"
+                    f"Is another daemon holding port {self.port} on every address? (ss -ltnp)")
+            return self.answers()
+
+        wait_for(up, 30, f"{self.name} on {config.BRIDGE_ADDR}:{self.port}")
+
+    def stop(self) -> None:
+        if pid := self.pid():
+            stop_pid(pid)
+        (self.dir / "pid").unlink(missing_ok=True)
+
+
+APT = HostDaemon("apt-cacher-ng", 3142)
+HUB = HostDaemon("hub", HUB_PORT)
+GIT = HostDaemon("git", 9418)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's own apt uses (the guests' packages come from it)."""
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "debian" in line and "security" not in line:
+                return line.split()[1]
+    for line in Path("/etc/apt/sources.list").read_text().splitlines():
+        if line.startswith("deb ") and "security" not in line:
+            return line.split()[1]
+    raise RuntimeError("found no Debian mirror in this machine's apt sources; the VM image "
+                       "needs one (add it to /etc/apt/sources.list.d)")
+
+
+def _apt_up() -> None:
+    conf = APT.dir / "conf"
+    shutil.rmtree(conf, ignore_errors=True)
+    shutil.copytree("/etc/apt-cacher-ng", conf)  # its built-in mirror lists do not resolve here
+    (conf / "backends_debian").write_text(debian_mirror().rstrip("/") + "/\n")
+    (APT.dir / "log").mkdir(exist_ok=True)
+    ACNG_CACHE.mkdir(parents=True, exist_ok=True)
+    APT.start(["/usr/sbin/apt-cacher-ng", "-c", str(conf), "ForeGround=1",
+               f"BindAddress={config.BRIDGE_ADDR}", f"Port={APT.port}",
+               f"CacheDir={ACNG_CACHE}", f"LogDir={APT.dir / 'log'}",
+               f"SocketPath={APT.dir / 'socket'}"])
+
+
+# ---------------------------------------------------------------- the Docker Hub stand-in
+
+def docker_daemon_keys() -> dict:
+    """daemon.json keys of a site whose dockerd pulls Docker Hub's images from a mirror."""
+    return {"registry-mirrors": [f"http://{config.BRIDGE_ADDR}:{HUB_PORT}"],
+            "insecure-registries": [f"{config.BRIDGE_ADDR}:{HUB_PORT}"]}
+
+
+def _hub_up() -> None:
+    HUB.dir.mkdir(parents=True, exist_ok=True)
+    conf = HUB.dir / "config.yml"
+    conf.write_text(images.REGISTRY_CONFIG.replace("/var/lib/registry", str(HUB.dir / "data"))
+                    .replace("addr: :5000", f"addr: {config.BRIDGE_ADDR}:{HUB_PORT}"))
+    HUB.start(["/usr/bin/docker-registry", "serve", str(conf)])
+
+
+def _hub_request(method: str, path: str, data=None, headers=None):
+    url = path if path.startswith("http") else f"http://{config.BRIDGE_ADDR}:{HUB_PORT}{path}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as res:
+            return res.status, res.headers
+    except urllib.error.HTTPError as err:
+        if method == "HEAD":
+            return err.code, err.headers
+        raise RuntimeError(f"hub: {method} {path}: {err.code} {err.read()[:300]!r}") from err
+
+
+def _repo_and_tag(tag: str):
+    repo, _, version = tag.rpartition(":")
+    return (repo if "/" in repo else f"library/{repo}"), version
+
+
+@functools.cache
+def _gzip_layer(tarball: Path, member: str):
+    """(digest, bytes) of one layer as a gzip blob (deterministic: mtime 0)."""
+    with tarfile.open(tarball) as saved:
+        data = gzip.compress(saved.extractfile(member).read(), compresslevel=1, mtime=0)
+    return f"sha256:{hashlib.sha256(data).hexdigest()}", data
+
+
+def _layer_blobs(img) -> list:
+    """The image's layers, each from its own (thin) tarball or its base's: [(digest, bytes)]."""
+    own = images.tarball(img.name)
+    with tarfile.open(own) as saved:
+        layers = json.load(saved.extractfile("manifest.json"))[0]["Layers"]
+        inside = set(saved.getnames())
+    return [_gzip_layer(own if member in inside else images.tarball(img.base), member)
+            for member in layers]
+
+
+def _config_blob(img) -> bytes:
+    with tarfile.open(images.tarball(img.name)) as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))[0]
+        return saved.extractfile(manifest["Config"]).read()
+
+
+def _put_blob(repo: str, digest: str, data: bytes) -> None:
+    if _hub_request("HEAD", f"/v2/{repo}/blobs/{digest}")[0] == 200:
+        return
+    _, headers = _hub_request("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
+    location = headers["Location"]
+    sep = "&" if "?" in location else "?"
+    _hub_request("PUT", f"{location}{sep}digest={digest}", data=data,
+                 headers={"Content-Type": "application/octet-stream"})
+
+
+def _push(img) -> None:
+    layers = _layer_blobs(img)
+    config_bytes = _config_blob(img)
+    config_digest = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": len(config_bytes), "digest": config_digest},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(data), "digest": digest} for digest, data in layers],
+    }, sort_keys=True).encode()
+    for tag in img.tags:
+        repo, version = _repo_and_tag(tag)
+        for digest, data in layers + [(config_digest, config_bytes)]:
+            _put_blob(repo, digest, data)
+        _hub_request("PUT", f"/v2/{repo}/manifests/{version}", data=manifest,
+                     headers={"Content-Type": MANIFEST_TYPE})
+
+
+def fill_hub() -> None:
+    """Push every bed image the hub does not hold as built (it keeps them across up/down)."""
+    built = images.build_all()
+    stamp = HUB.dir / "pushed.json"
+    pushed = json.loads(stamp.read_text()) if stamp.exists() else {}
+    for img in images.IMAGES:
+        if pushed.get(img.name) != built[img.name]["id"]:
+            _push(img)
+            pushed[img.name] = built[img.name]["id"]
+            stamp.write_text(json.dumps(pushed, indent=2) + "\n")
+            log(f"hub: {', '.join(img.tags)} pushed")
+
+
+# ---------------------------------------------------------------- the repository
+
+def _git_up() -> None:
+    """The stand-in committed on branch master (a new commit only when its files changed)."""
+    standin.write(GIT.dir / "repos/autograder-full-stack", git=True)
+    GIT.start(["git", "daemon", "--reuseaddr", "--export-all", f"--listen={config.BRIDGE_ADDR}",
+               f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])
+
+
+def up() -> None:
+    for daemon, start in ((APT, _apt_up), (HUB, _hub_up), (GIT, _git_up)):
+        if not daemon.pid():
+            start()
+
+
+def down() -> None:
+    for daemon in (APT, HUB, GIT):
+        daemon.stop()
