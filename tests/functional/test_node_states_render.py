@@ -165,7 +165,7 @@ def test_nfs_clients_mount_the_servers_checkout(tmp_path):
     fun, mount = states["nfs-client-checkout-mounted"]
     assert fun == "ag_node.nfs_mounted"
     assert mount["name"] == "/opt/ag" and mount["device"] == "198.18.0.13:/opt/ag"
-    assert mount["options"] == ["rw", "hard", "_netdev"]
+    assert mount["options"] == ["rw", "hard", "vers=4.2", "_netdev"]
 
 
 def test_nfs_not_managed_renders_no_nfs_state(tmp_path):

@@ -98,8 +98,9 @@ def test_checkout_is_shared_both_ways(vm_bed, converged):
     assert sh(vm_bed, "nuc2", f"cat {CHECKOUT}/from-nuc1") == token
     for node in ("nuc2", "nuc3"):
         fstab = sh(vm_bed, node, f"grep ' {CHECKOUT} ' /etc/fstab")
-        assert fstab == f"{vm_bed.addr('nuc1')}:{CHECKOUT} {CHECKOUT} nfs rw,hard,_netdev 0 0"
-        assert "hard" in sh(vm_bed, node, f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
+        assert fstab == f"{vm_bed.addr('nuc1')}:{CHECKOUT} {CHECKOUT} nfs rw,hard,vers=4.2,_netdev 0 0"
+        live_options = sh(vm_bed, node, f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
+        assert {"hard", "vers=4.2"} <= set(live_options)
         # the kernel NFS client of a guest, version 4, on the server guest's export
         assert sh(vm_bed, node, f"findmnt -n -o FSTYPE,SOURCE {CHECKOUT}").split() == [
             "nfs4", f"{vm_bed.addr('nuc1')}:{CHECKOUT}"]
