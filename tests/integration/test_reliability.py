@@ -145,7 +145,9 @@ def test_a_deploy_killed_during_the_build_is_completed_by_running_it_again(bed):
     step, so the likeliest to be cut."""
     step = "ag.images"
     changed = f"{CHECKOUT}/ag-website-vue/standin-build-seconds"  # a new input, a slow build
-    sh(bed, MANAGER, f"echo 20 > {changed}")
+    # the nonce on line 2: content the build cache has never seen (an earlier run on this bed
+    # built "20" alone, and its cached layer would take no time)
+    sh(bed, MANAGER, f"printf '20\\n{time.time_ns()}\\n' > {changed}")
     before = task_ids(bed)
     run = subprocess.Popen(host.salt_cmd("salt-run", "state.orchestrate", "ag.deploy"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
