@@ -147,7 +147,7 @@ def vm_bed(request) -> Bed:
 
 def pytest_sessionfinish(session, exitstatus):
     bed = getattr(session, "tier2_bed", None)
-    if bed and exitstatus == 0:
+    if bed and exitstatus == 0 and not GUESTS_AS_THEY_ARE:  # those guests were never checked whole
         PassedGuests.record(bed)
 
 
