@@ -82,6 +82,16 @@ def _unknown_keys(where: str, data: dict, known) -> list:
     return errors
 
 
+def _mapping_shape(where: str, value, known) -> list:
+    """An optional mapping's shape: absent (None) is fine, anything but a mapping is one error,
+    a mapping's unknown keys are named. Its values are the caller's to check."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [f"{where} must be a mapping, not {value!r}"]
+    return _unknown_keys(where, value, known)
+
+
 def _is_int(value, low, high) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
@@ -99,11 +109,9 @@ def _check_checkout(where, path) -> list:
 
 def _check_app(app) -> list:
     where = "autograder:app"
-    if app is None:
-        return []
+    errors = _mapping_shape(where, app, APP_KEYS)
     if not isinstance(app, dict):
-        return [f"{where} must be a mapping, not {app!r}"]
-    errors = _unknown_keys(where, app, APP_KEYS)
+        return errors
     if "checkout" in app:
         errors += _check_checkout(f"{where}:checkout", app["checkout"])
     for key, pattern, example in (("stack_name", NAME, "ag-stack"),
@@ -138,20 +146,15 @@ def _check_app(app) -> list:
             errors.append(f"{where}:{key} must be a file under /etc/ssl/ (nginx mounts it), "
                           f"not {app[key]!r}")
     oauth = app.get("oauth")
-    if isinstance(oauth, dict):
-        errors += _unknown_keys(f"{where}:oauth", oauth, ("provider", "secrets_file"))
-        if oauth.get("provider", "google") not in ("google", "azure"):
-            errors.append(f"{where}:oauth:provider must be google or azure, not {oauth['provider']!r}")
-    elif oauth is not None:
-        errors.append(f"{where}:oauth must be a mapping, not {oauth!r}")
+    errors += _mapping_shape(f"{where}:oauth", oauth, ("provider", "secrets_file"))
+    if isinstance(oauth, dict) and oauth.get("provider", "google") not in ("google", "azure"):
+        errors.append(f"{where}:oauth:provider must be google or azure, not {oauth['provider']!r}")
     email = app.get("email")
-    if isinstance(email, dict):
-        errors += _unknown_keys(f"{where}:email", email,
-                                ("from_addr", "host", "port", "user", "password_file"))
-        if email.get("port") is not None and not _is_int(email["port"], 1, 65535):
-            errors.append(f"{where}:email:port must be a port number, not {email['port']!r}")
-    elif email is not None:
-        errors.append(f"{where}:email must be a mapping, not {email!r}")
+    errors += _mapping_shape(f"{where}:email", email,
+                             ("from_addr", "host", "port", "user", "password_file"))
+    port = email.get("port") if isinstance(email, dict) else None
+    if port is not None and not _is_int(port, 1, 65535):
+        errors.append(f"{where}:email:port must be a port number, not {port!r}")
     extra = app.get("extra_compose_files")
     if extra is not None and not (isinstance(extra, list) and all(
             isinstance(f, str) and f and not posixpath.isabs(f) and ".." not in f.split("/")
@@ -159,24 +162,19 @@ def _check_app(app) -> list:
         errors.append(f"{where}:extra_compose_files must list paths inside the checkout, "
                       f"not {extra!r}")
     bootstrap = app.get("bootstrap")
-    if isinstance(bootstrap, dict):
-        errors += _unknown_keys(f"{where}:bootstrap", bootstrap, ("admins", "course"))
-        admins = bootstrap.get("admins")
-        if admins is not None and not (isinstance(admins, list)
-                                       and all(isinstance(a, str) and a for a in admins)):
-            errors.append(f"{where}:bootstrap:admins must be a list of usernames, not {admins!r}")
-    elif bootstrap is not None:
-        errors.append(f"{where}:bootstrap must be a mapping, not {bootstrap!r}")
+    errors += _mapping_shape(f"{where}:bootstrap", bootstrap, ("admins", "course"))
+    admins = bootstrap.get("admins") if isinstance(bootstrap, dict) else None
+    if admins is not None and not (isinstance(admins, list)
+                                   and all(isinstance(a, str) and a for a in admins)):
+        errors.append(f"{where}:bootstrap:admins must be a list of usernames, not {admins!r}")
     return errors
 
 
 def _check_registry(registry) -> list:
     where = "autograder:registry"
-    if registry is None:
-        return []
+    errors = _mapping_shape(where, registry, REGISTRY_KEYS)
     if not isinstance(registry, dict):
-        return [f"{where} must be a mapping, not {registry!r}"]
-    errors = _unknown_keys(where, registry, REGISTRY_KEYS)
+        return errors
     if "port" in registry and not _is_int(registry["port"], 1, 65535):
         errors.append(f"{where}:port must be a port number, not {registry['port']!r}")
     if registry.get("publish_mode", "ingress") not in ("ingress", "host"):
@@ -187,11 +185,9 @@ def _check_registry(registry) -> list:
 
 def _check_firewall(firewall) -> list:
     where = "autograder:firewall"
-    if firewall is None:
-        return []
+    errors = _mapping_shape(where, firewall, FIREWALL_KEYS)
     if not isinstance(firewall, dict):
-        return [f"{where} must be a mapping, not {firewall!r}"]
-    errors = _unknown_keys(where, firewall, FIREWALL_KEYS)
+        return errors
     if not isinstance(firewall.get("managed", True), bool):
         errors.append(f"{where}:managed must be true or false, not {firewall['managed']!r}")
     ports = firewall.get("cluster_only_ports", [])
@@ -324,11 +320,9 @@ def _check_single_labels(nodes: dict) -> list:
 
 def _check_swarm(swarm) -> list:
     where = "autograder:swarm"
-    if swarm is None:
-        return []
+    errors = _mapping_shape(where, swarm, SWARM_KEYS)
     if not isinstance(swarm, dict):
-        return [f"{where} must be a mapping, not {swarm!r}"]
-    errors = _unknown_keys(where, swarm, SWARM_KEYS)
+        return errors
     pools = swarm.get("default_addr_pool")
     if pools is not None and not (isinstance(pools, list) and all(map(_is_cidr, pools))):
         errors.append(f"{where}:default_addr_pool must be a list of networks like "
@@ -342,11 +336,9 @@ def _check_swarm(swarm) -> list:
         errors.append(f"{where}:default_addr_pool_mask_length must be a number 8..30, "
                       f"not {mask!r}")
     network = swarm.get("network")
-    if network is None:
-        return errors
+    errors += _mapping_shape(f"{where}:network", network, NETWORK_KEYS)
     if not isinstance(network, dict):
-        return errors + [f"{where}:network must be a mapping, not {network!r}"]
-    errors += _unknown_keys(f"{where}:network", network, NETWORK_KEYS)
+        return errors
     name = network.get("name")
     if name is not None and not (isinstance(name, str) and name):
         errors.append(f"{where}:network:name must be a network name, not {name!r}")
