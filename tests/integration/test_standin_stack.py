@@ -11,6 +11,7 @@ import time
 
 import pytest
 import yaml
+from agdeploy import sh
 
 from bed import config, netns
 from bed.util import wait_for
@@ -20,10 +21,6 @@ STACK = "standin-test"  # not the product's ag-stack: its volumes never meet a p
 CHECKOUT = netns.CHECKOUT
 SHIM_PIDFILE = "/run/standin-test-socat-5000.pid"
 CERTS = ("/etc/ssl/certs/autograder.io.cert", "/etc/ssl/private/autograder.io.key.pem")
-
-
-def sh(bed, node, script, check=True):
-    return bed.exec(node, "sh", "-ec", script, check=check).stdout
 
 
 def tasks(bed, manager):
