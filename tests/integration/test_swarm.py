@@ -33,9 +33,14 @@ def swarm_nodes(bed):
     out = bed.exec("nuc1", "docker", "node", "ls", "-q").stdout.split()
     found = {}
     for node_id in out:
-        data = json.loads(bed.exec("nuc1", "docker", "node", "inspect", node_id).stdout)[0]
-        found[data["Description"]["Hostname"]] = (data["Status"]["State"],
-                                                  data["Spec"].get("Labels") or {})
+        res = bed.exec("nuc1", "docker", "node", "inspect", node_id, check=False)
+        if res.returncode != 0 and "not found" in res.stderr:
+            continue  # removed since the listing (a Down entry of a node that rejoined)
+        data = json.loads(res.stdout)[0]
+        hostname, state = data["Description"]["Hostname"], data["Status"]["State"]
+        if found.get(hostname, ("down",))[0] == "ready":
+            continue  # a rejoined node's old Down entry does not hide its live one
+        found[hostname] = (state, data["Spec"].get("Labels") or {})
     return found
 
 
