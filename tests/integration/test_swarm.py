@@ -34,8 +34,10 @@ def swarm_nodes(bed):
     found = {}
     for node_id in out:
         res = bed.exec("nuc1", "docker", "node", "inspect", node_id, check=False)
-        if res.returncode != 0 and "not found" in res.stderr:
-            continue  # removed since the listing (a Down entry of a node that rejoined)
+        if res.returncode != 0:
+            if "not found" in res.stderr:
+                continue  # removed since the listing (a Down entry of a node that rejoined)
+            raise AssertionError(f"nuc1: docker node inspect {node_id}: {res.stderr}")
         data = json.loads(res.stdout)[0]
         hostname, state = data["Description"]["Hostname"], data["Status"]["State"]
         if found.get(hostname, ("down",))[0] == "ready":
