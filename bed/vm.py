@@ -247,13 +247,12 @@ def _site_certificate(name: str) -> None:
         raise RuntimeError(f"{name}: copying the site certificate failed: {res.stderr!r}")
 
 
-def down(indexes, wipe: bool = False) -> None:
-    names = [config.node_name(i) for i in indexes]
-    alive = {name: pid for name in names if (pid := qemu_pid(name))}
+def _power_off(guests: dict) -> None:
+    """Power off {name: qemu pid} together; stop the qemu of any still up after the timeout."""
     poweroffs = [subprocess.Popen(ssh_argv(name) + ["systemctl poweroff"],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-                 for name in alive]
+                 for name in guests]
     for proc in poweroffs:
         try:
             proc.wait(timeout=20)
@@ -261,12 +260,22 @@ def down(indexes, wipe: bool = False) -> None:
             proc.kill()
             proc.wait()
     deadline = time.monotonic() + POWEROFF_TIMEOUT
-    for name, pid in alive.items():
+    for name, pid in guests.items():
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         if pid_alive(pid):
             log(f"{name}: did not power off in {POWEROFF_TIMEOUT}s; stopping its qemu")
             stop_pid(pid)
+
+
+def down(indexes, wipe: bool = False) -> None:
+    names = [config.node_name(i) for i in indexes]
+    alive = {name: pid for name in names if (pid := qemu_pid(name))}
+    # the first node (the bed's manager) serves the NFS share the others mount hard: it goes
+    # last, or their shutdown hangs on the unmount until the timeout
+    nfs_server = config.node_name(min(indexes)) if indexes else None
+    _power_off({n: pid for n, pid in alive.items() if n != nfs_server})
+    _power_off({n: pid for n, pid in alive.items() if n == nfs_server})
     for i, name in zip(indexes, names, strict=True):
         pidfile(name).unlink(missing_ok=True)
         subprocess.run(["ip", "link", "del", tap_name(i)], capture_output=True)
