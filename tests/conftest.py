@@ -29,6 +29,17 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: keeps file order inside a tier
 
 
+def pytest_collection_finish(session):
+    """The other tier 2 tests start from guests without the stack (the first highstate forms
+    the swarm, the probes publish the stack's ports), and vm_stack deploys the stack on fresh
+    ones: they cannot share a session's guests."""
+    kinds = {item.get_closest_marker("vm_stack") is not None
+             for item in session.items if item.get_closest_marker("vm")}
+    if kinds == {True, False}:
+        raise pytest.UsageError('run the vm_stack tests in a session of their own: -m vm_stack, '
+                                'and the other tier 2 tests with -m "vm and not vm_stack"')
+
+
 class Bed:
     """The running test bed, as the tests see it: the ./testbed CLI plus the master's CLI."""
 
@@ -106,7 +117,8 @@ def netns_bed() -> Bed:
 
 
 class PassedGuests:
-    """The tier 2 guests of the last session in which every tier 2 test passed: their disks,
+    """The tier 2 guests of the last session in which every tier 2 test but vm_stack passed
+    (those guests carry no stack, as the others expect): their disks,
     kept powered off (bed/vm.py), and machine ids. Each session starts from them, so one that
     fails or is killed spoils nothing for the next."""
 
@@ -147,7 +159,9 @@ def vm_bed(request) -> Bed:
 
 def pytest_sessionfinish(session, exitstatus):
     bed = getattr(session, "tier2_bed", None)
-    if bed and exitstatus == 0 and not GUESTS_AS_THEY_ARE:  # those guests were never checked whole
+    # the guests as they were are not checked whole; a vm_stack session's carry the stack
+    if (bed and exitstatus == 0 and not GUESTS_AS_THEY_ARE
+            and not any(item.get_closest_marker("vm_stack") for item in session.items)):
         PassedGuests.record(bed)
 
 

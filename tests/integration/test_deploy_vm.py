@@ -4,7 +4,8 @@ migrated and bootstrapped. On the way: Docker from the distro, NFS, the swarm wi
 mesh (IPVS), the checkout cloned from git, images pulled through the site's registry mirror
 (bed/upstream.py) and built on the NFS node. Re-runs, test=True and the rest of the deploy's
 behaviour are tested on tier 1 (test_deploy.py); the firewall and the web ports on the mesh in
-test_swarm_vm.py; the other tier 2 tests run after this one, on the guests it made."""
+test_swarm_vm.py, which start from guests without the stack: this module runs in a session of
+its own (tests/conftest.py), whose guests are not kept for the next."""
 
 import json
 
