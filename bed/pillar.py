@@ -17,6 +17,11 @@ BED_LABELS = {
 EXTRA_NODE_LABELS = ["tiny_grader", "tiny_fast_grader"]
 
 
+def manager(indexes) -> str:
+    """The bed's swarm manager, the first node; it also serves NFS (nfs:server defaults to it)."""
+    return config.node_name(min(indexes))
+
+
 def bed_pillar(tier: str, indexes) -> dict:
     nodes = {
         config.node_name(i): {
@@ -27,7 +32,7 @@ def bed_pillar(tier: str, indexes) -> dict:
     }
     pillar = {
         "autograder": {
-            "cluster": {"manager": config.node_name(min(indexes)), "nodes": nodes},
+            "cluster": {"manager": manager(indexes), "nodes": nodes},
             # tier 1 shares the host's packages and has no NFS; tier 2 installs for real
             "docker": {"source": "external" if tier == "netns" else "distro"},
             "nfs": {"managed": tier == "vm"},

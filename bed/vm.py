@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import config, host, upstream
+from . import config, host, pillar, upstream
 from .util import log, ok, pid_alive, run, site_certificate, stop_pid, wait_for
 
 TIER = "vm"
@@ -271,9 +271,9 @@ def _power_off(guests: dict) -> None:
 def down(indexes, wipe: bool = False) -> None:
     names = [config.node_name(i) for i in indexes]
     alive = {name: pid for name in names if (pid := qemu_pid(name))}
-    # the first node (the bed's manager) serves the NFS share the others mount hard: it goes
-    # last, or their shutdown hangs on the unmount until the timeout
-    nfs_server = config.node_name(min(indexes)) if indexes else None
+    # the manager serves the NFS share the others mount hard: it goes last, or their shutdown
+    # hangs on the unmount until the timeout
+    nfs_server = pillar.manager(indexes) if indexes else None
     _power_off({n: pid for n, pid in alive.items() if n != nfs_server})
     _power_off({n: pid for n, pid in alive.items() if n == nfs_server})
     for i, name in zip(indexes, names, strict=True):

@@ -40,7 +40,7 @@ def swarm_nodes(bed):
             raise AssertionError(f"nuc1: docker node inspect {node_id}: {res.stderr}")
         data = json.loads(res.stdout)[0]
         hostname, state = data["Description"]["Hostname"], data["Status"]["State"]
-        if found.get(hostname, ("down",))[0] == "ready":
+        if hostname in found and found[hostname][0] == "ready":
             continue  # a rejoined node's old Down entry does not hide its live one
         found[hostname] = (state, data["Spec"].get("Labels") or {})
     return found
