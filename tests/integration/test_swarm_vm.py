@@ -115,7 +115,8 @@ def test_the_boot_unit_rebuilds_lost_firewall_rules(vm_bed, swarm):
 def mesh_services(vm_bed, swarm):
     """The guide's registry service (ag.registry) and, on a worker, an HTTP server published on
     the mesh at MESH_PORT and at 5001 (the custom image registry's port)."""
-    out = vm_bed.salt("-t", "900", MANAGER, "state.apply", "ag.registry", timeout=960)[MANAGER]
+    out = vm_bed.salt("-t", "900", MANAGER, "state.apply", "ag.registry", "queue=True",
+                      timeout=960)[MANAGER]
     assert all(s["result"] for s in out.values()), out
     worker = sorted(set(vm_bed.nodes) - {MANAGER})[0]
     sh(vm_bed, MANAGER, f"docker service create -d --no-resolve-image --name ag-mesh-probe "
