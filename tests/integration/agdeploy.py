@@ -69,7 +69,8 @@ def changed(states):
 
 
 def sh(bed, node, script, check=True):
-    return bed.exec(node, "sh", "-ec", script, check=check).stdout
+    """`sh -ec SCRIPT` on `node` → its output, stripped."""
+    return bed.exec(node, "sh", "-ec", script, check=check).stdout.strip()
 
 
 def task_ids(bed):

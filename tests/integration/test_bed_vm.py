@@ -7,14 +7,11 @@ import json
 import subprocess
 
 import pytest
+from agdeploy import sh
 
 from bed import config, vm
 
 pytestmark = pytest.mark.vm
-
-
-def sh(bed, node, script, check=True) -> subprocess.CompletedProcess:
-    return bed.exec(node, "sh", "-c", script, check=check)
 
 
 def test_three_minions_answer_the_master(vm_bed):
@@ -30,8 +27,8 @@ def test_systemd_runs_every_guest(vm_bed):
         # "running": every unit started, none failed (degraded would name a broken unit); the
         # minion answers before a guest with Docker has finished booting, so wait for that
         state = sh(vm_bed, node, "timeout 600 systemctl is-system-running --wait",
-                   check=False).stdout.strip()
-        assert state == "running", sh(vm_bed, node, "systemctl --failed --no-legend").stdout
+                   check=False)
+        assert state == "running", sh(vm_bed, node, "systemctl --failed --no-legend")
         assert vm_bed.exec(node, "cat", "/proc/1/comm").stdout.strip() == "systemd"
         assert vm_bed.exec(node, "hostname").stdout.strip() == node
         assert "ip_vs " in vm_bed.exec(node, "cat", "/proc/modules").stdout

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from agdeploy import apply as apply_states
-from agdeploy import changed
+from agdeploy import changed, sh
 
 pytestmark = pytest.mark.vm
 
@@ -24,10 +24,6 @@ def apply(bed, *args, nodes=None):
     start = time.monotonic()
     out = apply_states(bed, SLS, *args, nodes=nodes, timeout=3000)
     return out, time.monotonic() - start
-
-
-def sh(bed, node, script, check=True):
-    return bed.exec(node, "sh", "-c", script, check=check).stdout.strip()
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
                          f"--default-addr-pool {config.SWARM_ADDR_POOL} "
                          "--default-addr-pool-mask-length 24 >/dev/null")
         made["swarm"] = True
-    token = sh(bed, manager, "docker swarm join-token -q worker").strip()
+    token = sh(bed, manager, "docker swarm join-token -q worker")
     for node in nodes:
         if node != manager and _swarm_state(bed, node) != "active":
             bed.exec(node, "docker", "swarm", "join", "--advertise-addr", bed.addr(node),

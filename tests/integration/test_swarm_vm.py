@@ -13,7 +13,7 @@ import socket
 import time
 
 import pytest
-from agdeploy import MANAGER, swarm_labels
+from agdeploy import MANAGER, apply, changed, sh, swarm_labels
 
 from bed.util import wait_for
 from tests.extensions import load
@@ -29,21 +29,10 @@ UNIT = "ag-cluster-only-firewall.service"
 WEB_STACK, WEB_DIR = "ag-web-probe", "/var/lib/ag-web-probe"
 
 
-def sh(bed, node, script, check=True):
-    return bed.exec(node, "sh", "-c", script, check=check).stdout.strip()
-
-
 def highstate(bed):
     """The highstate on every guest → {node: [states that changed]}; fails on a failure."""
-    out = bed.salt("-t", "1800", "*", "state.apply", "queue=True", timeout=1900)
-    assert set(out) == set(bed.nodes), out
-    changed = {}
-    for node, ret in out.items():
-        assert isinstance(ret, dict), f"{node}: {ret}"
-        failed = {k: v["comment"] for k, v in ret.items() if v["result"] is False}
-        assert not failed, f"{node}: {failed}"
-        changed[node] = sorted(v["__id__"] for v in ret.values() if v["changes"])
-    return changed
+    return {node: sorted(changed(states))
+            for node, states in apply(bed, "queue=True", timeout=1800).items()}
 
 
 def reaches(bed, addr: str, port: int, via=None) -> bool:
@@ -115,9 +104,7 @@ def test_the_boot_unit_rebuilds_lost_firewall_rules(vm_bed, swarm):
 def mesh_services(vm_bed, swarm):
     """The guide's registry service (ag.registry) and, on a worker, an HTTP server published on
     the mesh at MESH_PORT and at 5001 (the custom image registry's port)."""
-    out = vm_bed.salt("-t", "900", MANAGER, "state.apply", "ag.registry", "queue=True",
-                      timeout=960)[MANAGER]
-    assert all(s["result"] for s in out.values()), out
+    apply(vm_bed, "ag.registry", "queue=True", nodes=[MANAGER])
     worker = sorted(set(vm_bed.nodes) - {MANAGER})[0]
     sh(vm_bed, MANAGER, f"docker service create -d --no-resolve-image --name ag-mesh-probe "
                         f"--publish {MESH_PORT}:{MESH_PORT} --publish 5001:5001 "
