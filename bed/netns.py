@@ -11,11 +11,13 @@ from pathlib import Path
 from tests import standin
 
 from . import config, host
-from .util import log, ok, pid_alive, run, site_certificate, stop_pids, wait_for
+from .util import log, ok, pid_alive, run, site_certificate, stop_pids, tree_digest, wait_for
 
 TIER = "netns"
 CHECKOUT = "/srv/autograder-full-stack"
 SHARED_CHECKOUT = config.BED_DIR / "shared/autograder-full-stack"
+# beside the checkout, not in it: the template's digest when the stand-in was last written
+STANDIN_STAMP = config.BED_DIR / "shared/standin.revision"
 MINION_PIDFILE = "/run/salt-minion.pid"
 # pidfiles of the node's daemons, in the node's /run; dockerd last, it owns the containers
 NODE_DAEMON_PIDFILES = (MINION_PIDFILE, *map(config.mesh_pidfile, config.MESH_PORTS),
@@ -133,10 +135,14 @@ def daemons_up(name: str) -> None:
 
 def _checkout_up() -> None:
     """What a site without managed NFS has on its shared storage: the autograder-full-stack
-    checkout (here the stand-in, written once so a deploy's edits and secrets stay) and the
-    bed's compose override that the bed pillar names."""
-    if not (SHARED_CHECKOUT / "docker-compose.yml").exists():
+    checkout (here the stand-in) and the bed's compose override that the bed pillar names.
+    The stand-in is written again only when its template changed (a reused bed had kept an
+    old one), so that otherwise a deploy's edits and secrets stay."""
+    revision = tree_digest(standin.TEMPLATE).hexdigest()
+    written = STANDIN_STAMP.exists() and (SHARED_CHECKOUT / "docker-compose.yml").exists()
+    if not written or STANDIN_STAMP.read_text() != revision:
         standin.write(SHARED_CHECKOUT)
+        STANDIN_STAMP.write_text(revision)
     shutil.copy(standin.BED_OVERRIDE, SHARED_CHECKOUT / standin.BED_OVERRIDE.name)
 
 

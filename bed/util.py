@@ -1,5 +1,6 @@
 """Small process and state helpers shared by both tiers."""
 
+import hashlib
 import json
 import os
 import signal
@@ -9,6 +10,15 @@ import time
 from pathlib import Path
 
 from . import config
+
+
+def tree_digest(root: Path, digest=None):
+    """sha256 over the files under `root`: their paths, executable bits and contents."""
+    digest = digest or hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(oct(path.stat().st_mode & 0o111).encode() + path.read_bytes())
+    return digest
 
 
 def log(msg: str) -> None:

@@ -6,7 +6,6 @@ command line. Each node writes only to its own qcow2 overlay. The guests have no
 what a site gets from the internet they get from bed/upstream.py on the host's bridge address."""
 
 import fcntl
-import hashlib
 import json
 import shlex
 import shutil
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import config, host, pillar, upstream
-from .util import log, ok, pid_alive, run, site_certificate, stop_pid, wait_for
+from .util import log, ok, pid_alive, run, site_certificate, stop_pid, tree_digest, wait_for
 
 TIER = "vm"
 IMAGE_SRC = config.REPO / "bed/vm-image"
@@ -36,10 +35,7 @@ POWEROFF_TIMEOUT = 90
 
 def image_key() -> str:
     """Hash of everything that goes into the image: rebuilt when any of it changes."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in IMAGE_SRC.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(IMAGE_SRC)).encode() + b"\0")
-        digest.update(oct(path.stat().st_mode & 0o111).encode() + path.read_bytes())
+    digest = tree_digest(IMAGE_SRC)
     pins = [line for line in (config.REPO / "requirements.txt").read_text().splitlines()
             if line.startswith(("salt==", "docker=="))]
     digest.update("\n".join(pins).encode())
