@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -173,13 +174,30 @@ def cmd_test(pytest_args) -> int:
     runs (tests/conftest.py)."""
     if pytest_args:
         return _pytest(pytest_args)
+    image = _build_vm_image_meanwhile()
     code = _pytest(["-m", "not vm"])
+    image.join()
     tier2_bed = config.BED_ID + 1
     log(f"tier 2 on bed {tier2_bed} (subnet 198.18.{tier2_bed}.0/24)")
     tier2_code = subprocess.run([str(config.REPO / "testbed"), "test", "-m", "vm and not vm_stack"],
                                 env={**os.environ, "AG_BED_ID": str(tier2_bed)}).returncode
     log(f"unit, functional and tier 1: exit {code}; tier 2: exit {tier2_code}")
     return code or tier2_code
+
+
+def _build_vm_image_meanwhile() -> threading.Thread:
+    """Tier 2's VM image, built while the first run goes (downloads and native work, which
+    barely slow it; tier 2 would otherwise wait minutes for it). If this fails, tier 2 builds
+    it again and reports why."""
+    def build():
+        try:
+            tier_module("vm").ensure_image()
+        except RuntimeError as exc:
+            log(f"the VM image was not built beside tier 1: {exc}")
+
+    thread = threading.Thread(target=build, name="vm-image", daemon=True)
+    thread.start()
+    return thread
 
 
 def _pytest(args) -> int:

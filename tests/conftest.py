@@ -125,11 +125,14 @@ class PassedGuests:
     ids_file = vm.PASSED_DIR / "machine-ids.json"
 
     @classmethod
-    def restore(cls):
-        """Their machine ids, with their disks back in place of the live ones; None if none."""
+    def restore(cls, count: int):
+        """Their machine ids, with their disks back in place of the live ones; None if none
+        were kept or they were not `count` guests."""
         if not cls.ids_file.exists():
             return None
         ids = json.loads(cls.ids_file.read_text())
+        if sorted(ids) != [config.node_name(i) for i in range(1, count + 1)]:
+            return None
         subprocess.run([str(REPO / "testbed"), "down"], check=True)
         return ids if vm.restore_passed_disks(ids) else None
 
@@ -145,14 +148,25 @@ class PassedGuests:
 GUESTS_AS_THEY_ARE = os.environ.get("AG_TIER2_GUESTS") == "as-they-are"
 
 
+# Tier 2 proves what tier 1 cannot (systemd, kernel NFS, the IPVS mesh, packages installed for
+# real), each between two guests; a third would make every step a third slower (emulated
+# guests on two cores). The whole stack's deploy (vm_stack) spreads its labels over three.
+TIER2_GUESTS, VM_STACK_GUESTS = 2, 3
+
+
+def _deploys_the_stack(session) -> bool:
+    return any(item.get_closest_marker("vm_stack") for item in session.items)
+
+
 @pytest.fixture(scope="session")
 def vm_bed(request) -> Bed:
-    """Tier 2 with 3 qemu guests: those of the last passing session, or else fresh ones (bare
+    """Tier 2's qemu guests: those of the last passing session, or else fresh ones (bare
     Debian 12; .fresh)."""
-    passed = None if GUESTS_AS_THEY_ARE else PassedGuests.restore()
+    count = VM_STACK_GUESTS if _deploys_the_stack(request.session) else TIER2_GUESTS
+    passed = None if GUESTS_AS_THEY_ARE else PassedGuests.restore(count)
     fresh = passed is None and not GUESTS_AS_THEY_ARE
-    bed = _bed("vm", fresh=fresh)
-    bed.fresh, bed.passed_machine_ids = fresh, passed
+    bed = _bed("vm", count, fresh=fresh)
+    bed.count, bed.fresh, bed.passed_machine_ids = count, fresh, passed
     request.session.tier2_bed = bed
     return bed
 
@@ -160,8 +174,7 @@ def vm_bed(request) -> Bed:
 def pytest_sessionfinish(session, exitstatus):
     bed = getattr(session, "tier2_bed", None)
     # the guests as they were are not checked whole; a vm_stack session's carry the stack
-    if (bed and exitstatus == 0 and not GUESTS_AS_THEY_ARE
-            and not any(item.get_closest_marker("vm_stack") for item in session.items)):
+    if bed and exitstatus == 0 and not GUESTS_AS_THEY_ARE and not _deploys_the_stack(session):
         PassedGuests.record(bed)
 
 

@@ -8,8 +8,8 @@ import json
 import time
 
 import pytest
+from agdeploy import MANAGER, changed, sh
 from agdeploy import apply as apply_states
-from agdeploy import changed, sh
 
 pytestmark = pytest.mark.vm
 
@@ -17,6 +17,7 @@ SLS = "docker,limits,nfs"
 CHECKOUT = "/srv/autograder-full-stack"
 NOFILE = 1000000
 PROBE_IMAGE = "agbed/busybox:latest"
+SERVER = MANAGER  # nfs:server defaults to the cluster's manager
 
 
 def apply(bed, *args, nodes=None):
@@ -37,10 +38,11 @@ def converged(vm_bed, measured):
     synced = vm_bed.salt("-t", "600", "*", "saltutil.sync_all", timeout=660)
     assert set(synced) == set(vm_bed.nodes), synced
     applied, seconds = apply(vm_bed)
-    measured(f"node states on 3 {'fresh' if vm_bed.fresh else 'reused'} guests: {seconds:.0f} s")
+    measured(f"node states on {len(vm_bed.nodes)} {'fresh' if vm_bed.fresh else 'reused'} guests: "
+             f"{seconds:.0f} s")
     pids = {node: sh(vm_bed, node, "pidof dockerd") for node in vm_bed.nodes}
     dry, seconds = apply(vm_bed, "test=True")
-    measured(f"node states in test mode on 3 installed guests: {seconds:.0f} s")
+    measured(f"node states in test mode on {len(vm_bed.nodes)} installed guests: {seconds:.0f} s")
     return {"applied": applied, "dry": dry, "pids": pids}
 
 
@@ -48,7 +50,7 @@ def test_fresh_guests_get_docker_and_nfs_installed(vm_bed, converged):
     if not vm_bed.fresh:
         pytest.skip("not fresh guests (reused)")
     for node, states in converged["applied"].items():
-        nfs = "nfs-server-pkg-installed" if node == "nuc1" else "nfs-client-pkg-installed"
+        nfs = "nfs-server-pkg-installed" if node == SERVER else "nfs-client-pkg-installed"
         assert {"docker-package-pkg-installed", nfs} <= set(changed(states)), node
 
 
@@ -77,54 +79,59 @@ def test_containers_see_nofile_one_million(vm_bed, converged):
         assert out.split() == [str(NOFILE), str(NOFILE)], node
 
 
+def nfs_clients(bed):
+    """The guests that mount the checkout: all but the manager, which serves it."""
+    return sorted(set(bed.nodes) - {SERVER})
+
+
 def test_exports_go_to_the_other_nodes_only(vm_bed, converged):
-    exports = sh(vm_bed, "nuc1", "exportfs -s")
+    exports = sh(vm_bed, SERVER, "exportfs -s")
     clients = {line.split()[1].split("(")[0] for line in exports.splitlines()
                if line.startswith(CHECKOUT)}
-    assert clients == {vm_bed.addr("nuc2"), vm_bed.addr("nuc3")}
+    assert clients == {vm_bed.addr(node) for node in nfs_clients(vm_bed)}
     assert "*(" not in exports
 
 
 def test_checkout_is_shared_both_ways(vm_bed, converged):
     token = f"written-{time.time_ns()}"
-    sh(vm_bed, "nuc2", f"echo {token} > {CHECKOUT}/from-nuc2")
-    for node in ("nuc1", "nuc3"):
-        assert sh(vm_bed, node, f"cat {CHECKOUT}/from-nuc2") == token
-    sh(vm_bed, "nuc1", f"echo {token} > {CHECKOUT}/from-nuc1")
-    assert sh(vm_bed, "nuc2", f"cat {CHECKOUT}/from-nuc1") == token
-    for node in ("nuc2", "nuc3"):
+    for writer in vm_bed.nodes:
+        sh(vm_bed, writer, f"echo {token} > {CHECKOUT}/from-{writer}")
+    for node in vm_bed.nodes:
+        for writer in vm_bed.nodes:
+            assert sh(vm_bed, node, f"cat {CHECKOUT}/from-{writer}") == token, (node, writer)
+    for node in nfs_clients(vm_bed):
         fstab = sh(vm_bed, node, f"grep ' {CHECKOUT} ' /etc/fstab")
-        assert fstab == f"{vm_bed.addr('nuc1')}:{CHECKOUT} {CHECKOUT} nfs rw,hard,vers=4.2,_netdev 0 0"
+        assert fstab == f"{vm_bed.addr(SERVER)}:{CHECKOUT} {CHECKOUT} nfs rw,hard,vers=4.2,_netdev 0 0"
         live_options = sh(vm_bed, node, f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
         assert {"hard", "vers=4.2"} <= set(live_options)
         # the kernel NFS client of a guest, version 4, on the server guest's export
         assert sh(vm_bed, node, f"findmnt -n -o FSTYPE,SOURCE {CHECKOUT}").split() == [
-            "nfs4", f"{vm_bed.addr('nuc1')}:{CHECKOUT}"]
+            "nfs4", f"{vm_bed.addr(SERVER)}:{CHECKOUT}"]
 
 
 def test_wrong_mount_is_corrected_once(vm_bed, converged):
-    server = f"{vm_bed.addr('nuc1')}:{CHECKOUT}"
-    # lazily: anything on nuc3 (the stack's tasks, when deployed) may hold files of it
-    sh(vm_bed, "nuc3", f"umount -l {CHECKOUT} && mount -t nfs -o ro,soft {server} {CHECKOUT}")
-    fixed, _ = apply(vm_bed, nodes=["nuc3"])
-    assert changed(fixed["nuc3"]) == ["nfs-client-checkout-mounted"]
-    options = sh(vm_bed, "nuc3", f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
+    server, client = f"{vm_bed.addr(SERVER)}:{CHECKOUT}", nfs_clients(vm_bed)[-1]
+    # lazily: anything on the client (the stack's tasks, when deployed) may hold files of it
+    sh(vm_bed, client, f"umount -l {CHECKOUT} && mount -t nfs -o ro,soft {server} {CHECKOUT}")
+    fixed, _ = apply(vm_bed, nodes=[client])
+    assert changed(fixed[client]) == ["nfs-client-checkout-mounted"]
+    options = sh(vm_bed, client, f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
     assert "rw" in options and "hard" in options and "soft" not in options
-    again, _ = apply(vm_bed, nodes=["nuc3"])
-    assert changed(again["nuc3"]) == []
+    again, _ = apply(vm_bed, nodes=[client])
+    assert changed(again[client]) == []
 
 
 def test_clients_ride_out_an_nfs_server_restart(vm_bed, converged, measured):
     """Hard mounts: a client's I/O waits while the server restarts (and its grace period runs),
     then goes on; nothing written is lost and nobody remounts by hand."""
-    token, path = f"{time.time_ns()}", f"{CHECKOUT}/nfs-restart-probe"
-    sh(vm_bed, "nuc2", f"echo before-{token} > {path}")
+    token, path, client = f"{time.time_ns()}", f"{CHECKOUT}/nfs-restart-probe", nfs_clients(vm_bed)[0]
+    sh(vm_bed, client, f"echo before-{token} > {path}")
     started = time.monotonic()
-    sh(vm_bed, "nuc1", "systemctl restart nfs-server")
-    sh(vm_bed, "nuc2", f"echo after-{token} >> {path}")
+    sh(vm_bed, SERVER, "systemctl restart nfs-server")
+    sh(vm_bed, client, f"echo after-{token} >> {path}")
     measured(f"NFS server restart: survived, a client's write went through after "
              f"{time.monotonic() - started:.0f} s")
     for node in vm_bed.nodes:
         assert sh(vm_bed, node, f"cat {path}").split() == [f"before-{token}", f"after-{token}"]
-    assert "hard" in sh(vm_bed, "nuc2", f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
-    sh(vm_bed, "nuc2", f"rm {path}")
+    assert "hard" in sh(vm_bed, client, f"findmnt -n -o OPTIONS {CHECKOUT}").split(",")
+    sh(vm_bed, client, f"rm {path}")
