@@ -8,9 +8,10 @@ from agdeploy import deploy, with_bootstrap
 
 @pytest.fixture(scope="session")
 def vm_deployed(vm_bed, measured):
-    """Tier 2's one deploy, from fresh guests (or the last passing session's) to the stand-in
+    """Tier 2's one deploy, from three fresh guests (the kept ones are the other tier 2
+    sessions' two; AG_TIER2_GUESTS=as-they-are runs it on those that run) to the stand-in
     autograder (its result in .first), with a bootstrap in the pillar; test_deploy_vm.py
-    checks it, the other tier 2 modules run on the guests it made."""
+    checks it."""
     original = vm_bed.read_pillar()
     vm_bed.pillar = with_bootstrap(original)
     vm_bed.write_pillar(vm_bed.pillar)
