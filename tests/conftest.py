@@ -94,10 +94,15 @@ class Bed:
         self.salt("*", "saltutil.refresh_pillar", "wait=True")
 
 
+def _node_names(count: int) -> list:
+    """The names of a bed of `count` nodes, as `up --nodes COUNT` brings them up."""
+    return [config.node_name(i) for i in range(1, count + 1)]
+
+
 def _bed(tier: str, count: int = 3, fresh: bool = False) -> Bed:
     """The bed on `tier`, up; `fresh`: whatever ran before goes down first, its disks wiped."""
     state = json.loads(config.STATE_FILE.read_text()) if config.STATE_FILE.exists() else {}
-    wanted = [config.node_name(i) for i in range(1, count + 1)]
+    wanted = _node_names(count)
     if fresh:
         subprocess.run([str(REPO / "testbed"), "down", "--wipe"], check=True)
     elif state.get("nodes") and (state.get("tier") != tier or state["nodes"] != wanted):
@@ -131,7 +136,7 @@ class PassedGuests:
         if not cls.ids_file.exists():
             return None
         ids = json.loads(cls.ids_file.read_text())
-        if sorted(ids) != [config.node_name(i) for i in range(1, count + 1)]:
+        if sorted(ids) != _node_names(count):
             return None
         subprocess.run([str(REPO / "testbed"), "down"], check=True)
         return ids if vm.restore_passed_disks(ids) else None
