@@ -27,6 +27,7 @@ except ImportError:
     HAS_CRYPTOGRAPHY = False
 
 import calendar
+import logging
 import re
 import time
 
@@ -35,6 +36,7 @@ import salt.utils.mine
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ag_docker"
+log = logging.getLogger(__name__)
 
 # mine entries (published by the ag_swarm states)
 MINE_NODE = "ag_swarm_node"
@@ -276,42 +278,68 @@ def nodes():
         raise _api_error("listing the swarm nodes (this node must be a manager)", exc) from exc
 
 
-def node_set_labels(node_id, labels, version=None, spec=None):
-    """Replace a node's labels by `labels` (a mapping) in one update; `version` and `spec` from
-    nodes() save the inspect call. Returns the node after.
+def _out_of_sequence(exc: Exception) -> bool:
+    """The engine refused an update made on an outdated version of the object: someone else
+    (another reconcile, the swarm itself recording a node's status) updated it since it was
+    read."""
+    return "update out of sequence" in str(exc)
 
-    CLI Example: salt nuc1 ag_docker.node_set_labels 3x9v... '{database: "true"}'
+
+UPDATE_ATTEMPTS = 5  # reads and updates of a swarm object that others keep updating
+
+
+def _versioned_update(what: str, update):
+    """Run `update(fresh)`, which reads the object again when `fresh` and updates it on top
+    of what it read; when the engine answers that the object changed in between (update out
+    of sequence), read it again and retry, at most UPDATE_ATTEMPTS times."""
+    for attempt in range(1, UPDATE_ATTEMPTS + 1):
+        try:
+            return update(attempt > 1)
+        except docker.errors.APIError as exc:
+            if not _out_of_sequence(exc) or attempt == UPDATE_ATTEMPTS:
+                raise _api_error(what, exc) from exc
+            log.warning("%s: changed by someone else since it was read (update out of "
+                        "sequence); read again, attempt %d of %d", what, attempt + 1,
+                        UPDATE_ATTEMPTS)
+            time.sleep(0.1 * attempt)
+        except docker.errors.DockerException as exc:
+            raise _api_error(what, exc) from exc
+
+
+def node_update(node_id, availability=None, set_labels=(), remove_labels=(), version=None,
+                spec=None):
+    """Set a swarm node's `availability` (active, pause or drain; drain makes the swarm stop
+    every task on the node and start the replicated ones elsewhere), its labels in
+    `set_labels` to "true" and remove those in `remove_labels`, in one update on top of its
+    spec; every other label and setting stays as it is. `version` and `spec` from nodes() save
+    the first inspect; when the node changed since (update out of sequence), it is read again
+    and the same changes are made on what it holds now. Returns the node after.
+
+    CLI Example: salt nuc1 ag_docker.node_update 3x9v... availability=drain set_labels='[database]'
     """
-    api = _client().api
-    try:
-        if version is None or spec is None:
-            current = _node(api.inspect_node(node_id))
-            version, spec = current["version"], current["spec"]
-        api.update_node(node_id, version, dict(spec, Labels=dict(labels)))
-        return _node(api.inspect_node(node_id))
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"updating the labels of swarm node {node_id}", exc) from exc
-
-
-def node_set_availability(node_id, availability, version=None, spec=None):
-    """Set a node's availability (active, pause or drain) in one update; `version` and `spec`
-    from nodes() save the inspect call. Drain makes the swarm stop every task on the node (and
-    start the replicated ones elsewhere). Returns the node after (with its new version).
-
-    CLI Example: salt nuc1 ag_docker.node_set_availability 3x9v... drain
-    """
-    if availability not in ("active", "pause", "drain"):
+    if availability not in (None, "active", "pause", "drain"):
         raise CommandExecutionError(f"availability {availability!r} of swarm node {node_id} "
                                     "must be active, pause or drain")
     api = _client().api
-    try:
-        if version is None or spec is None:
-            current = _node(api.inspect_node(node_id))
-            version, spec = current["version"], current["spec"]
-        api.update_node(node_id, version, dict(spec, Availability=availability))
+    changes = {"set": list(set_labels), "remove": list(remove_labels)}
+
+    def update(fresh):
+        current = (_node(api.inspect_node(node_id)) if fresh or version is None or spec is None
+                   else {"version": version, "spec": spec})
+        wanted = dict(current["spec"])
+        if availability:
+            wanted["Availability"] = availability
+        if changes["set"] or changes["remove"]:
+            wanted["Labels"] = __utils__["ag_cluster.apply_label_changes"](
+                current["spec"].get("Labels") or {}, changes)
+        api.update_node(node_id, current["version"], wanted)
         return _node(api.inspect_node(node_id))
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"setting swarm node {node_id} to {availability}", exc) from exc
+
+    what = " and ".join(part for part in (
+        availability and f"setting swarm node {node_id} to {availability}",
+        (changes["set"] or changes["remove"]) and f"updating the labels of swarm node {node_id}",
+    ) if part) or f"updating swarm node {node_id}"
+    return _versioned_update(what, update)
 
 
 def node_remove(node_id):
@@ -481,14 +509,15 @@ def service_present(name, image, port, publish_mode="ingress", volume=None, targ
         "constraints": wanted["constraints"],
         "mounts": [docker.types.Mount(target, volume, type="volume")] if volume else [],
     }
-    try:
-        if attrs is None:
+    if attrs is None:
+        try:
             _client().services.create(image, **args)
-        else:
-            _client().services.get(attrs["ID"]).update(image=image, **args)
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"{'creating' if attrs is None else 'updating'} service {name}",
-                         exc) from exc
+        except docker.errors.DockerException as exc:
+            raise _api_error(f"creating service {name}", exc) from exc
+    else:
+        # Service.update sends the version its get() read
+        _versioned_update(f"updating service {name}",
+                          lambda fresh: _client().services.get(attrs["ID"]).update(image=image, **args))
     return changes
 
 
@@ -584,12 +613,33 @@ def _running_for(task: dict) -> float:
     return time.time() - since - float(match.group(2) or 0)
 
 
+# a task's states in the order the swarm moves it towards running
+TASK_PROGRESS = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
+                 "starting", "running")
+TASK_FAILED = ("failed", "rejected")
+
+
+def _task(task: dict, hostnames: dict) -> dict:
+    status = task.get("Status") or {}
+    return {"id": task["ID"], "node": hostnames.get(task.get("NodeID")),
+            "desired_state": task.get("DesiredState"),
+            "state": status.get("State"),
+            "since": round(_running_for(task)),
+            "exit_code": (status.get("ContainerStatus") or {}).get("ExitCode"),
+            "error": status.get("Err"),
+            "message": status.get("Message")}
+
+
 def stack_status(name, settle=5):
-    """Each service of stack `name`: {service: {desired, running, converged, update, tasks:
-    [{node, state, error}] of the tasks that should run or failed lately}}. A service has
-    converged when every task it wants has run for `settle` seconds on the image its spec
-    names and no update is in progress (a task that crashes at start is running only for a
-    moment). {} when no such stack is deployed.
+    """Each service of stack `name`: {service: {desired, running, converged, update, furthest,
+    failed, tasks}}. A service has converged when every task it wants has run for `settle`
+    seconds on the image its spec names and no update is in progress (a task that crashes at
+    start is running only for a moment). `furthest`: how far towards running its tasks on
+    that image got (an index of TASK_PROGRESS, -1 for none); `failed`: the IDs of its tasks
+    that failed or were rejected, as far as the swarm's task history goes; `tasks`: [{id,
+    node, desired_state, state, since (seconds in that state), exit_code, error, message}] of
+    the tasks that should run and the three that ended last. {} when no such stack is
+    deployed.
 
     CLI Example: salt nuc1 ag_docker.stack_status ag-stack
     """
@@ -607,6 +657,8 @@ def stack_status(name, settle=5):
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         mine = [t for t in all_tasks if t.get("ServiceID") == attrs["ID"]]
         wanted = [t for t in mine if t.get("DesiredState") == "running"]
+        current = [(t.get("Status") or {}).get("State") for t in wanted
+                   if t["Spec"]["ContainerSpec"]["Image"] == image]
         running = [t for t in wanted if (t.get("Status") or {}).get("State") == "running"
                    and t["Spec"]["ContainerSpec"]["Image"] == image
                    and _running_for(t) >= settle]
@@ -620,14 +672,40 @@ def stack_status(name, settle=5):
             "running": len(running),
             "converged": len(running) == desired,
             "update": update,
-            "tasks": [{"id": t["ID"], "node": hostnames.get(t.get("NodeID")),
-                       "desired_state": t.get("DesiredState"),
-                       "state": (t.get("Status") or {}).get("State"),
-                       "error": (t.get("Status") or {}).get("Err")} for t in shown],
+            "furthest": max((TASK_PROGRESS.index(s) for s in current if s in TASK_PROGRESS),
+                            default=-1),
+            "failed": sorted(t["ID"] for t in mine
+                             if (t.get("Status") or {}).get("State") in TASK_FAILED),
+            "tasks": [_task(t, hostnames) for t in shown],
         }
         if update in ("updating", "rollback_started", "paused", "rollback_paused"):
             status[short]["converged"] = False
     return status
+
+
+def task_logs(service, task_ids, tail=5):
+    """The last `tail` lines each task of `task_ids` (of swarm service `service`) logged:
+    {task ID: [lines]}; a task that logged nothing (or whose node does not answer) is left
+    out.
+
+    CLI Example: salt nuc1 ag_docker.task_logs ag-stack_nginx '[u3k...]'
+    """
+    wanted = set(task_ids)
+    try:
+        # details: each line starts with its context, com.docker.swarm.task.id=... among it
+        chunks = _client().api.service_logs(service, details=True, stdout=True, stderr=True,
+                                            tail=tail)
+        text = b"".join(chunks).decode(errors="replace")
+    except docker.errors.DockerException as exc:
+        raise _api_error(f"reading the logs of service {service}", exc) from exc
+    found = {}
+    for line in text.splitlines():
+        context, _, message = line.partition(" ")
+        attrs = dict(part.partition("=")[::2] for part in context.split(","))
+        task = attrs.get("com.docker.swarm.task.id")
+        if task in wanted and message.strip():
+            found.setdefault(task, []).append(message.rstrip())
+    return {task: lines[-tail:] for task, lines in found.items()}
 
 
 def local_task_exec(service, cmd):

@@ -12,6 +12,7 @@ import os
 import time
 
 import yaml
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ag_app"
 
@@ -170,40 +171,97 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     return ret
 
 
+CRASH_LOOP = 5  # failed tasks of a service, while nothing else of its stack got further
+LOG_LINES = 5  # of each task shown in a convergence failure
+
+
 def _unconverged(stack, status):
     """A line per service of `stack` not converged, by the name `docker service ps` takes."""
+    return [f"{stack}_{service}: {s['running']}/{s['desired']} running"
+            + (f", update {s['update']}" if s["update"] else "")
+            for service, s in sorted(status.items()) if not s["converged"]]
+
+
+def _task_line(task):
+    parts = [f"{task['state']} {task['since']}s ago"]
+    if task["exit_code"]:
+        parts.append(f"exit {task['exit_code']}")
+    # Docker's message says where a task is ("pulling image"); its error, why it ended
+    if task["error"] or task["message"]:
+        parts.append(task["error"] or task["message"])
+    return f"task {task['id'][:12]} on {task['node'] or 'no node'}: {', '.join(parts)}"
+
+
+def _why_unconverged(stack, status):
+    """Each service not converged with its recent tasks (state, exit code, Docker's error)
+    and the last lines each task logged: what a sysadmin needs to tell a crash from a wait."""
     lines = []
     for service, s in sorted(status.items()):
         if s["converged"]:
             continue
-        tasks = "; ".join(f"{t['node'] or 'unassigned'} {t['state']}"
-                          + (f" ({t['error']})" if t["error"] else "") for t in s["tasks"])
-        lines.append(f"{stack}_{service}: {s['running']}/{s['desired']} running"
-                     + (f", update {s['update']}" if s["update"] else "")
-                     + f"; tasks: {tasks or 'none'}")
-    return lines
+        lines.append(_unconverged(stack, {service: s})[0] + ("" if s["tasks"] else "; no task"))
+        try:
+            logs = __salt__["ag_docker.task_logs"](f"{stack}_{service}",
+                                                  [t["id"] for t in s["tasks"]], LOG_LINES)
+        except CommandExecutionError as exc:
+            logs, lines = {}, lines + [f"  (no logs: {exc})"]
+        for task in s["tasks"]:
+            lines.append("  " + _task_line(task))
+            lines += [f"    | {line}" for line in logs.get(task["id"], [])]
+    return "\n".join(lines)
 
 
 def converged(name, timeout=600, interval=2):
-    """Wait until every service of stack `name` runs its desired tasks; on timeout fail naming
-    each unconverged service with its tasks' nodes, states and errors. Changes nothing."""
+    """Wait until every service of stack `name` runs its desired tasks, for as long as the
+    stack gets further: a service converges, or its tasks run in greater number or get
+    further towards running (pulled, started) than ever before. A service that fails while
+    another is still on its way is waited for (nginx exits until django's name resolves).
+    Fails, naming for each service not converged its recent tasks (node, state, exit code,
+    Docker's error) and their last log lines:
+    - at once when every service not converged keeps failing (CRASH_LOOP failed tasks each
+      since the stack last got further): a crash loop, which waiting does not end;
+    - after `timeout` seconds in which the stack got no further.
+    Changes nothing."""
     ret = _ret(name)
-    deadline = time.monotonic() + timeout
+    start = last_progress = time.monotonic()
+    best = {}  # service → the furthest (converged, running, furthest state) it got
+    failed_before = None  # service → its failed tasks when the stack last got further
     while True:
         status = __salt__["ag_docker.stack_status"](name)
-        pending = _unconverged(name, status)
+        pending = {service: s for service, s in status.items() if not s["converged"]}
         if status and not pending:
             ret["comment"] = f"all {len(status)} services of {name} run their desired tasks"
             return ret
         if __opts__["test"]:
             ret.update(result=None, comment=f"would wait for stack {name}: "
-                                            + ("; ".join(pending) or "not deployed yet"))
+                                            + ("; ".join(_unconverged(name, status))
+                                               or "not deployed yet"))
             return ret
-        if time.monotonic() > deadline:
-            ret.update(result=False, comment=f"stack {name} did not converge within {timeout}s:\n"
-                                             + ("\n".join(pending) or "no service deployed"))
-            return ret
-        time.sleep(interval)
+        now = time.monotonic()
+        marks = {service: (s["converged"], s["running"], s["furthest"])
+                 for service, s in status.items()}
+        if failed_before is None or any(mark > best.get(service, mark)
+                                        for service, mark in marks.items()):
+            last_progress = now
+            failed_before = {service: set(s["failed"]) for service, s in status.items()}
+        for service, mark in marks.items():
+            best[service] = max(mark, best.get(service, mark))
+        failing = {service: len(set(s["failed"]) - failed_before.get(service, set()))
+                   for service, s in pending.items()}
+        if pending and min(failing.values()) >= CRASH_LOOP:
+            why = (f"every service not running keeps failing ({CRASH_LOOP} or more failed "
+                   f"tasks each since the stack last got further, {now - start:.0f}s into the "
+                   "wait): waiting will not fix it, their tasks say why")
+        elif now - last_progress > timeout:
+            why = (f"it got no further for {timeout}s ({now - start:.0f}s into the wait; "
+                   "autograder:app:converge_timeout)")
+        else:
+            time.sleep(interval)
+            continue
+        ret.update(result=False, comment=f"stack {name} did not converge: {why}\n"
+                                         + (_why_unconverged(name, status)
+                                            or "no service deployed"))
+        return ret
 
 
 def _manage(service, *args):

@@ -417,9 +417,9 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     for n, todo in plan.items():
         if "availability" in todo and nodes[n].get("availability") != todo["availability"]:
             try:
-                nodes[n] = __salt__["ag_docker.node_set_availability"](
-                    nodes[n]["id"], todo["availability"], version=nodes[n]["version"],
-                    spec=nodes[n]["spec"])
+                nodes[n] = __salt__["ag_docker.node_update"](
+                    nodes[n]["id"], availability=todo["availability"],
+                    version=nodes[n]["version"], spec=nodes[n]["spec"])
             except CommandExecutionError as exc:
                 raise CommandExecutionError(f"availability of {n}: {exc}") from exc
             done.setdefault(n, {})["availability"] = todo["availability"]
@@ -435,10 +435,9 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     for n, todo in plan.items():
         if todo.get("set") or todo.get("remove"):
             node = nodes[n]
-            changes = {"set": todo.get("set", []), "remove": todo["remove"]}
             try:
-                nodes[n] = __salt__["ag_docker.node_set_labels"](
-                    node["id"], __utils__["ag_cluster.apply_label_changes"](node["labels"], changes),
+                nodes[n] = __salt__["ag_docker.node_update"](
+                    node["id"], set_labels=todo.get("set", []), remove_labels=todo["remove"],
                     version=node["version"], spec=node["spec"])
             except CommandExecutionError as exc:
                 raise CommandExecutionError(f"labels of {n}: {exc}") from exc

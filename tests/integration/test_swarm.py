@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bed import config
+from bed import config, host, netns
 from bed.util import wait_for
 
 NODES = ["nuc1", "nuc2", "nuc3"]
@@ -144,6 +144,41 @@ def test_test_mode_on_the_formed_swarm_reports_nothing_to_do(bed):
     assert changes(returns) == {}
     assert all(s["result"] is True for ss in returns.values() for s in ss)
     assert swarm_nodes(bed) == before
+
+
+RACING = ["nuc2", "nuc3"]
+BUMP = "ag-test-bump"  # a label outside the managed set, written by a racing admin
+
+
+def test_two_label_reconciles_at_once_and_a_racing_writer_all_succeed(bed):
+    """Issue 22: concurrent updates of one swarm node (two reconciles at once, an admin's
+    `docker node update` between a reconcile's read and its write) are made again on the node
+    as it is now, never a failed run, and never undo what the other wrote."""
+    for node in RACING:
+        bed.exec("nuc1", "sh", "-ec", f"docker node update $(docker node inspect -f "
+                 "'{{range $k, $v := .Spec.Labels}}--label-rm {{$k}} {{end}}' " + node + f") {node}")
+    log_size = len(bed.exec("nuc1", "cat", "/var/log/salt/minion").stdout)
+    bed.exec("nuc1", "rm", "-f", "/tmp/ag-stop-bump")
+    writer = subprocess.Popen(netns.enter("nuc1") + ["sh", "-c", (
+        "i=0; while [ ! -e /tmp/ag-stop-bump ]; do i=$((i+1)); "
+        + "; ".join(f"docker node update -q --label-add {BUMP}=$i {n} >/dev/null" for n in RACING)
+        + "; done")])
+    try:
+        runs = [subprocess.Popen(host.salt_cmd("salt", "--out=json", "--static", "nuc1",
+                                               "state.apply", "swarm.labels", "concurrent=True"),
+                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        outputs = [json.loads(run.communicate(timeout=300)[0])["nuc1"] for run in runs]
+    finally:
+        bed.exec("nuc1", "touch", "/tmp/ag-stop-bump")
+        writer.wait(timeout=60)
+    for out in outputs:
+        assert isinstance(out, dict) and all(s["result"] is True for s in out.values()), out
+    assert labels_match_pillar(bed)
+    assert all(BUMP in swarm_nodes(bed)[n][1] for n in RACING)
+    retried = bed.exec("nuc1", "cat", "/var/log/salt/minion").stdout[log_size:]
+    assert "(update out of sequence); read again" in retried, "the race did not happen"
+    for node in RACING:
+        bed.exec("nuc1", "docker", "node", "update", "--label-rm", BUMP, node)
 
 
 def running_on(bed, service):

@@ -85,9 +85,7 @@ class FakeSwarm:
         return {
             "ag_docker.swarm_info": record("swarm_info", lambda: dict(self.info)),
             "ag_docker.nodes": record("nodes", self.list_nodes),
-            "ag_docker.node_set_labels": record("node_set_labels", self.set_labels),
-            "ag_docker.node_set_availability": record("node_set_availability",
-                                                      self.set_availability),
+            "ag_docker.node_update": record("node_update", self.update),
             "ag_docker.node_remove": record("node_remove", self.remove),
             "ag_docker.tasks": record("tasks", self.list_tasks),
             "ag_docker.services": record("services", lambda: [
@@ -115,27 +113,27 @@ class FakeSwarm:
             node["spec"].update(Labels=node["labels"], Availability=node["availability"])
         return found
 
-    def _update(self, node_id, version, spec):
+    def update(self, node_id, availability=None, set_labels=(), remove_labels=(),
+               version=None, spec=None):
+        """As ag_docker.node_update: the changes made on the node as it is now (the real one
+        reads it again when the version it was given is outdated)."""
         node = self.nodes[node_id]
         assert version is not None and spec is not None, "an extra inspect per node"
-        if version != node["version"]:
-            raise CommandExecutionError(f"update out of sequence on {node_id}")
-        node.update(version=version + 1, spec=copy.deepcopy(spec),
-                    availability=spec["Availability"], labels=dict(spec.get("Labels") or {}))
+        if availability:
+            self.actions.append((availability, node_id))
+            for task in self.tasks:
+                if task["node_id"] == node_id and availability == "drain":
+                    task["desired_state"], task["polls"] = "shutdown", self.stop_after
+            node["availability"] = availability
+        if set_labels or remove_labels:
+            self.actions.append(("labels", node_id))
+            self.live_at_labels[node_id] = sum(t["node_id"] == node_id and t["state"] == "running"
+                                               for t in self.tasks)
+            node["labels"] = ag_cluster.apply_label_changes(
+                node["labels"], {"set": list(set_labels), "remove": list(remove_labels)})
+        node["version"] += 1
+        node["spec"].update(Availability=node["availability"], Labels=dict(node["labels"]))
         return copy.deepcopy(node)
-
-    def set_labels(self, node_id, labels, version=None, spec=None):
-        self.actions.append(("labels", node_id))
-        self.live_at_labels[node_id] = sum(t["node_id"] == node_id and t["state"] == "running"
-                                           for t in self.tasks)
-        return self._update(node_id, version, dict(spec, Labels=dict(labels)))
-
-    def set_availability(self, node_id, availability, version=None, spec=None):
-        self.actions.append((availability, node_id))
-        for task in self.tasks:
-            if task["node_id"] == node_id and availability == "drain":
-                task["desired_state"], task["polls"] = "shutdown", self.stop_after
-        return self._update(node_id, version, dict(spec, Availability=availability))
 
     def remove(self, node_id):
         self.actions.append(("rm", node_id))
@@ -193,7 +191,7 @@ def test_labels_test_mode_reports_and_changes_nothing(fake):
     assert ret["result"] is None
     assert ret["changes"]["nuc2"] == {"set": ["fast_grader", "grader", "image_builder"],
                                       "remove": []}
-    assert "node_set_labels" not in fake.calls
+    assert "node_update" not in fake.calls
     assert all(not n["labels"] for n in fake.nodes.values())
 
 
@@ -210,7 +208,7 @@ def test_labels_apply_then_nothing_to_do(fake):
 def test_labels_api_calls_grow_with_nodes_not_labels(fake):
     states(fake).labels_reconciled("c", CLUSTER)
     assert fake.calls.count("nodes") == 1
-    assert fake.calls.count("node_set_labels") == 3  # one per node, 13 labels in all
+    assert fake.calls.count("node_update") == 3  # one per node, 13 labels in all
 
 
 def test_labels_keep_admin_labels_and_remove_stray_managed_ones(fake):
@@ -227,7 +225,7 @@ def test_labels_refuse_a_database_move_before_any_change(fake):
     ret = states(fake).labels_reconciled("c", CLUSTER)
     assert ret["result"] is False and ret["changes"] == {}
     assert "database would move from nuc3 to nuc1" in ret["comment"]
-    assert "node_set_labels" not in fake.calls
+    assert "node_update" not in fake.calls
 
 
 def test_labels_invalid_cluster_fails_before_any_call(fake):
@@ -433,7 +431,7 @@ def test_taking_a_node_out_in_test_mode_reports_and_changes_nothing(fake):
                                        "removed": False}}
     assert "would be drained and unlabelled: nuc4" in ret["comment"]
     assert fake.nodes == before
-    assert not {"node_set_availability", "node_set_labels", "node_remove"} & set(fake.calls)
+    assert not {"node_update", "node_remove"} & set(fake.calls)
     assert fake.tasks[0]["desired_state"] == "running" and node_id in fake.nodes
 
 
@@ -441,7 +439,7 @@ def test_nothing_to_do_makes_no_task_or_update_call(fake):
     ret = states(fake).labels_reconciled("c", CLUSTER)
     ret = states(labelled(fake)).labels_reconciled("c", CLUSTER)
     assert ret["result"] is True and ret["changes"] == {}
-    assert not {"tasks", "node_set_availability", "node_set_labels"} & set(fake.calls)
+    assert not {"tasks", "node_update"} & set(fake.calls)
 
 
 def test_tasks_that_do_not_stop_fail_naming_node_and_tasks_labels_kept(fake):
@@ -549,4 +547,4 @@ def test_a_database_on_a_former_node_is_not_moved_by_taking_it_out(fake):
     fake.nodes["id-nuc1"]["labels"].pop("database")
     ret = states(fake).labels_reconciled("c", CLUSTER)
     assert ret["result"] is False and "database would move from nuc4 to nuc1" in ret["comment"]
-    assert "node_set_availability" not in fake.calls
+    assert "node_update" not in fake.calls
