@@ -161,7 +161,7 @@ def test_two_label_reconciles_at_once_and_a_racing_writer_all_succeed(bed):
     bed.exec("nuc1", "rm", "-f", "/tmp/ag-stop-bump")
     writer = subprocess.Popen(netns.enter("nuc1") + ["sh", "-c", (
         "i=0; while [ ! -e /tmp/ag-stop-bump ]; do i=$((i+1)); "
-        + "; ".join(f"docker node update -q --label-add {BUMP}=$i {n} >/dev/null" for n in RACING)
+        + "; ".join(f"docker node update --label-add {BUMP}=$i {n} >/dev/null" for n in RACING)
         + "; done")])
     try:
         runs = [subprocess.Popen(host.salt_cmd("salt", "--out=json", "--static", "nuc1",
