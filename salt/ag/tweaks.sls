@@ -1,6 +1,8 @@
 {#- The guide's "Other Tweaks" and first-steps settings that are baked into images or read
     from upstream's own files. Each edit rewrites one assignment in place, so it is idempotent
-    and re-applies cleanly after a `git pull` restored upstream's line. Worker counts are not
+    and re-applies cleanly after a `git pull` restored upstream's line. No edit leaves a
+    backup copy (file.replace's and file.blockreplace's .bak): in a build context it would carry the line as it was,
+    an old password included, into an image every node can pull. Worker counts are not
     here: they go into the compose override (ag/stack.sls); the compose file gets only the
     guide's own "UPDATE THIS" (the postgres password, emptied). #}
 {%- from 'ag/map.jinja' import app with context %}
@@ -15,6 +17,7 @@
 ag-tweaks-env-no-db-password:
   file.replace:
     - name: {{ root }}/autograder-server/_prod.env
+    - backup: False
     - pattern: '^AG_DB_PASSWORD=.*$'
     - repl: 'AG_DB_PASSWORD='
     - show_changes: False
@@ -24,6 +27,7 @@ ag-tweaks-env-no-db-password:
 ag-tweaks-env-no-email-password:
   file.replace:
     - name: {{ root }}/autograder-server/_prod.env
+    - backup: False
     - pattern: '^[ \t]*EMAIL_HOST_PASSWORD=.*$'
     - repl: '# EMAIL_HOST_PASSWORD='
     - show_changes: False
@@ -38,6 +42,7 @@ ag-tweaks-env-no-email-password:
 ag-tweaks-site-domain-env:
   file.replace:
     - name: {{ root }}/autograder-server/_prod.env
+    - backup: False
     - pattern: '^(ALLOWED_HOSTS|SITE_DOMAIN)=.*$'
     - repl: '\1={{ app.site_domain }}'
 {{- after_env_scrubbed() }}
@@ -48,6 +53,7 @@ ag-tweaks-oauth-provider:
 {%- if app.oauth.provider in ['google', 'azure'] %}
   file.replace:
     - name: {{ root }}/autograder-server/_prod.env
+    - backup: False
     - pattern: '^OAUTH2_PROVIDER=.*$'
     - repl: 'OAUTH2_PROVIDER={{ app.oauth.provider }}'
 {{- after_env_scrubbed() }}
@@ -63,6 +69,7 @@ ag-tweaks-oauth-provider:
 ag-tweaks-{{ key | lower | replace('_', '-') }}:
   file.replace:
     - name: {{ root }}/autograder-server/_prod.env
+    - backup: False
     - pattern: '^#?[ \t]*{{ key }}=.*$'
     - repl: '{{ key }}={{ value }}'
 {{- after_env_scrubbed() }}
@@ -75,6 +82,7 @@ ag-tweaks-{{ key | lower | replace('_', '-') }}:
 ag-tweaks-compose-postgres-password-empty:
   file.replace:
     - name: {{ root }}/docker-compose.yml
+    - backup: False
     - pattern: '^(\s*POSTGRES_PASSWORD:).*$'
     - repl: "\\1 ''"
     - show_changes: False
@@ -82,48 +90,56 @@ ag-tweaks-compose-postgres-password-empty:
 ag-tweaks-site-domain-nginx:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf
+    - backup: False
     - pattern: '^(\s*server_name)\s+[^;]*;'
     - repl: '\1 {{ app.site_domain }};'
 
 ag-tweaks-site-domain-redirect:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf
+    - backup: False
     - pattern: 'return 301 https://[^$]*\$request_uri;'
     - repl: 'return 301 https://{{ app.site_domain }}$request_uri;'
 
 ag-tweaks-tls-certificate:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf
+    - backup: False
     - pattern: '^(\s*ssl_certificate)\s+[^;]*;'
     - repl: '\1 {{ app.tls_certificate }};'
 
 ag-tweaks-tls-key:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf
+    - backup: False
     - pattern: '^(\s*ssl_certificate_key)\s+[^;]*;'
     - repl: '\1 {{ app.tls_key }};'
 
 ag-tweaks-client-max-body-size:
   file.replace:
     - name: {{ root }}/nginx/production/conf.d/default.conf
+    - backup: False
     - pattern: '^(\s*client_max_body_size)\s+[^;]*;'
     - repl: '\1 {{ app.client_max_body_size }};'
 
 ag-tweaks-sysadmin-contact:
   file.replace:
     - name: {{ root }}/ag-website-vue/src/constants.ts
+    - backup: False
     - pattern: "^(export const SYSADMIN_CONTACT\\s*=\\s*).*;$"
     - repl: "\\1'{{ app.sysadmin_contact }}';"
 
 ag-tweaks-max-command-timeout:
   file.replace:
     - name: {{ root }}/ag-website-vue/src/constants.ts
+    - backup: False
     - pattern: '^(export const MAX_COMMAND_TIMEOUT\s*=\s*)\d+;$'
     - repl: '\g<1>{{ app.max_subprocess_timeout }};'
 
 ag-tweaks-max-subprocess-timeout:
   file.replace:
     - name: {{ root }}/autograder-server/autograder/core/constants.py
+    - backup: False
     - pattern: '^MAX_SUBPROCESS_TIMEOUT\s*=\s*\d+'
     - repl: 'MAX_SUBPROCESS_TIMEOUT = {{ app.max_subprocess_timeout }}'
 
@@ -136,6 +152,7 @@ ag-tweaks-max-subprocess-timeout:
 ag-tweaks-settings-secrets-from-files:
   file.blockreplace:
     - name: {{ root }}/autograder-server/autograder/settings/production.py
+    - backup: False
     - marker_start: '# BEGIN ag.deploy: passwords from the secrets dir (salt ag.tweaks)'
     - marker_end: '# END ag.deploy: passwords from the secrets dir'
     - append_if_not_found: True
@@ -167,3 +184,15 @@ ag-tweaks-dockerignore-secrets:
       - generate_secrets_venv
       - _prod.env
       - '**/__pycache__'
+
+{#- the backup copies earlier versions of these edits left (file.replace's default), the
+    old lines in them #}
+{%- for edited in ['autograder-server/_prod.env', 'docker-compose.yml',
+                   'nginx/production/conf.d/default.conf', 'ag-website-vue/src/constants.ts',
+                   'autograder-server/autograder/core/constants.py',
+                   'autograder-server/autograder/settings/production.py'] %}
+
+ag-tweaks-no-backup-of-{{ edited | replace('/', '-') }}:
+  file.absent:
+    - name: {{ root }}/{{ edited }}.bak
+{%- endfor %}

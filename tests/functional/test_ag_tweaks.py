@@ -37,7 +37,9 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     minion = local_minion(tweaks_pillar(checkout))
     first = minion.apply("ag.tweaks")
     assert all(r["result"] is True for r in first.values()), first
-    assert changed(first) == set(first)
+    backups = {sid for sid in first if "-no-backup-of-" in sid}
+    assert changed(first) == set(first) - backups
+    assert not [p for p in checkout.rglob("*.bak")], "a backup copy left in the checkout"
     env = (checkout / "autograder-server/_prod.env").read_text()
     assert "ALLOWED_HOSTS=grading.example.edu\n" in env and "SITE_DOMAIN=grading.example.edu\n" in env
     assert "\nOAUTH2_PROVIDER=azure\n" in env and "\nEMAIL_FROM_ADDR=ag@example.edu\n" in env
@@ -74,7 +76,10 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
 def test_test_mode_reports_and_changes_nothing(local_minion, checkout):
     before = {p: p.read_bytes() for p in checkout.rglob("*") if p.is_file()}
     ret = local_minion(tweaks_pillar(checkout)).apply("ag.tweaks", test=True)
-    assert {r["result"] for r in ret.values()} == {None}
+    edits = {sid: r for sid, r in ret.items() if "-no-backup-of-" not in sid}
+    assert {r["result"] for r in edits.values()} == {None}
+    assert all(r["result"] is True and not r["changes"] for sid, r in ret.items()
+               if sid not in edits)  # no backup copy to remove
     assert {p: p.read_bytes() for p in checkout.rglob("*") if p.is_file()} == before
 
 
@@ -91,6 +96,16 @@ def test_upstream_update_is_tweaked_again(local_minion, checkout):
                               "ag-tweaks-email-from-addr", "ag-tweaks-email-host",
                               "ag-tweaks-email-port"}
     assert changed(minion.apply("ag.tweaks")) == set()
+
+
+def test_backup_copies_an_earlier_version_left_are_removed(local_minion, checkout):
+    """They hold the lines as they were before the edit, an old database password included,
+    inside a build context."""
+    left = checkout / "autograder-server/_prod.env.bak"
+    left.write_text("AG_DB_PASSWORD=a-real-old-password\n")
+    ret = local_minion(tweaks_pillar(checkout)).apply("ag.tweaks")
+    assert ret["ag-tweaks-no-backup-of-autograder-server-_prod.env"]["changes"], ret
+    assert not left.exists()
 
 
 def settings_of(checkout, env):
