@@ -5,9 +5,17 @@ rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when inva
 ``salt-run ag.unanswered``: the cluster's nodes whose minion does not answer (ag.deploy stops on them).
 ``salt-run ag.status``: one table of the swarm's nodes and the stack's services, from the manager.
 ``salt-run ag.plan``: what ``state.orchestrate ag.deploy`` would change, changing nothing.
+``salt-run ag.deploy``: the orchestration ag.deploy, printing each step as it starts and ends.
+``ag.swarm_event``: the reactor's answer to the swarm events of the cluster's nodes only.
 """
 
+import sys
+import threading
+import time
+
+import salt.client
 import salt.key
+import salt.utils.event
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "ag"
@@ -154,3 +162,94 @@ def plan():
     CLI Example: salt-run ag.plan
     """
     return "\n".join(plan_lines(__salt__["state.orchestrate"]("ag.deploy", test=True)))
+
+
+# the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the manager
+SWARM_EVENTS = {"ag/swarm/node/joined": "swarm.labels",
+                "ag/swarm/token/wanted": "swarm.initialized"}
+
+
+def swarm_event(tag, sender, manager):
+    """The reactor's answer to a swarm event of minion `sender` naming `manager`: the SLS of
+    SWARM_EVENTS[tag] applied on the manager (queued behind its running state, not waited
+    for), only when the manager's own pillar names `sender` a node of its cluster and
+    `manager` its manager. An event from any other minion starts nothing.
+
+    CLI Example: salt-run ag.swarm_event ag/swarm/node/joined nuc4 nuc1
+    """
+    mods = SWARM_EVENTS.get(tag)
+    if mods is None:
+        return {"error": f"{tag} is not a swarm event of this project", "retcode": 1}
+    check = validate(manager)
+    if not check["valid"]:
+        return {"error": f"swarm event {tag} of {sender} ignored: " + "; ".join(check["errors"]),
+                "retcode": 1}
+    cluster = __salt__["pillar.show_pillar"](manager)["autograder"]["cluster"]
+    if manager != cluster["manager"] or sender not in cluster["nodes"]:
+        return {"error": f"swarm event {tag} of {sender} ignored: the pillar of {manager} does "
+                         f"not name {sender} a node of a cluster {manager} manages",
+                "retcode": 1}
+    jid = salt.client.get_local_client(mopts=__opts__).cmd_async(
+        manager, "state.sls", [mods], kwarg={"queue": True})
+    return f"{mods} on {manager} for {sender}'s {tag} (job {jid})"
+
+
+def _clock():
+    return time.strftime("%H:%M:%S")
+
+
+def _job_outcome(ret):
+    """'N changed, M failed' of a state job's return from one minion, or its error text."""
+    if not isinstance(ret, dict):
+        return f"error: {str(ret)[:200]}"
+    states = [s for s in ret.values() if isinstance(s, dict)]
+    failed = sum(s.get("result") is False for s in states)
+    changed = sum(bool(s.get("changes")) for s in states)
+    return f"{changed} changed" + (f", {failed} FAILED" if failed else "")
+
+
+FOLLOWED_FUNCTIONS = ("state.sls", "state.apply", "saltutil.sync_all")
+
+
+def _follow_jobs(stop, out):
+    """Print, as the master sees them, each state or sync job as it starts (on which minions)
+    and as each minion returns it (after how long, what it changed), until `stop` is set."""
+    started = {}
+    with salt.utils.event.get_event("master", __opts__["sock_dir"], opts=__opts__,
+                                    listen=True) as bus:
+        while not stop.is_set():
+            event = bus.get_event(wait=1, full=True)
+            if not event or not event["tag"].startswith("salt/job/"):
+                continue
+            data, parts = event["data"], event["tag"].split("/")
+            if parts[3] == "new" and data.get("fun") in FOLLOWED_FUNCTIONS:
+                what = " ".join(str(a) for a in data.get("arg") or []
+                                if not isinstance(a, dict)) or data["fun"]
+                started[data["jid"]] = (what, time.monotonic())
+                minions = ", ".join(sorted(data.get("minions") or []))
+                print(f"{_clock()} {what}: started on {minions}", file=out, flush=True)
+            elif parts[3] == "ret" and data.get("jid") in started:
+                what, since = started[data["jid"]]
+                print(f"{_clock()} {what}: {data.get('id')} done in "
+                      f"{time.monotonic() - since:.0f}s ({_job_outcome(data.get('return'))})",
+                      file=out, flush=True)
+
+
+
+def deploy(test=False):
+    """`salt-run state.orchestrate ag.deploy` that shows how far it got while it runs: each
+    step as it starts on its nodes and as each node ends it (duration, changes, failures), on
+    stderr, so a 25-minute first deploy can be followed; returns the orchestration's return.
+
+    CLI Example: salt-run ag.deploy
+    """
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow_jobs, args=(stop, sys.stderr), daemon=True)
+    follower.start()
+    print(f"{_clock()} ag.deploy: checking the pillar and that every node's minion answers",
+          file=sys.stderr, flush=True)
+    try:
+        return __salt__["state.orchestrate"]("ag.deploy", test=test)
+    finally:
+        stop.set()
+        follower.join(timeout=5)

@@ -160,9 +160,13 @@ def cmd_exec(name: str, argv) -> int:
 def cmd_demo(tier: str) -> int:
     """The newcomer's first command: a bed, then the deploy a site would run."""
     cmd_up(tier, 3)
-    log("running: salt-run state.orchestrate ag.deploy")
-    res = subprocess.run(host.salt_cmd("salt-run", "state.orchestrate", "ag.deploy"))
+    log("running: salt-run ag.deploy (state.orchestrate ag.deploy, each step shown as it goes)")
+    res = subprocess.run(host.salt_cmd("salt-run", "ag.deploy"))
     log("deploy " + ("succeeded" if res.returncode == 0 else f"failed (exit {res.returncode})"))
+    subprocess.run(host.salt_cmd("salt-run", "ag.status"))
+    if res.returncode == 0:
+        log(f"point a browser at https://{pillar.web_address()}/ (the bed's self-signed "
+            "certificate)")
     return res.returncode
 
 

@@ -70,3 +70,9 @@ def write(tier: str, indexes) -> None:
         "# written by ./testbed for the nodes it brought up\n"
         + yaml.safe_dump(bed_pillar(tier, indexes), sort_keys=False)
     )
+
+
+def web_address() -> str:
+    """The address of the node the written pillar labels webserver (nginx's 443 is there)."""
+    nodes = yaml.safe_load((config.PILLAR_DIR / "bed.sls").read_text())["autograder"]["cluster"]["nodes"]
+    return next(spec["address"] for spec in nodes.values() if "webserver" in spec["labels"])

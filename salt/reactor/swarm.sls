@@ -3,16 +3,14 @@
       ag/swarm/node/joined   a node joined: label it (swarm.labels)
       ag/swarm/token/wanted  a node new to the pillar wants its join token (swarm.initialized
                              publishes the tokens for the members of the manager's own pillar)
-    Both SLS render no state on a minion that is not the manager in its own pillar, so an
-    event cannot make any other minion do anything. queue: the manager may be mid-highstate. #}
-{%- set mods = {"ag/swarm/node/joined": "swarm.labels",
-                "ag/swarm/token/wanted": "swarm.initialized"}.get(tag) %}
+    The runner ag.swarm_event answers only a sender that the manager's pillar names a node of
+    its cluster: an event from any other accepted minion starts nothing. #}
 {%- set manager = data.get("data", data).get("manager", "") | string %}
-{%- if mods and manager | regex_match("^([A-Za-z0-9][A-Za-z0-9._-]*)$") %}
+{%- if manager | regex_match("^([A-Za-z0-9][A-Za-z0-9._-]*)$") %}
 swarm-event-on-manager:
-  local.state.sls:
-    - tgt: {{ manager }}
+  runner.ag.swarm_event:
     - args:
-      - mods: {{ mods }}
-      - queue: true
+      - tag: {{ tag | json }}
+      - sender: {{ data.get("id", "") | string | json }}
+      - manager: {{ manager | json }}
 {%- endif %}

@@ -15,10 +15,11 @@ SECRETS = f"{CHECKOUT}/autograder-server/autograder/settings/secrets"
 ADMIN, COURSE = "admin@example.edu", "EECS 280"
 
 
-def deploy(bed, *args, timeout=900):
-    """The orchestration → (exit code, {step id: step return}, the CLI's whole output)."""
-    res = bed.salt_raw("salt-run", "--out=json", "state.orchestrate", "ag.deploy", *args,
-                       timeout=timeout)
+def deploy(bed, *args, timeout=900, follow=False):
+    """The orchestration → (exit code, {step id: step return}, the CLI's whole output); with
+    `follow`, run as `salt-run ag.deploy`, which prints each step as it goes."""
+    command = ["ag.deploy"] if follow else ["state.orchestrate", "ag.deploy"]
+    res = bed.salt_raw("salt-run", "--out=json", *command, *args, timeout=timeout)
     output = res.stdout + res.stderr
     try:
         data = json.loads(res.stdout)["data"]

@@ -101,6 +101,19 @@ def test_second_deploy_changes_nothing_and_restarts_no_task(bed):
     assert task_ids(bed) == before
 
 
+def test_a_deploy_can_be_followed_step_by_step(bed):
+    """`salt-run ag.deploy` runs the same orchestration and prints each step as it starts on
+    its nodes and as each node ends it (issue 18.9)."""
+    code, steps, output = deploy(bed, follow=True)
+    assert code == 0 and changed_steps(steps) == set(), output
+    for sls, nodes in (("docker,limits,nfs,firewall", bed.nodes), ("swarm", bed.nodes),
+                       ("ag.stack", [MANAGER])):
+        assert re.search(rf"\d\d:\d\d:\d\d {re.escape(sls)}: started on {', '.join(nodes)}\n",
+                         output), output
+        for node in nodes:
+            assert re.search(rf"{re.escape(sls)}: {node} done in \d+s \(0 changed\)", output), output
+
+
 def test_test_mode_changes_nothing_when_nothing_is_to_do(bed):
     before = task_ids(bed)
     code, steps, output = deploy(bed, "test=True")

@@ -55,3 +55,51 @@ def test_plan_stops_at_the_first_failing_step_and_shows_render_errors():
     assert runner.plan_lines({"data": {"master": steps}}) == ["tls: would fail: no TLS key at /k on nuc1"]
     errors = runner.plan_lines({"data": {"master": ["label database is on nuc1 and nuc2"]}})
     assert errors == ["the deploy would stop before any change:", "label database is on nuc1 and nuc2"]
+
+
+class LocalClient:
+    def __init__(self):
+        self.jobs = []
+
+    def cmd_async(self, tgt, fun, arg, kwarg):
+        self.jobs.append((tgt, fun, arg, kwarg))
+        return "20261205120000000000"
+
+
+def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined"):
+    client = LocalClient()
+    cluster = {"manager": "nuc1", "nodes": {"nuc1": {}, "nuc2": {}}}
+    monkeypatch.setattr(runner, "validate", lambda minion: {"valid": True, "errors": []})
+    monkeypatch.setattr(runner.salt.client, "get_local_client", lambda mopts: client)
+    runner.__opts__ = {}
+    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": cluster}}}
+    return runner.swarm_event(tag, sender, manager), client.jobs
+
+
+def test_a_cluster_node_s_event_applies_its_sls_on_the_manager(monkeypatch):
+    ret, jobs = swarm_event(monkeypatch, "nuc2")
+    assert jobs == [("nuc1", "state.sls", ["swarm.labels"], {"queue": True})]
+    assert ret.startswith("swarm.labels on nuc1 for nuc2's ag/swarm/node/joined")
+
+
+def test_an_outsider_s_event_starts_nothing(monkeypatch):
+    ret, jobs = swarm_event(monkeypatch, "lab-printer")
+    assert jobs == [] and ret["retcode"] == 1
+    assert "does not name lab-printer a node of a cluster nuc1 manages" in ret["error"]
+
+
+def test_an_event_naming_another_manager_starts_nothing(monkeypatch):
+    ret, jobs = swarm_event(monkeypatch, "nuc1", manager="nuc2")
+    assert jobs == [] and ret["retcode"] == 1
+
+
+def test_an_unknown_tag_starts_nothing(monkeypatch):
+    ret, jobs = swarm_event(monkeypatch, "nuc2", tag="ag/swarm/anything")
+    assert jobs == [] and "not a swarm event" in ret["error"]
+
+
+def test_a_job_outcome_counts_changes_and_failures():
+    ret = {"a": {"result": True, "changes": {"x": 1}}, "b": {"result": False, "changes": {}},
+           "c": {"result": True, "changes": {}}}
+    assert runner._job_outcome(ret) == "1 changed, 1 FAILED"
+    assert runner._job_outcome(["Rendering SLS failed"]).startswith("error: ")
