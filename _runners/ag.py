@@ -134,11 +134,13 @@ def status():
 
 
 def plan_lines(orchestration):
-    """The text of ag.plan from a test=True return of the ag.deploy orchestration."""
+    """The text of ag.plan from a test=True return of the ag.deploy orchestration. A step
+    that finds nothing to do after a step it depends on would change something says it cannot
+    know yet (FEEDS): a plan makes no change, so the later steps see the files as they are."""
     (steps,) = orchestration["data"].values()
     if isinstance(steps, list):  # the rendering stopped (invalid pillar): its errors
         return ["the deploy would stop before any change:", *steps]
-    lines = []
+    lines, changed = [], set()
     for step in sorted(steps.values(), key=lambda s: s.get("__run_num__", 0)):
         sid = step["__id__"].removeprefix("ag-deploy-")
         if step["result"] is False:
@@ -151,8 +153,29 @@ def plan_lines(orchestration):
                    for minion, states in sorted(per_minion.items()) if isinstance(states, dict)
                    for state in sorted(states.values(), key=lambda s: s.get("__run_num__", 0))
                    if state["changes"]]
-        lines += [f"{sid}: {change}" for change in changes] or [f"{sid}: no change"]
+        causes = [cause for cause in FEEDS.get(sid, {}).get("from", ()) if cause in changed]
+        if changes:
+            changed.add(sid)
+            lines += [f"{sid}: {change}" for change in changes]
+        elif causes:
+            changed.add(sid)  # as unknown for the steps after it
+            lines.append(f"{sid}: not known yet: it depends on {', '.join(causes)} above, whose "
+                         f"changes a plan does not make; the deploy may {FEEDS[sid]['may']}")
+        else:
+            lines.append(f"{sid}: no change")
     return lines
+
+
+# what the later steps of ag.deploy work on: the steps whose changes they see only once made,
+# and what the deploy may then do that a plan cannot tell
+FEEDS = {
+    "images": {"from": ("checkout", "tweaks", "registry"),
+               "may": "rebuild and push images"},
+    "stack": {"from": ("checkout", "tweaks", "registry", "images"),
+              "may": "redeploy the stack and roll the services whose images or settings changed"},
+    "migrate": {"from": ("checkout", "tweaks", "images", "stack"),
+                "may": "apply migrations"},
+}
 
 
 def plan():

@@ -103,3 +103,18 @@ def test_a_job_outcome_counts_changes_and_failures():
            "c": {"result": True, "changes": {}}}
     assert runner._job_outcome(ret) == "1 changed, 1 FAILED"
     assert runner._job_outcome(["Rendering SLS failed"]).startswith("error: ")
+
+
+def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on():
+    tweak = {"nuc1": {"k": {"__id__": "ag-tweaks-site-domain-env", "__run_num__": 0,
+                            "changes": {"diff": "..."}, "comment": "Changes would have been made"}}}
+    steps = {**step("ag-deploy-tweaks", 0, result=None, ret=tweak), **step("ag-deploy-secrets", 1),
+             **step("ag-deploy-images", 2), **step("ag-deploy-stack", 3),
+             **step("ag-deploy-migrate", 4)}
+    lines = runner.plan_lines({"data": {"master": steps}})
+    assert lines[:2] == ["tweaks: nuc1 ag-tweaks-site-domain-env: Changes would have been made",
+                         "secrets: no change"]
+    assert lines[2].startswith("images: not known yet: it depends on tweaks above")
+    assert lines[2].endswith("the deploy may rebuild and push images")
+    assert lines[3].startswith("stack: not known yet: it depends on tweaks, images above")
+    assert lines[4].startswith("migrate: not known yet: it depends on tweaks, images, stack above")
