@@ -153,7 +153,8 @@ class Choice(Key):
     def __init__(self, doc, default=None, *, choices, **kw):
         super().__init__(doc, default, **kw)
         self.choices = choices
-        self.what = " or ".join(choices) if len(choices) < 4 else f"one of {', '.join(choices)}"
+        self.what = (f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) < 4
+                     else f"one of {', '.join(choices)}")
 
     def problems(self, where, value) -> list:
         if isinstance(value, str) and value in self.choices:
