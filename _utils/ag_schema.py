@@ -39,7 +39,10 @@ SHOWN = 80
 
 
 def shown(value) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # nested deeper than Python's stack: say what it is
+        return f"a deeply nested {type(value).__name__}"
     return text if len(text) <= SHOWN else text[:SHOWN] + "..."
 
 
@@ -194,7 +197,7 @@ class Path(Key):
         super().__init__(doc, default, **kw)
         self.under, self.own_dir = under, own_dir
         self.what = (f"a file under {under}" if under != "/" else
-                     f"an absolute path like {self.example or '/srv/autograder-full-stack'}")
+                     f"an absolute path like {self.example}" if self.example else "an absolute path")
 
     def problems(self, where, path) -> list:
         if not (isinstance(path, str) and path.startswith(self.under) and path.isprintable()):
