@@ -39,8 +39,9 @@ TASK_ENDED_STATES = ("complete", "shutdown", "failed", "rejected", "orphaned", "
 
 
 def node_labels(node: dict) -> list:
-    """A node entry's labels (default: none)."""
-    return list(node.get("labels") or [])
+    """A node entry's labels (default, or not a list: none)."""
+    labels = node.get("labels")
+    return list(labels) if isinstance(labels, list) else []
 
 
 def node_role(node_id: str, cluster: dict) -> str:
@@ -65,15 +66,6 @@ def _well_formed_nodes(cluster) -> dict:
             if isinstance(node_id, str) and isinstance(node, dict)}
 
 
-def _listed_labels(node: dict) -> list:
-    labels = node.get("labels")
-    return labels if isinstance(labels, list) else []
-
-
-def _is_active(node: dict) -> bool:
-    return node.get("availability") != "drain"
-
-
 def _manager_errors(cluster: dict, nodes: dict) -> list:
     manager = cluster.get("manager")
     if not isinstance(manager, str) or manager in nodes:
@@ -95,15 +87,15 @@ def _drained_single_errors(nodes: dict) -> list:
     # a drained node runs no task: a one-node service labelled there would run nowhere
     return [f"node {node_id}: availability drain, but it carries {label}, whose service runs on "
             "that node only and would stop; move the label to another node first"
-            for node_id, node in nodes.items() if not _is_active(node)
-            for label in _listed_labels(node) if label in SINGLE_NODE_LABELS]
+            for node_id, node in nodes.items() if node_availability(node) == "drain"
+            for label in node_labels(node) if label in SINGLE_NODE_LABELS]
 
 
 def _placement_errors(nodes: dict) -> list:
     """Each label of SERVICE_LABELS where its services can run: a single-node label on
     exactly one node, every one on an active node."""
-    holders = label_holders({node_id: _listed_labels(node) for node_id, node in nodes.items()})
-    active = {node_id for node_id, node in nodes.items() if _is_active(node)}
+    holders = label_holders({node_id: node_labels(node) for node_id, node in nodes.items()})
+    active = {node_id for node_id, node in nodes.items() if node_availability(node) != "drain"}
     errors = []
     for label, services in SERVICE_LABELS.items():
         owners = holders.get(label, [])

@@ -4,7 +4,8 @@ string, a mapping in a label list, None, non-ASCII, bools for numbers...) gives 
 names its key; nothing makes validate raise. The malformed values come from each key's
 declared kind, not from the validation's code.
 
-`pytest --hypothesis-show-statistics` shows how many pillars each property tried."""
+The run prints how many malformed pillars it tried; `--hypothesis-show-statistics` shows how
+many pillars each property generated."""
 
 import collections
 import copy
@@ -21,15 +22,16 @@ ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 schema = ag_cluster.schema
 
 
-
 def examples(n):
     """`n` examples, no example database in the repository, no deadline on a slow machine."""
     return settings(max_examples=n, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
+# non-ASCII, control characters and whitespace
+ODD_TEXT = st.text(alphabet="äéü€字\n\t\x00 ", max_size=5)
 SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63)
-           | st.floats() | st.text() | st.text(alphabet="äéü€字\n\t\x00 ", max_size=5))
+           | st.floats() | st.text() | ODD_TEXT)
 JUNK = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                     | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3),
                     max_leaves=6)
@@ -39,8 +41,6 @@ JUNK = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
 
 SEGMENT = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,8}", fullmatch=True)
 RELATIVE = st.lists(SEGMENT, min_size=1, max_size=3).map("/".join)
-
-
 ADDRESSES = (st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
              | st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)).map(str)
 
@@ -149,7 +149,7 @@ OF_TYPE = {
     bool: st.booleans(),
     int: st.integers() | st.integers(min_value=2**63) | st.integers(max_value=-(2**63)),
     float: st.floats(),
-    str: st.text(max_size=10) | st.text(alphabet="äéü€字\n\t\x00 ", max_size=5),
+    str: st.text(max_size=10) | ODD_TEXT,
     list: st.lists(SCALARS, max_size=3),
     dict: st.dictionaries(st.text(max_size=5) | st.integers(), SCALARS, max_size=3),
 }
