@@ -11,7 +11,7 @@ PILLAR = {
         "nodes": {
             "nuc1": {"address": "198.18.0.11",
                      "labels": ["registry", "database", "cache", "rabbitmq_broker",
-                                "custom_image_registry", "webserver", "django_app"]},
+                                "custom_image_registry", "webserver", "django_app", "small_tasks"]},
             "nuc2": {"address": "198.18.0.12", "labels": ["grader"]},
             "nuc3": {"address": "198.18.0.13", "labels": ["deferred_grader"], "role": "manager"},
         },

@@ -25,15 +25,31 @@ def test_the_documented_example_is_valid():
     assert ag_cluster.validate(GOOD) == []
 
 
-def test_app_keys_are_the_defaults_keys():
-    defaults = yaml.safe_load((REPO / "salt/ag/defaults.yaml").read_text())
-    assert set(ag_cluster.APP_KEYS) == set(defaults["app"])
-    assert set(ag_cluster.REGISTRY_KEYS) == set(defaults["registry"])
-    assert set(ag_cluster.CELERY_SERVICES) == set(defaults["app"]["celery_concurrency"])
-
-
 def test_seventeen_labels():
-    assert len(set(ag_cluster.LABELS)) == 17
+    assert len(set(ag_cluster.schema.LABELS)) == 17
+
+
+def test_service_labels_are_the_compose_files_replicated_placements():
+    """SERVICE_LABELS: the label of each replicated service of the compose file (the stand-in
+    has upstream's), and ag.registry's registry; global services are left out."""
+    compose = yaml.safe_load((REPO / "tests/standin/autograder-full-stack/docker-compose.yml")
+                             .read_text())
+    placed = {"registry": ["registry"]}
+    for name, service in compose["services"].items():
+        deploy = service.get("deploy") or {}
+        if deploy.get("mode") != "global":
+            for constraint in deploy["placement"]["constraints"]:
+                label = constraint.removeprefix("node.labels.").split("==")[0].strip()
+                placed.setdefault(label, []).append(name)
+    assert placed == {label: list(services) for label, services in ag_cluster.SERVICE_LABELS.items()}
+
+
+def test_a_drained_node_may_carry_a_service_label_another_node_has():
+    def drain_nuc3_with_webserver(data):
+        nodes(data)["nuc3"]["labels"].append("webserver")
+        nodes(data)["nuc3"]["availability"] = "drain"
+
+    assert ag_cluster.validate(edited(drain_nuc3_with_webserver)) == []
 
 
 @pytest.mark.parametrize("edit,words", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
