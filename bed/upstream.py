@@ -6,7 +6,10 @@ guests have no other route), each by a daemon on this machine:
            the guests' dockerd uses it as its registry mirror, so `postgres:13` or
            `agbed/debian:bookworm` is pulled as a site pulls it from Docker Hub
   git      a git daemon serving the stand-in autograder-full-stack (tests/standin), committed,
-           as a site clones upstream's repository
+           as a site clones upstream's repository; and under upstream/ the real releases
+           (config.UPSTREAM_BUNDLES), each repository beside the others as on GitHub, so
+           autograder-full-stack's relative submodule URLs (../autograder-server.git)
+           resolve: UPSTREAM_GIT_URL at a release tag checks out with its submodules
 """
 
 import functools
@@ -25,13 +28,14 @@ from pathlib import Path
 from tests import standin
 
 from . import config, images
-from .util import log, pid_alive, stop_pid, wait_for
+from .util import log, pid_alive, run, stop_pid, wait_for
 
 DIR = config.BED_DIR / "vm"
 # the proxy's cache outlives `down --wipe`; one per bed, two daemons never share a cache
 ACNG_CACHE = config.CACHE_DIR / f"apt-cacher-ng-bed{config.BED_ID}"
 HUB_PORT = 5002
 GIT_URL = f"git://{config.BRIDGE_ADDR}/autograder-full-stack"
+UPSTREAM_GIT_URL = f"git://{config.BRIDGE_ADDR}/upstream/autograder-full-stack.git"
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -216,11 +220,33 @@ def fill_hub() -> None:
 
 # ---------------------------------------------------------------- the repository
 
+def upstream_repos(into: Path) -> list:
+    """Bare repositories of the real releases' bundles in `into`, side by side as on GitHub;
+    an existing one takes the bundle's refs again (a changed bundle). Returns their paths."""
+    repos = []
+    for bundle in sorted(config.UPSTREAM_BUNDLES.glob("*.bundle")):
+        repo = into / f"{bundle.stem}.git"
+        if repo.exists():
+            run(["git", "-C", str(repo), "fetch", "-q", "--prune", str(bundle), "+refs/*:refs/*"])
+        else:
+            run(["git", "clone", "-q", "--bare", str(bundle), str(repo)])
+        repos.append(repo)
+    return repos
+
+
 def _git_up() -> None:
-    """The stand-in committed on branch master (a new commit only when its files changed)."""
+    """The stand-in committed on branch master (a new commit only when its files changed),
+    and the real releases under upstream/ when their bundles are on this machine."""
     standin.write(GIT.dir / "repos/autograder-full-stack", git=True)
+    if not upstream_repos(GIT.dir / "repos/upstream"):
+        log(f"git: no bundles in {config.UPSTREAM_BUNDLES}; serving the stand-in only")
     GIT.start(["git", "daemon", "--reuseaddr", "--export-all", f"--listen={config.BRIDGE_ADDR}",
                f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])
+
+
+def git_up() -> None:
+    if not GIT.pid():
+        _git_up()
 
 
 def up() -> None:
