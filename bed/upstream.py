@@ -27,8 +27,8 @@ from pathlib import Path
 
 from tests import standin
 
-from . import config, images
-from .util import log, pid_alive, run, stop_pid, wait_for
+from . import config, images, releases
+from .util import debian_mirror, log, pid_alive, stop_pid, wait_for
 
 DIR = config.BED_DIR / "vm"
 # the proxy's cache outlives `down --wipe`; one per bed, two daemons never share a cache
@@ -91,19 +91,6 @@ class HostDaemon:
 APT = HostDaemon("apt-cacher-ng", 3142)
 HUB = HostDaemon("hub", HUB_PORT)
 GIT = HostDaemon("git", 9418)
-
-
-def debian_mirror() -> str:
-    """The Debian mirror this machine's own apt uses (the guests' packages come from it)."""
-    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:") and "debian" in line and "security" not in line:
-                return line.split()[1]
-    for line in Path("/etc/apt/sources.list").read_text().splitlines():
-        if line.startswith("deb ") and "security" not in line:
-            return line.split()[1]
-    raise RuntimeError("found no Debian mirror in this machine's apt sources; the VM image "
-                       "needs one (add it to /etc/apt/sources.list.d)")
 
 
 def _apt_up() -> None:
@@ -220,25 +207,11 @@ def fill_hub() -> None:
 
 # ---------------------------------------------------------------- the repository
 
-def upstream_repos(into: Path) -> list:
-    """Bare repositories of the real releases' bundles in `into`, side by side as on GitHub;
-    an existing one takes the bundle's refs again (a changed bundle). Returns their paths."""
-    repos = []
-    for bundle in sorted(config.UPSTREAM_BUNDLES.glob("*.bundle")):
-        repo = into / f"{bundle.stem}.git"
-        if repo.exists():
-            run(["git", "-C", str(repo), "fetch", "-q", "--prune", str(bundle), "+refs/*:refs/*"])
-        else:
-            run(["git", "clone", "-q", "--bare", str(bundle), str(repo)])
-        repos.append(repo)
-    return repos
-
-
 def _git_up() -> None:
     """The stand-in committed on branch master (a new commit only when its files changed),
     and the real releases under upstream/ when their bundles are on this machine."""
     standin.write(GIT.dir / "repos/autograder-full-stack", git=True)
-    if not upstream_repos(GIT.dir / "repos/upstream"):
+    if not releases.bare_repos(GIT.dir / "repos/upstream"):
         log(f"git: no bundles in {config.UPSTREAM_BUNDLES}; serving the stand-in only")
     GIT.start(["git", "daemon", "--reuseaddr", "--export-all", f"--listen={config.BRIDGE_ADDR}",
                f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])

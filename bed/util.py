@@ -111,3 +111,17 @@ def site_certificate(etc: Path) -> None:
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
          "-subj", "/CN=autograder.io", "-keyout", str(key), "-out", str(cert)])
     key.chmod(0o600)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's own apt uses: the bed's image roots and the guests'
+    packages come from it (the bed writes no mirror's name of its own)."""
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "debian" in line and "security" not in line:
+                return line.split()[1]
+    for line in Path("/etc/apt/sources.list").read_text().splitlines():
+        if line.startswith("deb ") and "security" not in line:
+            return line.split()[1]
+    raise RuntimeError("found no Debian mirror in this machine's apt sources; the bed's "
+                       "images need one (add it to /etc/apt/sources.list.d)")

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from bed import config, upstream
+from bed import config, releases
 
 
 def git(*args, cwd=None) -> str:
@@ -44,7 +44,7 @@ def bundles(tmp_path, monkeypatch):
 
 def test_a_release_checks_out_with_its_submodules(bundles, tmp_path):
     served = tmp_path / "served"
-    repos = upstream.upstream_repos(served)
+    repos = releases.bare_repos(served)
     assert [r.name for r in repos] == ["autograder-full-stack.git", "autograder-server.git"]
     checkout = tmp_path / "checkout"
     git("clone", "-q", "--branch", "1.0", str(served / "autograder-full-stack.git"), str(checkout))
@@ -55,14 +55,21 @@ def test_a_release_checks_out_with_its_submodules(bundles, tmp_path):
 def test_a_changed_bundle_is_served_again(bundles, tmp_path):
     out, server = bundles
     served = tmp_path / "served"
-    upstream.upstream_repos(served)
+    releases.bare_repos(served)
     (server / "manage.py").write_text("v2\n")
     git("commit", "-q", "-am", "server v2", cwd=server)
     git("bundle", "create", "-q", str(out / "autograder-server.bundle"), "--all", cwd=server)
-    upstream.upstream_repos(served)
+    releases.bare_repos(served)
     assert git("--git-dir", str(served / "autograder-server.git"), "show", "master:manage.py") == "v2\n"
 
 
 def test_no_bundles_serve_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "UPSTREAM_BUNDLES", tmp_path / "absent")
-    assert upstream.upstream_repos(tmp_path / "served") == []
+    assert releases.bare_repos(tmp_path / "served") == []
+
+
+def test_show_reads_a_file_of_a_release(bundles, tmp_path, monkeypatch):
+    monkeypatch.setattr(releases, "CACHE", tmp_path / "cache")
+    assert releases.show("autograder-server", "master", "manage.py") == "v1\n"
+    with pytest.raises(RuntimeError, match="no autograder-sandbox.bundle"):
+        releases.show("autograder-sandbox", "3.1.2", "Dockerfile")
