@@ -173,7 +173,7 @@ def _put_blob(repo: str, digest: str, data: bytes) -> None:
                  headers={"Content-Type": "application/octet-stream"})
 
 
-def _push(img) -> None:
+def _push(img, tags) -> None:
     layers = _layer_blobs(img)
     config_bytes = _config_blob(img)
     config_digest = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
@@ -184,7 +184,7 @@ def _push(img) -> None:
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     "size": len(data), "digest": digest} for digest, data in layers],
     }, sort_keys=True).encode()
-    for tag in img.tags:
+    for tag in tags:
         repo, version = _repo_and_tag(tag)
         for digest, data in layers + [(config_digest, config_bytes)]:
             _put_blob(repo, digest, data)
@@ -192,17 +192,20 @@ def _push(img) -> None:
                      headers={"Content-Type": MANIFEST_TYPE})
 
 
-def fill_hub() -> None:
-    """Push every bed image the hub does not hold as built (it keeps them across up/down)."""
-    built = images.build_all()
+def fill_hub(group: str = "bed") -> None:
+    """Push each tag of the group's images that the hub does not hold as built (it keeps them
+    across up/down). Tag by tag, since groups share tags: the real stack's postgres:13
+    (group "real") takes the stand-in's place, and the other way round."""
+    built = images.build_all(group)
     stamp = HUB.dir / "pushed.json"
     pushed = json.loads(stamp.read_text()) if stamp.exists() else {}
-    for img in images.IMAGES:
-        if pushed.get(img.name) != built[img.name]["id"]:
-            _push(img)
-            pushed[img.name] = built[img.name]["id"]
+    for img in images.in_group(group):
+        image_id = built[img.name]["id"]
+        if tags := [tag for tag in img.tags if pushed.get(tag) != image_id]:
+            _push(img, tags)
+            pushed.update(dict.fromkeys(tags, image_id))
             stamp.write_text(json.dumps(pushed, indent=2) + "\n")
-            log(f"hub: {', '.join(img.tags)} pushed")
+            log(f"hub: {', '.join(tags)} pushed")
 
 
 # ---------------------------------------------------------------- the repository
@@ -217,15 +220,13 @@ def _git_up() -> None:
                f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])
 
 
-def git_up() -> None:
-    if not GIT.pid():
-        _git_up()
-
-
-def up() -> None:
-    for daemon, start in ((APT, _apt_up), (HUB, _hub_up), (GIT, _git_up)):
-        if not daemon.pid():
-            start()
+def up(daemons=None) -> list:
+    """Start the daemons (all by default) that do not run; return those it started."""
+    starters = {APT: _apt_up, HUB: _hub_up, GIT: _git_up}
+    started = [d for d in (daemons or starters) if not d.pid()]
+    for daemon in started:
+        starters[daemon]()
+    return started
 
 
 def down() -> None:
