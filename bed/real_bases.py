@@ -156,7 +156,7 @@ def layer_builder(base: Base):
             _install(base, root)
         finally:
             run(["umount", str(root)])
-        _docker_whiteouts(upper)
+        _docker_whiteouts(upper, lower)
         run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*",
              "--xattrs-exclude=trusted.*", "--sort=name", "-C", str(upper), "-cf", str(out), "."])
     return build
@@ -175,6 +175,7 @@ def _install(base: Base, root: Path) -> None:
     policy.write_text("#!/bin/sh\n# no daemon starts while the image is made\nexit 101\n")
     policy.chmod(0o755)
     resolv = root / "etc/resolv.conf"
+    made_resolv = not resolv.exists()
     resolv.touch()
     mounts = [(["--bind", "/dev"], root / "dev"), (["-t", "proc", "proc"], root / "proc"),
               (["--bind", "/etc/resolv.conf"], resolv)]  # apt reaches the mirror as this host
@@ -193,11 +194,14 @@ def _install(base: Base, root: Path) -> None:
         for _, where in reversed(mounts):
             subprocess.run(["umount", "-l", str(where)], capture_output=True)
         policy.unlink()
+        if made_resolv:  # docker gives each container its own
+            resolv.unlink()
 
 
-def _docker_whiteouts(upper: Path) -> None:
+def _docker_whiteouts(upper: Path, lower: Path) -> None:
     """overlayfs marks a deleted file with a 0/0 character device and a directory whose old
-    content is gone with an xattr; a Docker layer marks them with .wh. files."""
+    content is gone with an xattr; a Docker layer marks them with .wh. files. (overlayfs also
+    marks directories new to the upper layer opaque: nothing below to hide, so no marker.)"""
     for dirpath, dirnames, filenames in os.walk(upper):
         here = Path(dirpath)
         for name in dirnames + filenames:
@@ -209,5 +213,5 @@ def _docker_whiteouts(upper: Path) -> None:
             opaque = os.getxattr(here, "trusted.overlay.opaque") == b"y"
         except OSError:
             opaque = False
-        if opaque:
+        if opaque and (lower / here.relative_to(upper)).is_dir():
             (here / ".wh..wh..opq").touch()

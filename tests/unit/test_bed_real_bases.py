@@ -10,14 +10,18 @@ from bed import config, real_bases
 
 
 def test_overlay_deletions_become_docker_whiteouts(tmp_path):
-    upper = tmp_path / "upper"
-    (upper / "etc/gone-dir").mkdir(parents=True)
+    upper, lower = tmp_path / "upper", tmp_path / "lower"
+    (lower / "etc/emptied").mkdir(parents=True)
+    (upper / "etc/emptied").mkdir(parents=True)
+    (upper / "etc/new-dir").mkdir()
     os.mknod(upper / "etc/old.conf", 0o600 | 0o020000, os.makedev(0, 0))  # a deleted file
-    os.setxattr(upper / "etc/gone-dir", "trusted.overlay.opaque", b"y")  # emptied dir
+    for directory in ("etc/emptied", "etc/new-dir"):  # overlayfs marks new directories too
+        os.setxattr(upper / directory, "trusted.overlay.opaque", b"y")
     (upper / "etc/new.conf").write_text("kept\n")
-    real_bases._docker_whiteouts(upper)
+    real_bases._docker_whiteouts(upper, lower)
     assert sorted(p.relative_to(upper).as_posix() for p in upper.rglob("*")) == [
-        "etc", "etc/.wh.old.conf", "etc/gone-dir", "etc/gone-dir/.wh..wh..opq", "etc/new.conf"]
+        "etc", "etc/.wh.old.conf", "etc/emptied", "etc/emptied/.wh..wh..opq", "etc/new-dir",
+        "etc/new.conf"]
 
 
 def test_the_layer_key_follows_packages_files_and_scripts(monkeypatch):
