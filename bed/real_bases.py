@@ -162,6 +162,16 @@ def layer_builder(base: Base):
     return build
 
 
+def install_script(base: Base) -> str:
+    return "\n".join(["apt-get update -q", base.prepare,
+                      "apt-get install -y -q --no-install-recommends " + " ".join(base.packages)])
+
+
+def finish_script(base: Base) -> str:
+    """The base's script, then no apt cache or package lists left in the layer."""
+    return "\n".join([base.script, "apt-get clean", "rm -rf /var/lib/apt/lists/*"])
+
+
 def _chroot(root: Path, script: str) -> None:
     res = subprocess.run(["chroot", str(root), "/bin/sh", "-ec", script], env=APT_ENV,
                          capture_output=True, text=True)
@@ -182,14 +192,13 @@ def _install(base: Base, root: Path) -> None:
     try:
         for how, where in mounts:
             run(["mount", *how, str(where)])
-        _chroot(root, "apt-get update -q\n" + base.prepare +
-                "apt-get install -y -q --no-install-recommends " + " ".join(base.packages))
+        _chroot(root, install_script(base))
         for path, source, mode in base.files:
             dest = root / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(_text(source))
             dest.chmod(mode)
-        _chroot(root, base.script + "apt-get clean\nrm -rf /var/lib/apt/lists/*\n")
+        _chroot(root, finish_script(base))
     finally:
         for _, where in reversed(mounts):
             subprocess.run(["umount", "-l", str(where)], capture_output=True)
