@@ -54,13 +54,18 @@ def wait_for(predicate, timeout: float, what, interval: float = 0.2):
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (exited, not yet reaped by its parent, e.g. a daemon a
+    test process started) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def read_pid(pidfile: Path):

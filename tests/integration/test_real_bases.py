@@ -54,11 +54,12 @@ def start(bed, name: str, *argv) -> None:
     bed.exec(NODE, "docker", "run", "-d", "--name", name, "--network", NET, *argv)
 
 
-def wait_log(bed, name: str, text: str, timeout: float = 60) -> str:
+def wait_log(bed, name: str, text: str, timeout: float = 60, times: int = 1) -> str:
+    """The container's log once `text` is in it `times` times."""
     deadline = time.monotonic() + timeout
     while True:
         logs = bed.exec(NODE, "docker", "logs", name, check=False)
-        if text in logs.stdout + logs.stderr:
+        if (logs.stdout + logs.stderr).count(text) >= times:
             return logs.stdout + logs.stderr
         assert time.monotonic() < deadline, f"{name} never logged {text!r}:\n{logs.stdout}{logs.stderr}"
         time.sleep(1)
@@ -110,8 +111,9 @@ def test_postgres_initialises_with_the_password_file_and_asks_for_it(node):
         name = f"ag-real-pg{tag.split(':')[1]}"
         start(node, name, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/db_password",
               "-v", "/tmp/ag-real-pg/db_password:/run/secrets/db_password:ro", tag)
-        wait_log(node, name, "database system is ready to accept connections", 90)
-        logs = wait_log(node, name, "PostgreSQL init process complete")
+        # ready twice: the server initdb's scripts talk to, then the one that stays
+        logs = wait_log(node, name, "database system is ready to accept connections", 90, 2)
+        assert "PostgreSQL init process complete" in logs
         assert PG_PASSWORD not in logs
         # from another container: not loopback, so the password is asked for and checked
         psql = ["postgres:13", "psql", "-h", name, "-U", "postgres", "-tAc", "select 1"]
