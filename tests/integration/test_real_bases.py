@@ -91,18 +91,17 @@ def test_ag_checkout_clones_a_release_with_its_submodules(netns_bed, served):
 
 
 def test_the_hub_serves_the_real_bases_under_their_official_names(node, served):
+    """(The stand-ins' postgres and redis come back under their tags with the next
+    fill_hub() of the bed's own images, as tier 2's `up` does.)"""
     upstream.fill_hub("real")
-    try:
-        for img in images.in_group("real"):
-            for tag in img.tags:
-                repo, version = upstream._repo_and_tag(tag)
-                req = urllib.request.Request(
-                    f"http://{config.BRIDGE_ADDR}:{upstream.HUB_PORT}/v2/{repo}/manifests/{version}",
-                    headers={"Accept": upstream.MANIFEST_TYPE})
-                with urllib.request.urlopen(req, timeout=30) as res:
-                    assert json.load(res)["config"]["digest"] == images.meta(img.name)["id"], tag
-    finally:
-        upstream.fill_hub()  # the stand-ins' postgres and redis back under their tags
+    for img in images.in_group("real"):
+        for tag in img.tags:
+            repo, version = upstream._repo_and_tag(tag)
+            req = urllib.request.Request(
+                f"http://{config.BRIDGE_ADDR}:{upstream.HUB_PORT}/v2/{repo}/manifests/{version}",
+                headers={"Accept": upstream.MANIFEST_TYPE})
+            with urllib.request.urlopen(req, timeout=30) as res:
+                assert json.load(res)["config"]["digest"] == images.meta(img.name)["id"], tag
 
 
 def test_postgres_initialises_with_the_password_file_and_asks_for_it(node):
@@ -140,8 +139,8 @@ def test_nginx_takes_a_conf_d_and_serves_as_its_own_user(node):
     page = run(node, "agbed/busybox", "wget", "-qO-", "http://ag-real-nginx/").stdout
     assert "Welcome to nginx" in page
     nginx_uid = node.exec(NODE, "docker", "exec", "ag-real-nginx", "id", "-u", "nginx").stdout
-    top = node.exec(NODE, "docker", "top", "ag-real-nginx", "-eo", "uid,args").stdout
-    assert [line.split()[0] for line in top.splitlines() if "worker process" in line] \
+    top = node.exec(NODE, "docker", "top", "ag-real-nginx", "-o", "pid,uid,args").stdout
+    assert [line.split()[1] for line in top.splitlines() if "worker process" in line] \
         == [nginx_uid.strip()]
 
 
@@ -163,7 +162,7 @@ def test_upstreams_rabbitmq_dockerfile_builds_and_its_server_starts(node):
 
 def test_python_has_what_the_server_dockerfiles_use(node):
     out = run(node, "python:3.8", "sh", "-ec",
-              "python3 -c 'import ssl, sqlite3'; command -v python3 pip; pip --version; "
+              "python3 -c 'import ssl, sqlite3'; command -v python3; command -v pip; pip --version; "
               "cat $PIP_CONSTRAINT; gcc --version >/dev/null; pg_config --version; "
               "gpg --version >/dev/null; wget --version >/dev/null").stdout.splitlines()
     assert out[:2] == ["/usr/local/bin/python3", "/usr/local/bin/pip"]
