@@ -5,7 +5,7 @@
   down [--wipe]           stop everything the bed started; --wipe also deletes node data
   status                  what runs
   mesh                    tier 1: re-sync the 127.0.0.1:5000/5001 forwarders with the pillar
-  images                  build the local base images (cached) and load them where missing
+  images [--real]         build the local base images (cached) and load them where missing
   exec NODE CMD...        run CMD on NODE (nuc1, nuc2, ...)
   salt|salt-run|salt-key ARGS...   the Salt CLI aimed at the bed's master
   demo [--vm]             bring the bed up and run the real deploy on it
@@ -136,15 +136,15 @@ def cmd_status() -> int:
     return 0
 
 
-def cmd_images() -> None:
+def cmd_images(group: str) -> None:
     tier, names = current()
-    built = images.build_all()
+    built = images.build_all(group)
     for name, info in built.items():
-        print(f"{name:9} {' '.join(info['tags'])}  {info['size'] / 1e6:.1f} MB  "
+        print(f"{name:13} {' '.join(info['tags'])}  {info['size'] / 1e6:.1f} MB  "
               f"built in {info['build_seconds']}s  {info['id'][:19]}")
     if tier:
         for node in names:
-            images.load_into(tier_module(tier).node_exec, node)
+            images.load_into(tier_module(tier).node_exec, node, group=group)
 
 
 def cmd_exec(name: str, argv) -> int:
@@ -173,13 +173,14 @@ def cmd_demo(tier: str) -> int:
 def cmd_test(pytest_args) -> int:
     """With arguments, one pytest run on this bed. Without, the whole suite as two runs, one
     after the other (side by side, the two cores made both three times slower): unit,
-    functional and tier 1 on this bed, then tier 2 (the tests marked vm, but not its half-hour
-    whole-stack deploy, vm_stack) on the next one, whose kept guests outlive the other tier's
-    runs (tests/conftest.py)."""
+    functional and tier 1 (but not the real stack's groundwork, real_stack, whose images
+    take a quarter of an hour to build the first time) on this bed, then tier 2 (the tests
+    marked vm, but not its half-hour whole-stack deploy, vm_stack) on the next one, whose
+    kept guests outlive the other tier's runs (tests/conftest.py)."""
     if pytest_args:
         return _pytest(pytest_args)
     image = _build_vm_image_meanwhile()
-    code = _pytest(["-m", "not vm"])
+    code = _pytest(["-m", "not vm and not real_stack"])
     image.join()
     tier2_bed = config.BED_ID + 1
     log(f"tier 2 on bed {tier2_bed} (subnet 198.18.{tier2_bed}.0/24)")
@@ -231,7 +232,10 @@ def main(argv=None) -> int:
     sub.add_parser("add").add_argument("name")
     sub.add_parser("down").add_argument("--wipe", action="store_true")
     sub.add_parser("status")
-    sub.add_parser("images")
+    sub.add_parser("images").add_argument(
+        "--real", action="store_true",
+        help="the look-alikes of the official images the real upstream stack uses "
+             "(bed/real_bases.py) instead of the bed's own")
     sub.add_parser("mesh")
     p_exec = sub.add_parser("exec")
     p_exec.add_argument("node")
@@ -268,7 +272,7 @@ def main(argv=None) -> int:
             sys.exit("the mesh stand-in is for tier 1 only (tier 2 has the real routing mesh)")
         mesh.sync(names)
     elif args.cmd == "images":
-        cmd_images()
+        cmd_images("real" if args.real else "bed")
     elif args.cmd == "exec":
         return cmd_exec(args.node, args.argv)
     elif args.cmd == "demo":

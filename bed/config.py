@@ -11,6 +11,11 @@ REPO = Path(__file__).resolve().parent.parent
 ROOT = Path(os.environ.get("AG_BED_ROOT", "/var/tmp/agbed"))
 VENV = ROOT / "venv"
 CACHE_DIR = ROOT / "cache"  # slow artefacts kept across up/down: base images, VM image
+# the PATH of every image the bed makes (Docker's default)
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# git bundles of the real autograder.io releases (autograder-full-stack and the repositories
+# its releases use), which the bed serves as a site's clone finds them upstream
+UPSTREAM_BUNDLES = Path(os.environ.get("AG_UPSTREAM_BUNDLES", REPO.parent / "shared/upstream"))
 
 # Several beds can run side by side (parallel work, tests of the bed itself): bed K has its
 # own directory, bridge, namespace names and subnet 198.18.K.0/24. Default: bed 0.

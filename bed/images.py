@@ -9,6 +9,10 @@ debian) is saved thin: its manifest lists every layer but the tarball carries on
 since `docker load` never opens a layer the daemon already has; `load_into`, which loads into
 one node the images it lacks, loads bases first. Both tiers call it with their own `node_exec`.
 
+Images come in groups, each with its own cache directory and lock: "bed", the images above,
+built by `up`; "real", the look-alikes of the official images the real upstream stack
+pulls (bed/real_bases.py), built only when asked for (`./testbed images --real`).
+
   agbed/debian:bookworm    debootstrap --variant=minbase bookworm + python3
   agbed/busybox:latest     Debian's busybox-static, its applets as symlinks
   agbed/registry:2         busybox + Debian's docker-registry binary; also tagged registry:2,
@@ -33,17 +37,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config
-from .util import log, run
+from . import config, real_bases
+from .util import debian_mirror, log, run
 
 IMAGES_DIR = config.CACHE_DIR / "images"
 LOCK_FILE = IMAGES_DIR / ".lock"
-DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_INCLUDE = ("python3",)
 # the postgres versions a compose file may name: upstream's default, and what 2025.08 requires
 POSTGRES_VERSIONS = ("9.5", "13", "14")
-PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STANDIN_SERVER = Path(__file__).with_name("standin_server.py")
 REGISTRY_CONFIG = """\
 version: 0.1
@@ -69,27 +70,37 @@ class Image:
     base: str | None  # name of the image whose layers come first
     layer: str  # builder of this image's own layer (LAYERS)
     config: dict = field(default_factory=dict)  # the image config's "config" (Cmd, Env, ...)
+    group: str = "bed"
 
 
 IMAGES = (
     Image("debian", ("agbed/debian:bookworm",), None, "debian",
-          {"Env": [PATH_ENV, "LANG=C.UTF-8"], "Cmd": ["bash"]}),
+          {"Env": [config.PATH_ENV, "LANG=C.UTF-8"], "Cmd": ["bash"]}),
     Image("busybox", ("agbed/busybox:latest",), None, "busybox",
-          {"Env": [PATH_ENV], "Cmd": ["sh"]}),
+          {"Env": [config.PATH_ENV], "Cmd": ["sh"]}),
     Image("registry", ("agbed/registry:2", "registry:2"), "busybox", "registry",
-          {"Env": [PATH_ENV], "Entrypoint": ["/bin/registry"],
+          {"Env": [config.PATH_ENV], "Entrypoint": ["/bin/registry"],
            "Cmd": ["serve", "/etc/docker/registry/config.yml"],
            "Volumes": {"/var/lib/registry": {}}, "ExposedPorts": {"5000/tcp": {}}}),
     *(Image(f"postgres{v}", (f"postgres:{v}",), "debian", "standin",
-            {"Env": [PATH_ENV, f"PG_MAJOR={v}", "PGDATA=/var/lib/postgresql/data"],
+            {"Env": [config.PATH_ENV, f"PG_MAJOR={v}", "PGDATA=/var/lib/postgresql/data"],
              "Cmd": ["python3", "/usr/local/bin/ag-standin", "postgres"],
              "Volumes": {"/var/lib/postgresql/data": {}}, "ExposedPorts": {"5432/tcp": {}}})
       for v in POSTGRES_VERSIONS),
     Image("redis", ("agbed/redis:standin", "redis:latest"), "debian", "standin",
-          {"Env": [PATH_ENV], "Cmd": ["python3", "/usr/local/bin/ag-standin", "redis"],
+          {"Env": [config.PATH_ENV], "Cmd": ["python3", "/usr/local/bin/ag-standin", "redis"],
            "WorkingDir": "/data", "Volumes": {"/data": {}}, "ExposedPorts": {"6379/tcp": {}}}),
+    Image("bullseye", (real_bases.BASE_TAG,), None, "bullseye",
+          {"Env": [config.PATH_ENV], "Cmd": ["bash"]}, group="real"),
+    *(Image(b.image_name, b.tags, "bullseye", b.image_name, b.config, group="real")
+      for b in real_bases.BASES),
 )
 BY_NAME = {img.name: img for img in IMAGES}
+GROUPS = ("bed", "real")
+
+
+def in_group(group: str) -> list:
+    return [img for img in IMAGES if img.group == group]
 
 
 def _sha256_file(path: Path) -> str:
@@ -141,7 +152,7 @@ class _TarWriter:
         self.tar.close()
 
 
-def _busybox_layer(out: Path) -> None:
+def _busybox_layer(out: Path, _base_layers) -> None:
     t = _TarWriter(out)
     t.copy("/bin/busybox", "/bin/busybox")
     applets = run(["/bin/busybox", "--list-full"]).stdout.split()
@@ -154,7 +165,7 @@ def _busybox_layer(out: Path) -> None:
     t.close()
 
 
-def _registry_layer(out: Path) -> None:
+def _registry_layer(out: Path, _base_layers) -> None:
     t = _TarWriter(out)
     t.copy("/bin/registry", "/usr/bin/docker-registry")
     t.copy("/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6")
@@ -164,7 +175,7 @@ def _registry_layer(out: Path) -> None:
     t.close()
 
 
-def _standin_layer(out: Path) -> None:
+def _standin_layer(out: Path, _base_layers) -> None:
     t = _TarWriter(out)
     t.copy("/usr/local/bin/ag-standin", str(STANDIN_SERVER))
     t.dir("/var/lib/postgresql/data", 0o700)
@@ -173,10 +184,10 @@ def _standin_layer(out: Path) -> None:
 
 
 @contextmanager
-def _scratch_dir():
-    """A build directory that is removed afterwards, after undoing any mount debootstrap
-    left inside it (never delete through a mounted /proc or /sys)."""
-    path = Path(tempfile.mkdtemp(prefix="build-", dir=IMAGES_DIR))
+def _scratch_dir(parent: Path):
+    """A build directory that is removed afterwards, after undoing any mount a build
+    (debootstrap, a package install) left inside it (never delete through a mounted /proc)."""
+    path = Path(tempfile.mkdtemp(prefix="build-", dir=parent))
     try:
         yield path
     finally:
@@ -186,52 +197,66 @@ def _scratch_dir():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _debian_layer(out: Path) -> None:
-    with _scratch_dir() as build:
-        rootfs = build / "rootfs"
-        log(f"images: debootstrap {DEBIAN_SUITE} (minbase + {', '.join(DEBIAN_INCLUDE)}), "
-            "about two minutes, once")
-        res = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_INCLUDE)}",
-             DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
-            capture_output=True, text=True,
-        )
-        if res.returncode != 0:
-            raise RuntimeError(
-                f"debootstrap of Debian {DEBIAN_SUITE} from {DEBIAN_MIRROR} failed; see "
-                f"{rootfs}/debootstrap/debootstrap.log or run it by hand:\n{res.stdout[-2000:]}"
-            )
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
-            for p in (rootfs / junk).glob("*"):
-                if p.is_file():
-                    p.unlink()
-        # docker gives every container its own /dev, /proc and /sys
-        run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "-C", str(rootfs),
-             "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
-             "-cf", str(out), "."])
+def _debootstrap_layer(suite: str, include=()):
+    """Builder of a layer that is Debian `suite` (minbase variant, plus `include`)."""
+    def build(out: Path, _base_layers) -> None:
+        with _scratch_dir(out.parent) as build_dir:
+            rootfs = build_dir / "rootfs"
+            mirror = debian_mirror()
+            log(f"images: debootstrap {suite} (minbase{''.join(f', {p}' for p in include)}), "
+                "about two minutes, once")
+            options = ["--variant=minbase"] + ([f"--include={','.join(include)}"] if include else [])
+            res = subprocess.run(["debootstrap", *options, suite, str(rootfs), mirror],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(
+                    f"debootstrap of Debian {suite} from {mirror} failed; see "
+                    f"{rootfs}/debootstrap/debootstrap.log or run it by hand:\n{res.stdout[-2000:]}"
+                )
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
+                for p in (rootfs / junk).glob("*"):
+                    if p.is_file():
+                        p.unlink()
+            # docker gives every container its own /dev, /proc and /sys
+            run(["tar", "--numeric-owner", "--xattrs", "--sort=name", "-C", str(rootfs),
+                 "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
+                 "-cf", str(out), "."])
+    return build
+
+
+def _debootstrap_inputs(suite: str, include=()):
+    return lambda: {"suite": suite, "variant": "minbase", "include": include,
+                    "mirror": debian_mirror()}
 
 
 LAYERS = {
     # name: (builder, what the content depends on)
-    "debian": (_debian_layer, lambda: {"suite": DEBIAN_SUITE, "variant": "minbase",
-                                       "include": DEBIAN_INCLUDE, "mirror": DEBIAN_MIRROR}),
+    "debian": (_debootstrap_layer("bookworm", DEBIAN_INCLUDE),
+               _debootstrap_inputs("bookworm", DEBIAN_INCLUDE)),
+    "bullseye": (_debootstrap_layer(real_bases.SUITE), _debootstrap_inputs(real_bases.SUITE)),
     "busybox": (_busybox_layer, lambda: {"busybox": _sha256_file(Path("/bin/busybox"))}),
     "registry": (_registry_layer, lambda: {
         "registry": _sha256_file(Path("/usr/bin/docker-registry")),
         "libc": _sha256_file(Path("/lib/x86_64-linux-gnu/libc.so.6")),
         "config": REGISTRY_CONFIG}),
     "standin": (_standin_layer, lambda: {"server": _sha256_file(STANDIN_SERVER)}),
+    **{b.image_name: (real_bases.layer_builder(b), real_bases.layer_inputs(b))
+       for b in real_bases.BASES},
 }
 
 
 # --- images: the cache, keyed by a digest of everything an image is made of ----------------
 
+def group_dir(group: str) -> Path:
+    return IMAGES_DIR if group == "bed" else IMAGES_DIR / group
+
+
 def tarball(name: str) -> Path:
-    return IMAGES_DIR / f"{name}.tar"
+    return group_dir(BY_NAME[name].group) / f"{name}.tar"
 
 
 def _meta_path(name: str) -> Path:
-    return IMAGES_DIR / f"{name}.json"
+    return group_dir(BY_NAME[name].group) / f"{name}.json"
 
 
 def meta(name: str) -> dict:
@@ -268,10 +293,10 @@ def _base_layers(img: Image, into: Path) -> list:
 def _build(img: Image, key: str) -> None:
     started = time.monotonic()
     log(f"images: building {img.tags[0]}")
-    with _scratch_dir() as build:
+    with _scratch_dir(group_dir(img.group)) as build:
         layers = _base_layers(img, build)  # hashed for the config's diff_ids, not saved
         own = build / "own.tar"
-        LAYERS[img.layer][0](own)
+        LAYERS[img.layer][0](own, layers)
         layers.append(own)
         diff_ids = [_sha256_file(p) for p in layers]
         image_config = {
@@ -304,24 +329,29 @@ def _build(img: Image, key: str) -> None:
 
 
 @contextmanager
-def _locked():
-    IMAGES_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
+def _locked(group: str):
+    """The group's builders one at a time (a slow "real" build never holds up `up`)."""
+    directory = group_dir(group)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE.name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def build_all() -> dict:
-    """Build every image whose cached tarball is missing or stale; return their metadata."""
-    with _locked():
-        for img in IMAGES:  # bases come before the images that use them
+def build_all(group: str = "bed") -> dict:
+    """Build every image of `group` whose cached tarball is missing or stale; return their
+    metadata."""
+    wanted = in_group(group)
+    with _locked(group):
+        for img in wanted:  # bases come before the images that use them
             key = _key(img)
             if meta(img.name).get("key") != key or not tarball(img.name).exists():
                 _build(img, key)
-        for stale in [*IMAGES_DIR.glob("*.tar"), *IMAGES_DIR.glob("*.json")]:
-            if stale.stem not in BY_NAME:  # an image this code no longer makes
+        directory = group_dir(group)
+        for stale in [*directory.glob("*.tar"), *directory.glob("*.json")]:
+            if stale.stem not in {img.name for img in wanted}:  # one this code no longer makes
                 stale.unlink()
-    return {img.name: meta(img.name) for img in IMAGES}
+    return {img.name: meta(img.name) for img in wanted}
 
 
 # --- nodes -------------------------------------------------------------------------------
@@ -335,21 +365,23 @@ def node_images(node_exec, node: str) -> dict:
     return dict(line.split() for line in res.stdout.splitlines() if line.strip())
 
 
-def missing(node_exec, node: str) -> list:
-    """Names of the images whose tags do not all point at the cached build on the node."""
+def missing(node_exec, node: str, group: str = "bed") -> list:
+    """Names of the group's images whose tags do not all point at the cached build on the
+    node (the groups share some tags: loading one group's postgres:13 unloads the other's)."""
     have = node_images(node_exec, node)
-    return [img.name for img in IMAGES
+    return [img.name for img in in_group(group)
             if any(have.get(tag) != meta(img.name).get("id") for tag in img.tags)]
 
 
-def load_into(node_exec, node: str, names=None) -> list:
-    """Load into `node` the images (all by default, else those named, with their bases) it
-    lacks, bases first; return the names loaded. `node_exec(node, argv, **subprocess_kw)`
-    runs argv on the node (tier 1: bed.netns.node_exec; tier 2: the same over ssh) and must
-    pass `stdin` through, since the tarball is streamed to `docker load` on the node's stdin."""
+def load_into(node_exec, node: str, names=None, group: str = "bed") -> list:
+    """Load into `node` the images of `group` (all by default, else those named, with their
+    bases) it lacks, bases first; return the names loaded. `node_exec(node, argv,
+    **subprocess_kw)` runs argv on the node (tier 1: bed.netns.node_exec; tier 2: the same
+    over ssh) and must pass `stdin` through, since the tarball is streamed to `docker load`
+    on the node's stdin."""
     if names is not None:
         names = set(names) | {BY_NAME[n].base for n in names if BY_NAME[n].base}
-    wanted = [n for n in missing(node_exec, node) if names is None or n in names]
+    wanted = [n for n in missing(node_exec, node, group) if names is None or n in names]
     for name in wanted:
         with open(tarball(name), "rb") as f:
             res = node_exec(node, ["docker", "load", "-q"], stdin=f)

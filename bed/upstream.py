@@ -6,7 +6,10 @@ guests have no other route), each by a daemon on this machine:
            the guests' dockerd uses it as its registry mirror, so `postgres:13` or
            `agbed/debian:bookworm` is pulled as a site pulls it from Docker Hub
   git      a git daemon serving the stand-in autograder-full-stack (tests/standin), committed,
-           as a site clones upstream's repository
+           as a site clones upstream's repository; and under upstream/ the real releases
+           (config.UPSTREAM_BUNDLES), each repository beside the others as on GitHub, so
+           autograder-full-stack's relative submodule URLs (../autograder-server.git)
+           resolve: UPSTREAM_GIT_URL at a release tag checks out with its submodules
 """
 
 import functools
@@ -24,14 +27,15 @@ from pathlib import Path
 
 from tests import standin
 
-from . import config, images
-from .util import log, pid_alive, stop_pid, wait_for
+from . import config, images, releases
+from .util import debian_mirror, log, pid_alive, stop_pid, wait_for
 
 DIR = config.BED_DIR / "vm"
 # the proxy's cache outlives `down --wipe`; one per bed, two daemons never share a cache
 ACNG_CACHE = config.CACHE_DIR / f"apt-cacher-ng-bed{config.BED_ID}"
 HUB_PORT = 5002
 GIT_URL = f"git://{config.BRIDGE_ADDR}/autograder-full-stack"
+UPSTREAM_GIT_URL = f"git://{config.BRIDGE_ADDR}/upstream/autograder-full-stack.git"
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -87,19 +91,6 @@ class HostDaemon:
 APT = HostDaemon("apt-cacher-ng", 3142)
 HUB = HostDaemon("hub", HUB_PORT)
 GIT = HostDaemon("git", 9418)
-
-
-def debian_mirror() -> str:
-    """The Debian mirror this machine's own apt uses (the guests' packages come from it)."""
-    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:") and "debian" in line and "security" not in line:
-                return line.split()[1]
-    for line in Path("/etc/apt/sources.list").read_text().splitlines():
-        if line.startswith("deb ") and "security" not in line:
-            return line.split()[1]
-    raise RuntimeError("found no Debian mirror in this machine's apt sources; the VM image "
-                       "needs one (add it to /etc/apt/sources.list.d)")
 
 
 def _apt_up() -> None:
@@ -182,7 +173,7 @@ def _put_blob(repo: str, digest: str, data: bytes) -> None:
                  headers={"Content-Type": "application/octet-stream"})
 
 
-def _push(img) -> None:
+def _push(img, tags) -> None:
     layers = _layer_blobs(img)
     config_bytes = _config_blob(img)
     config_digest = f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"
@@ -193,7 +184,7 @@ def _push(img) -> None:
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     "size": len(data), "digest": digest} for digest, data in layers],
     }, sort_keys=True).encode()
-    for tag in img.tags:
+    for tag in tags:
         repo, version = _repo_and_tag(tag)
         for digest, data in layers + [(config_digest, config_bytes)]:
             _put_blob(repo, digest, data)
@@ -201,32 +192,41 @@ def _push(img) -> None:
                      headers={"Content-Type": MANIFEST_TYPE})
 
 
-def fill_hub() -> None:
-    """Push every bed image the hub does not hold as built (it keeps them across up/down)."""
-    built = images.build_all()
+def fill_hub(group: str = "bed") -> None:
+    """Push each tag of the group's images that the hub does not hold as built (it keeps them
+    across up/down). Tag by tag, since groups share tags: the real stack's postgres:13
+    (group "real") takes the stand-in's place, and the other way round."""
+    built = images.build_all(group)
     stamp = HUB.dir / "pushed.json"
     pushed = json.loads(stamp.read_text()) if stamp.exists() else {}
-    for img in images.IMAGES:
-        if pushed.get(img.name) != built[img.name]["id"]:
-            _push(img)
-            pushed[img.name] = built[img.name]["id"]
+    for img in images.in_group(group):
+        image_id = built[img.name]["id"]
+        if tags := [tag for tag in img.tags if pushed.get(tag) != image_id]:
+            _push(img, tags)
+            pushed.update(dict.fromkeys(tags, image_id))
             stamp.write_text(json.dumps(pushed, indent=2) + "\n")
-            log(f"hub: {', '.join(img.tags)} pushed")
+            log(f"hub: {', '.join(tags)} pushed")
 
 
 # ---------------------------------------------------------------- the repository
 
 def _git_up() -> None:
-    """The stand-in committed on branch master (a new commit only when its files changed)."""
+    """The stand-in committed on branch master (a new commit only when its files changed),
+    and the real releases under upstream/ when their bundles are on this machine."""
     standin.write(GIT.dir / "repos/autograder-full-stack", git=True)
+    if not releases.bare_repos(GIT.dir / "repos/upstream"):
+        log(f"git: no bundles in {config.UPSTREAM_BUNDLES}; serving the stand-in only")
     GIT.start(["git", "daemon", "--reuseaddr", "--export-all", f"--listen={config.BRIDGE_ADDR}",
                f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])
 
 
-def up() -> None:
-    for daemon, start in ((APT, _apt_up), (HUB, _hub_up), (GIT, _git_up)):
-        if not daemon.pid():
-            start()
+def up(daemons=None) -> list:
+    """Start the daemons (all by default) that do not run; return those it started."""
+    starters = {APT: _apt_up, HUB: _hub_up, GIT: _git_up}
+    started = [d for d in (daemons or starters) if not d.pid()]
+    for daemon in started:
+        starters[daemon]()
+    return started
 
 
 def down() -> None:

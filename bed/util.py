@@ -54,13 +54,18 @@ def wait_for(predicate, timeout: float, what, interval: float = 0.2):
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (exited, not yet reaped by its parent, e.g. a daemon a
+    test process started) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def read_pid(pidfile: Path):
@@ -111,3 +116,17 @@ def site_certificate(etc: Path) -> None:
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
          "-subj", "/CN=autograder.io", "-keyout", str(key), "-out", str(cert)])
     key.chmod(0o600)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's own apt uses: the bed's image roots and the guests'
+    packages come from it (the bed writes no mirror's name of its own)."""
+    for sources in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "debian" in line and "security" not in line:
+                return line.split()[1]
+    for line in Path("/etc/apt/sources.list").read_text().splitlines():
+        if line.startswith("deb ") and "security" not in line:
+            return line.split()[1]
+    raise RuntimeError("found no Debian mirror in this machine's apt sources; the bed's "
+                       "images need one (add it to /etc/apt/sources.list.d)")

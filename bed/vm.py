@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import config, host, pillar, upstream
-from .util import log, ok, pid_alive, run, site_certificate, stop_pid, tree_digest, wait_for
+from .util import debian_mirror, log, ok, pid_alive, run, site_certificate, stop_pid, tree_digest, wait_for
 
 TIER = "vm"
 IMAGE_SRC = config.REPO / "bed/vm-image"
@@ -60,7 +60,7 @@ def ensure_image() -> Path:
         started = time.monotonic()
         with open(build_log, "w") as out:
             res = subprocess.run(
-                [str(IMAGE_SRC / "build.sh"), str(tmp), upstream.debian_mirror(),
+                [str(IMAGE_SRC / "build.sh"), str(tmp), debian_mirror(),
                  str(config.SALT_BIN / "pip"), str(config.REPO / "requirements.txt")],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )

@@ -39,11 +39,17 @@ def test_saved_image_is_consistent(cache):
     assert images.meta("registry")["key"] == "k2"
 
 
-def test_load_into_sends_only_missing_images(cache):
-    for img in images.IMAGES:
+def fake_cache(group):
+    """Every image of the group "built": its id is its name, its tarball holds its name."""
+    images.group_dir(group).mkdir(exist_ok=True)
+    for img in images.in_group(group):
         images._meta_path(img.name).write_text(json.dumps({"id": f"sha256:{img.name}"}))
         images.tarball(img.name).write_bytes(img.name.encode())
-    have = {tag: f"sha256:{img.name}" for img in images.IMAGES for tag in img.tags}
+
+
+def test_load_into_sends_only_missing_images(cache):
+    fake_cache("bed")
+    have = {tag: f"sha256:{img.name}" for img in images.in_group("bed") for tag in img.tags}
     have["postgres:14"] = "sha256:something-else"  # a stale tag counts as missing
     del have["agbed/busybox:latest"]
     loaded = []
@@ -59,3 +65,31 @@ def test_load_into_sends_only_missing_images(cache):
     assert loaded == [("nuc2", b"busybox"), ("nuc2", b"postgres14")]
     loaded.clear()
     assert images.load_into(node_exec, "nuc3", names=["registry"]) == ["busybox"]
+
+
+def test_groups_share_tags_but_not_their_cache(cache):
+    fake_cache("bed")
+    fake_cache("real")
+    assert images.tarball("real-postgres").parent == cache / "real"
+    have = {tag: f"sha256:{img.name}" for img in images.in_group("bed") for tag in img.tags}
+
+    def node_exec(node, argv, **kw):
+        out = "".join(f"{t} {i}\n" for t, i in have.items())
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+    assert images.missing(node_exec, "nuc1") == []
+    # the stand-ins hold postgres:13 and redis:latest: the real ones are missing there
+    assert images.missing(node_exec, "nuc1", group="real") == [
+        img.name for img in images.in_group("real")]
+
+
+def test_a_group_is_built_and_pruned_on_its_own(cache, monkeypatch):
+    built = []
+    monkeypatch.setattr(images, "_build", lambda img, key: built.append(img.name))
+    monkeypatch.setattr(images, "_key", lambda img: img.name)
+    fake_cache("bed")
+    (cache / "gone.tar").write_bytes(b"")  # an image this code no longer makes
+    images.build_all("bed")
+    assert built == [img.name for img in images.in_group("bed")]  # the fake metas lack keys
+    assert not (cache / "gone.tar").exists()
+    assert not images.group_dir("real").exists()  # another group's cache is left alone

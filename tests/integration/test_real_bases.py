@@ -1,0 +1,197 @@
+"""Groundwork for the real upstream stack on tier 1: the bed's git daemon gives ag.checkout a
+real release with its submodules, and the look-alike base images (bed/real_bases.py) behave
+as the official ones do where the stack relies on them. Marked real_stack: building the
+images takes about 15 min the first time (cached after), so `./testbed test` leaves it out;
+run it with `AG_BED_ID=4 ./testbed test -m real_stack`."""
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from bed import config, images, netns, releases, upstream
+
+pytestmark = pytest.mark.real_stack
+
+NODE = "nuc1"
+RELEASE = "2022.01.v1"
+NET = "ag-real-probe"  # a user network: containers reach each other by name, not on loopback
+PG_PASSWORD = "s3cret-from-a-file"
+
+
+@pytest.fixture(scope="module")
+def served(netns_bed):
+    """The bed's git daemon and Docker Hub stand-in, stopped afterwards if this started them."""
+    if not any(config.UPSTREAM_BUNDLES.glob("*.bundle")):
+        pytest.skip(f"no release bundles in {config.UPSTREAM_BUNDLES}")
+    started = upstream.up([upstream.GIT, upstream.HUB])
+    yield
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def node(netns_bed):
+    """NODE with the real bases loaded and a network for the probes; afterwards the bed's
+    stand-ins (which share postgres's and redis's tags) are back."""
+    images.build_all("real")
+    images.load_into(netns.node_exec, NODE, group="real")
+    netns_bed.exec(NODE, "docker", "network", "create", NET)
+    yield netns_bed
+    netns_bed.exec(NODE, "sh", "-c", "docker rm -f $(docker ps -aq --filter name=ag-real-) "
+                   "2>/dev/null; true")
+    netns_bed.exec(NODE, "docker", "network", "rm", NET)
+    images.load_into(netns.node_exec, NODE)
+
+
+def run(bed, *argv, check=True):
+    """`docker run --rm` on NODE, on the probes' network."""
+    return bed.exec(NODE, "docker", "run", "--rm", "--network", NET, *argv, check=check)
+
+
+def start(bed, name: str, *argv) -> None:
+    bed.exec(NODE, "docker", "run", "-d", "--name", name, "--network", NET, *argv)
+
+
+def wait_log(bed, name: str, text: str, timeout: float = 60, times: int = 1) -> str:
+    """The container's log once `text` is in it `times` times."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = bed.exec(NODE, "docker", "logs", name, check=False)
+        if (logs.stdout + logs.stderr).count(text) >= times:
+            return logs.stdout + logs.stderr
+        assert time.monotonic() < deadline, f"{name} never logged {text!r}:\n{logs.stdout}{logs.stderr}"
+        time.sleep(1)
+
+
+def node_file(bed, path: str, text: str, mode: str = "644") -> None:
+    bed.exec(NODE, "sh", "-c", f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}EOF\n"
+             f"chmod {mode} {path}")
+
+
+def test_ag_checkout_clones_a_release_with_its_submodules(netns_bed, served):
+    target = "/tmp/ag-real-checkout"
+    netns_bed.exec(NODE, "rm", "-rf", target)
+    app = {"git_url": upstream.UPSTREAM_GIT_URL, "revision": RELEASE, "checkout": target}
+    result = netns_bed.salt(NODE, "state.sls", "ag.checkout",
+                            "pillar=" + json.dumps({"autograder": {"app": app}}))[NODE]
+    assert all(r["result"] for r in result.values()), result
+    try:
+        status = netns_bed.exec(NODE, "git", "-C", target, "submodule", "status").stdout
+        pinned = netns_bed.exec(NODE, "git", "-C", target, "ls-tree", "HEAD",
+                                "autograder-server", "ag-website-vue").stdout
+        for line in pinned.splitlines():  # "<mode> commit <sha>\t<path>"
+            commit, path = line.split()[2:]
+            assert f" {commit} {path}" in status, status  # checked out at the pinned commit
+        netns_bed.exec(NODE, "test", "-f", f"{target}/autograder-server/Dockerfile-django-prod")
+        netns_bed.exec(NODE, "test", "-f", f"{target}/ag-website-vue/Dockerfile-website-prod")
+    finally:
+        netns_bed.exec(NODE, "rm", "-rf", target)
+
+
+def test_the_hub_serves_the_real_bases_under_their_official_names(node, served):
+    """(The stand-ins' postgres and redis come back under their tags with the next
+    fill_hub() of the bed's own images, as tier 2's `up` does.)"""
+    upstream.fill_hub("real")
+    for img in images.in_group("real"):
+        for tag in img.tags:
+            repo, version = upstream._repo_and_tag(tag)
+            req = urllib.request.Request(
+                f"http://{config.BRIDGE_ADDR}:{upstream.HUB_PORT}/v2/{repo}/manifests/{version}",
+                headers={"Accept": upstream.MANIFEST_TYPE})
+            with urllib.request.urlopen(req, timeout=30) as res:
+                assert json.load(res)["config"]["digest"] == images.meta(img.name)["id"], tag
+
+
+def test_postgres_initialises_with_the_password_file_and_asks_for_it(node):
+    node_file(node, "/tmp/ag-real-pg/db_password", PG_PASSWORD + "\n", "600")
+    for tag in ("postgres:9.5", "postgres:14"):
+        name = f"ag-real-pg{tag.split(':')[1]}"
+        start(node, name, "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/db_password",
+              "-v", "/tmp/ag-real-pg/db_password:/run/secrets/db_password:ro", tag)
+        # ready twice: the server initdb's scripts talk to, then the one that stays
+        logs = wait_log(node, name, "database system is ready to accept connections", 90, 2)
+        assert "PostgreSQL init process complete" in logs
+        assert PG_PASSWORD not in logs
+        # from another container: not loopback, so the password is asked for and checked
+        psql = ["postgres:13", "psql", "-h", name, "-U", "postgres", "-tAc", "select 1"]
+        assert run(node, "-e", f"PGPASSWORD={PG_PASSWORD}", *psql).stdout.strip() == "1"
+        wrong = run(node, "-e", "PGPASSWORD=wrong", *psql, check=False)
+        assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+
+
+def test_postgres_refuses_an_empty_data_dir_without_one_password(node):
+    neither = run(node, "postgres:9.5", check=False)
+    assert neither.returncode != 0 and "superuser password is not specified" in neither.stderr
+    both = run(node, "-e", "POSTGRES_PASSWORD=a", "-e", "POSTGRES_PASSWORD_FILE=/etc/hostname",
+               "postgres:9.5", check=False)
+    assert both.returncode != 0 and "are exclusive" in both.stderr
+
+
+def test_nginx_takes_a_conf_d_and_serves_as_its_own_user(node):
+    conf = releases.show("ag-website-vue", RELEASE, "nginx/conf.d/default.conf")
+    node_file(node, "/tmp/ag-real-nginx/conf.d/default.conf", conf)
+    checked = run(node, "-v", "/tmp/ag-real-nginx/conf.d:/etc/nginx/conf.d", "nginx:1.13",
+                  "nginx", "-t")
+    assert "test is successful" in checked.stderr
+    start(node, "ag-real-nginx", "nginx:1.13")  # its own conf.d and CMD
+    page = run(node, "agbed/busybox", "wget", "-qO-", "http://ag-real-nginx/").stdout
+    assert "Welcome to nginx" in page
+    nginx_uid = node.exec(NODE, "docker", "exec", "ag-real-nginx", "id", "-u", "nginx").stdout
+    top = node.exec(NODE, "docker", "top", "ag-real-nginx", "-o", "pid,uid,args").stdout
+    assert [line.split()[1] for line in top.splitlines() if "worker process" in line] \
+        == [nginx_uid.strip()]
+
+
+def test_upstreams_rabbitmq_dockerfile_builds_and_its_server_starts(node):
+    for path in ("rabbitmq/Dockerfile", "rabbitmq/rabbitmq.conf"):
+        node_file(node, f"/tmp/ag-real-rabbitmq/{path}",
+                  releases.show("autograder-full-stack", RELEASE, path))
+    node.exec(NODE, "env", "DOCKER_BUILDKIT=0", "docker", "build", "-q", "-t",
+              "ag-real-rabbitmq", "/tmp/ag-real-rabbitmq/rabbitmq")
+    start(node, "ag-real-rabbit", "--hostname", "rabbit", "ag-real-rabbitmq")
+    wait_log(node, "ag-real-rabbit", "Server startup complete", 120)
+    timeout = node.exec(NODE, "docker", "exec", "ag-real-rabbit", "rabbitmqctl", "eval",
+                        "application:get_env(rabbit, consumer_timeout).").stdout
+    assert "86400000" in timeout  # upstream's rabbitmq.conf is the one read
+    whoami = node.exec(NODE, "docker", "exec", "ag-real-rabbit", "sh", "-c",
+                       "stat -c %U /var/lib/rabbitmq/mnesia").stdout.strip()
+    assert whoami == "rabbitmq"
+
+
+def test_python_has_what_the_server_dockerfiles_use(node):
+    out = run(node, "python:3.8", "sh", "-ec",
+              "python3 -c 'import ssl, sqlite3'; command -v python3; command -v pip; pip --version; "
+              "cat $PIP_CONSTRAINT; gcc --version >/dev/null; pg_config --version; "
+              "gpg --version >/dev/null; wget --version >/dev/null").stdout.splitlines()
+    assert out[:2] == ["/usr/local/bin/python3", "/usr/local/bin/pip"]
+    pip_version = tuple(int(p) for p in out[2].split()[1].split(".")[:2])
+    assert pip_version < (24, 1)
+    assert out[3] == "pip<24.1"
+
+
+def test_redis_answers_other_containers(node):
+    start(node, "ag-real-redis", "redis:latest")
+    wait_log(node, "ag-real-redis", "Ready to accept connections")
+    assert run(node, "redis:latest", "redis-cli", "-h", "ag-real-redis", "ping").stdout.strip() \
+        == "PONG"
+
+
+def test_the_sandbox_runs_a_command_as_the_graders_do(node):
+    # autograder_sandbox 3.1.2: docker run -i -t -d, usermod -u, then cmd_runner.py
+    node.exec(NODE, "docker", "run", "-i", "-t", "-d", "--net", "none", "--name",
+              "ag-real-sandbox", "jameslp/autograder-sandbox:3.1.2")
+    node.exec(NODE, "docker", "exec", "-i", "ag-real-sandbox", "usermod", "-u", "2001",
+              "autograder")
+    out = node.exec(NODE, "docker", "exec", "-i", "ag-real-sandbox", "cmd_runner.py",
+                    "--stdin_devnull", "--linux_user_id", "2001", "--timeout", "10",
+                    "sh", "-c", "id -u; pwd").stdout
+    assert "2001" in out and "/home/autograder/working_dir" in out
+
+
+def test_the_registry_listens_where_the_compose_file_says(node):
+    start(node, "ag-real-registry", "-e", "REGISTRY_HTTP_ADDR=0.0.0.0:5001", "registry:2")
+    wait_log(node, "ag-real-registry", "listening on")
+    assert run(node, "agbed/busybox", "wget", "-qO-",
+               "http://ag-real-registry:5001/v2/").stdout.strip() == "{}"
