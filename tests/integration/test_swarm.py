@@ -155,7 +155,7 @@ def test_two_label_reconciles_at_once_and_a_racing_writer_all_succeed(bed):
     `docker node update` between a reconcile's read and its write) are made again on the node
     as it is now, never a failed run, and never undo what the other wrote."""
     for node in RACING:
-        bed.exec("nuc1", "sh", "-ec", f"docker node update $(docker node inspect -f "
+        bed.exec("nuc1", "sh", "-ec", "docker node update $(docker node inspect -f "
                  "'{{range $k, $v := .Spec.Labels}}--label-rm {{$k}} {{end}}' " + node + f") {node}")
     log_size = len(bed.exec("nuc1", "cat", "/var/log/salt/minion").stdout)
     bed.exec("nuc1", "rm", "-f", "/tmp/ag-stop-bump")
