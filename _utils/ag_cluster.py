@@ -1,7 +1,7 @@
 """The autograder pillar's validation (its schema, _utils/ag_schema.py, then the rules across
 keys: the manager, addresses, where each service's label is) and the node-label arithmetic.
 Plain Python without Salt, so the states (through the loader's `__utils__`), the master's
-runner, the offline `./testbed validate` and unit tests share it.
+runner, the offline tools/validate_pillar.py and unit tests share it.
 
 Every check returns sentences a sysadmin acts on; an empty list means the pillar is valid.
 """
@@ -12,7 +12,7 @@ import os
 
 def _beside(name: str):
     """The _utils module `name` next to this file: Salt's loader, the master's runner and
-    `./testbed validate` each load this file on its own, with no package to import from."""
+    tools/validate_pillar.py each load this file on its own, with no package to import from."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"ag_utils_{name}", path)
     module = importlib.util.module_from_spec(spec)

@@ -43,8 +43,8 @@ DEFAULTS_FILES = {
 EXAMPLE_HEAD = f"""\
 # Every pillar key this project reads, with its default. Everything lives under one key,
 # `autograder`, so one pillar file can describe the whole cluster and be validated at once:
-#   salt-run ag.validate            (on the master)
-#   ./testbed validate PILLAR_DIR   (offline, e.g. in your pillar repository's CI)
+#   salt-run ag.validate                         (on the master)
+#   python3 tools/validate_pillar.py PILLAR_DIR  (offline, e.g. in your pillar repository's CI)
 # This file is {EDIT_THERE}.
 autograder:
 """
