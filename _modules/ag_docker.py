@@ -498,8 +498,7 @@ def service_present(name, image, port, publish_mode="ingress", volume=None, targ
     }
     attrs = _service_attrs(name)
     current = _published_service(attrs["Spec"]) if attrs else {}
-    changes = {k: {"old": current.get(k), "new": v} for k, v in wanted.items()
-               if current.get(k) != v}
+    changes = __utils__["ag_diff.changes"](current, wanted)
     if not changes or test:
         return changes
     args = {

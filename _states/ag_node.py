@@ -48,15 +48,6 @@ def merge_config(current: dict, owned: dict) -> dict:
     return merged
 
 
-def config_changes(old: dict, new: dict) -> dict:
-    """Top-level keys whose value differs, as {key: {"old": ..., "new": ...}}."""
-    return {
-        key: {"old": old.get(key), "new": new[key]}
-        for key in new
-        if old.get(key) != new[key]
-    }
-
-
 def refused_keys(owned: dict, current: dict) -> list:
     """Sentences for every refused key set by the pillar or, truthy, by the admin."""
     problems = []
@@ -93,7 +84,7 @@ def daemon_json(name, keys):
         return ret
 
     merged = merge_config(current, keys)
-    changes = config_changes(current, merged)
+    changes = __utils__["ag_diff.changes"](current, merged)
     if not changes:
         ret["comment"] = f"{name} already has the project's keys."
         return ret

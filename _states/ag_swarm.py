@@ -204,7 +204,7 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
     if subnet:
         wanted["subnets"] = [subnet]
     if found:
-        diff = {k: {"old": found[0][k], "new": v} for k, v in wanted.items() if found[0][k] != v}
+        diff = __utils__["ag_diff.changes"](found[0], wanted)
         if diff:
             shown = "; ".join(f"{k} is {d['old']}, pillar wants {d['new']}" for k, d in diff.items())
             return _fail(ret, f"network {name} exists but differs ({shown}); a network in use "

@@ -8,6 +8,7 @@ import pytest
 from tests.extensions import load
 
 ag_node = load("_states/ag_node.py", "ag_node")
+ag_diff = load("_utils/ag_diff.py", "ag_diff")
 
 OWNED = {
     "log-driver": "json-file",
@@ -28,6 +29,7 @@ def salt_env(monkeypatch):
     monkeypatch.setattr(ag_node, "__grains__", {"id": "nuc2"}, raising=False)
     monkeypatch.setattr(ag_node, "__opts__", {"test": False}, raising=False)
     monkeypatch.setattr(ag_node, "__salt__", {"cmd.run_all": run_all}, raising=False)
+    monkeypatch.setattr(ag_node, "__utils__", {"ag_diff.changes": ag_diff.changes}, raising=False)
     return calls
 
 
@@ -47,8 +49,8 @@ def test_merge_keeps_admin_keys_and_merges_nested_dicts():
 def test_config_changes_lists_only_keys_that_differ():
     old = {"bip": "x", "log-driver": "json-file"}
     new = ag_node.merge_config(old, OWNED)
-    assert set(ag_node.config_changes(old, new)) == {"log-opts", "default-ulimits"}
-    assert ag_node.config_changes(new, new) == {}
+    assert set(ag_diff.changes(old, new)) == {"log-opts", "default-ulimits"}
+    assert ag_diff.changes(new, new) == {}
 
 
 def test_daemon_json_writes_once_then_reports_nothing(tmp_path, salt_env):
