@@ -1,7 +1,9 @@
 """The project's Salt extensions loaded as plain modules, for unit tests that hand them fake
 `__salt__`/`__utils__` dunders instead of Salt's loader."""
 
+import functools
 import importlib.util
+from unittest import mock
 
 from bed.config import REPO
 
@@ -12,3 +14,18 @@ def load(path, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def _ag_docker():
+    return load("_modules/ag_docker.py", "ag_docker_signatures")
+
+
+def ag_docker_fakes(fakes: dict) -> dict:
+    """`__salt__` entries for fakes of ag_docker functions ({"nodes": fake, ...}): each one
+    behind create_autospec of the real function, so a call the real signature refuses (an
+    argument it does not take, one it needs missing) fails the test, as it would fail in Salt,
+    and a fake of a function ag_docker lacks fails at once."""
+    real = _ag_docker()
+    return {f"ag_docker.{name}": mock.create_autospec(getattr(real, name), side_effect=fake)
+            for name, fake in fakes.items()}

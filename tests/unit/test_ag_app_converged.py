@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.extensions import load
+from tests.extensions import ag_docker_fakes, load
 
 RUNNING = 8  # ag_docker.TASK_PROGRESS.index("running")
 PREPARING = 5
@@ -52,11 +52,11 @@ def converged(at, timeout=600, test=False):
     module = load("_states/ag_app.py", "ag_app")
     module.time = clock
     module.__opts__ = {"test": test}
-    module.__salt__ = {
-        "ag_docker.stack_status": stack.status,
-        "ag_docker.task_logs": lambda service, ids, tail: {
+    module.__salt__ = ag_docker_fakes({
+        "stack_status": stack.status,
+        "task_logs": lambda service, ids, tail: {
             i: ['nginx: [emerg] host not found in upstream "django"'] for i in ids},
-    }
+    })
     return module.converged("ag-stack", timeout=timeout, interval=2), clock
 
 

@@ -8,7 +8,7 @@ import copy
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.extensions import load
+from tests.extensions import ag_docker_fakes, load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 
@@ -82,25 +82,25 @@ class FakeSwarm:
                 return result(*args, **kwargs)
             return fn
 
-        return {
-            "ag_docker.swarm_info": record("swarm_info", lambda: dict(self.info)),
-            "ag_docker.nodes": record("nodes", self.list_nodes),
-            "ag_docker.node_update": record("node_update", self.update),
-            "ag_docker.node_remove": record("node_remove", self.remove),
-            "ag_docker.tasks": record("tasks", self.list_tasks),
-            "ag_docker.services": record("services", lambda: [
+        fakes = ag_docker_fakes({
+            "swarm_info": record("swarm_info", lambda: dict(self.info)),
+            "nodes": record("nodes", self.list_nodes),
+            "node_update": record("node_update", self.update),
+            "node_remove": record("node_remove", self.remove),
+            "tasks": record("tasks", self.list_tasks),
+            "services": record("services", lambda: [
                 {"id": f"svc-{s}", "name": s} for s in ("ag_grader", "ag_cache")]),
-            "ag_docker.published_swarm_nodes": record(
+            "published_swarm_nodes": record(
                 "published", lambda minions=None: {m: v for m, v in self.mine.items()
                                                    if minions is None or m in minions}),
-            "ag_docker.publish_swarm_node": record("publish_node", lambda: True),
-            "ag_docker.publish_join_tokens": record("publish_tokens", self.publish_tokens),
-            "ag_docker.join_token_published": record("token?", lambda manager, role: True),
-            "ag_docker.swarm_join": record("join", self.join),
-            "ag_docker.swarm_cancel_pending_join": record("cancel", self.cancel_pending),
-            "ag_docker.swarm_init": record("init", lambda *a, **k: dict(self.info)),
-            "event.fire_master": lambda data, tag: self.events.append((tag, data)),
-        }
+            "publish_swarm_node": record("publish_node", lambda: True),
+            "publish_join_tokens": record("publish_tokens", self.publish_tokens),
+            "join_token_published": record("token?", lambda manager, role: True),
+            "swarm_join": record("join", self.join),
+            "swarm_cancel_pending_join": record("cancel", self.cancel_pending),
+            "swarm_init": record("init", lambda *a, **k: dict(self.info)),
+        })
+        return {**fakes, "event.fire_master": lambda data, tag: self.events.append((tag, data))}
 
     def publish_tokens(self, waiting):
         self.token_readers = dict(waiting)
@@ -334,7 +334,7 @@ def test_joined_waits_for_the_manager(fake):
 def test_joined_new_node_asks_the_manager_for_its_token_once(fake):
     worker(fake)
     module = states(fake, minion="nuc4")
-    module.__salt__["ag_docker.join_token_published"] = lambda manager, role: False
+    module.__salt__.update(ag_docker_fakes({"join_token_published": lambda manager, role: False}))
     for _ in range(3):  # the SLS retries
         ret = module.joined("nuc4", "nuc1", "198.18.9.11", "198.18.9.14")
         assert ret["result"] is False
@@ -348,7 +348,7 @@ def test_join_error_is_a_failed_state(fake):
     def refuse(*args, **kwargs):
         raise CommandExecutionError("joining the swarm of nuc1 at 198.18.9.11 failed: timeout")
 
-    module.__salt__["ag_docker.swarm_join"] = refuse
+    module.__salt__.update(ag_docker_fakes({"swarm_join": refuse}))
     ret = module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
     assert ret["result"] is False and ret["changes"] == {} and "timeout" in ret["comment"]
 
