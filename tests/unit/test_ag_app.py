@@ -1,0 +1,234 @@
+"""The decisions of _states/ag_app.py without Salt or Docker (`converged` has its own file):
+whether stack_deployed deploys, what migrated and bootstrapped read from manage.py's output.
+ag_docker is faked from its real signatures; the checkout is the stand-in one, read only."""
+
+import hashlib
+
+import pytest
+import yaml
+
+from bed.config import REPO
+from tests.extensions import ag_docker_fakes, load
+
+ag_compose = load("_utils/ag_compose.py", "ag_compose")
+CHECKOUT = REPO / "tests/standin/autograder-full-stack"
+SERVICES = set(yaml.safe_load((CHECKOUT / "docker-compose.yml").read_text())["services"])
+CONCURRENCY = {"celery_small_tasks": 4, "celery_project_downloads": 2, "celerybeat": 1}
+
+
+class Docker:
+    """What ag_app sees through ag_docker: the registry's images, the stack's services, the
+    deploys it asked for, and what manage.py prints in this node's django task."""
+
+    def __init__(self):
+        self.unpushed = set()  # image names the registry lacks (at any tag)
+        self.services = set(SERVICES)
+        self.deploys = []
+        self.manage = None  # manage.py's result: {"retcode", "stdout", "stderr"}, None: no task
+        self.commands = []
+
+    def image_digest(self, reference):
+        if reference.rsplit(":", 1)[0] in self.unpushed:
+            return None
+        return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+
+    def stack_status(self, name, settle=5):
+        return {service: {} for service in self.services}
+
+    def stack_deploy(self, name, compose_files, cwd):
+        self.deploys.append(compose_files)
+        self.services = set(SERVICES)
+
+    def local_task_exec(self, service, cmd):
+        self.commands.append(cmd)
+        return self.manage
+
+
+@pytest.fixture
+def docker():
+    return Docker()
+
+
+@pytest.fixture
+def ag_app(docker, tmp_path, monkeypatch):
+    """ag_app with the dunders Salt's loader puts in; `ag_app.test(True)` sets test mode."""
+    module = load("_states/ag_app.py", "ag_app")
+    module.__salt__ = ag_docker_fakes({name: getattr(docker, name) for name in (
+        "image_digest", "stack_status", "stack_deploy", "local_task_exec")})
+    module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
+                        for f in ("checkout_override", "builds", "context_hash", "pinned")}
+    module.__opts__ = {"test": False}
+    module.__grains__ = {"id": "nuc1"}
+    module.test = lambda on: module.__opts__.update(test=on)
+    monkeypatch.setattr(module, "DEPLOYED_DIR", str(tmp_path / "deployed"))
+    return module
+
+
+def deploy(ag_app, workers=4):
+    return ag_app.stack_deployed("ag-stack", str(CHECKOUT), ["docker-compose.yml"], workers,
+                                 CONCURRENCY)
+
+
+def output(stdout, retcode=0, stderr=""):
+    return {"retcode": retcode, "stdout": stdout, "stderr": stderr}
+
+
+# --- stack_deployed -------------------------------------------------------------------------
+
+
+def test_first_deploy_then_the_same_content_deploys_nothing(ag_app, docker):
+    first = deploy(ag_app)
+    assert first["result"] is True and first["comment"] == "stack ag-stack deployed"
+    assert first["changes"]["content"]["old"] is None
+    [files] = docker.deploys
+    assert files[0] == "docker-compose.yml" and files[1].endswith("ag-stack.override.yml")
+    again = deploy(ag_app)
+    assert again == {"name": "ag-stack", "result": True, "changes": {},
+                     "comment": "stack ag-stack runs this content already"}
+    assert len(docker.deploys) == 1
+
+
+def test_other_content_is_deployed_and_reported_old_and_new(ag_app, docker):
+    before = deploy(ag_app)["changes"]["content"]["new"]
+    ret = deploy(ag_app, workers=8)
+    assert ret["changes"] == {"content": {"old": before, "new": ret["changes"]["content"]["new"]}}
+    assert ret["changes"]["content"]["new"] != before and len(docker.deploys) == 2
+
+
+def test_test_mode_reports_other_content_and_deploys_nothing(ag_app, docker):
+    deploy(ag_app)
+    ag_app.test(True)
+    ret = deploy(ag_app, workers=8)
+    assert ret["result"] is None and ret["comment"] == "stack ag-stack would be deployed"
+    assert set(ret["changes"]) == {"content"} and len(docker.deploys) == 1
+    assert deploy(ag_app)["changes"] == {}  # the same content: nothing to report
+
+
+def test_a_missing_service_is_deployed_again_with_the_same_content(ag_app, docker):
+    content = deploy(ag_app)["changes"]["content"]["new"]
+    docker.services -= {"nginx", "redis"}
+    ret = deploy(ag_app)
+    assert ret["changes"] == {"content": {"old": content, "new": content},
+                              "services": {"new": ["nginx", "redis"]}}
+    assert len(docker.deploys) == 2
+
+
+def test_an_unpushed_image_is_reported_in_test_mode(ag_app, docker):
+    # the images step has not run yet in a plan: it would push before the deploy
+    docker.unpushed.add("127.0.0.1:5000/nginx")
+    ag_app.test(True)
+    ret = deploy(ag_app)
+    assert ret["result"] is None and "content" in ret["changes"]
+    assert docker.deploys == []
+
+
+def test_an_unpushed_image_fails_the_deploy_naming_it(ag_app, docker):
+    docker.unpushed.add("127.0.0.1:5000/nginx")
+    ret = deploy(ag_app)
+    assert ret["result"] is False and docker.deploys == []
+    assert ret["comment"].startswith("the registry lacks 127.0.0.1:5000/nginx:")
+    assert "ag_app.images_pushed" in ret["comment"]
+
+
+# --- migrated -------------------------------------------------------------------------------
+
+MIGRATE = """Operations to perform:
+  Apply all migrations: admin, auth, contenttypes, core, sessions
+Running migrations:
+  Applying core.0041_course_x... OK
+  Applying core.0042_project_y... OK
+"""
+SHOWMIGRATIONS = """admin
+ [X] 0001_initial
+ [ ] 0003_logentry_add_action_flag_choices
+core
+ [X] 0040_w
+ [ ] 0041_course_x
+sessions
+ (no migrations)
+"""
+
+
+def test_migrate_reports_each_migration_it_applied(ag_app, docker):
+    docker.manage = output(MIGRATE)
+    ret = ag_app.migrated("ag-stack_django")
+    assert docker.commands == [["python3", "manage.py", "migrate", "--noinput"]]
+    assert ret["result"] is True and ret["comment"] == "applied 2 migration(s) on nuc1"
+    assert ret["changes"] == {"migrations": {"new": ["core.0041_course_x", "core.0042_project_y"]}}
+
+
+@pytest.mark.parametrize("test, stdout", [
+    (False, "Operations to perform:\n  Apply all migrations: core\nRunning migrations:\n"
+            "  No migrations to apply.\n"),
+    (True, "core\n [X] 0040_w\n [X] 0041_course_x\n"),
+])
+def test_nothing_to_migrate_changes_nothing(ag_app, docker, test, stdout):
+    docker.manage = output(stdout)
+    ag_app.test(test)
+    ret = ag_app.migrated("ag-stack_django")
+    assert ret["result"] is True and ret["changes"] == {}
+    assert ret["comment"] == "no migrations to apply on nuc1"
+
+
+def test_a_failed_migrate_fails_with_the_output_tail(ag_app, docker):
+    docker.manage = output("Running migrations:\n", retcode=1,
+                           stderr="django.db.utils.OperationalError: could not connect")
+    ret = ag_app.migrated("ag-stack_django")
+    assert ret["result"] is False
+    assert ret["comment"].startswith("manage.py migrate in ag-stack_django on nuc1 failed (exit 1):")
+    assert ret["comment"].endswith("OperationalError: could not connect")
+
+
+def test_no_django_task_on_this_node_is_nothing_to_do(ag_app, docker):
+    ret = ag_app.migrated("ag-stack_django")
+    assert ret["result"] is True and ret["comment"] == "no task of ag-stack_django runs on nuc1"
+
+
+# --- bootstrapped ---------------------------------------------------------------------------
+
+
+def bootstrap(ag_app):
+    return ag_app.bootstrapped("ag-stack_django", admins=["ada"], course="EECS 280")
+
+
+def test_the_bootstrap_reports_what_its_marker_line_says_it_did(ag_app, docker):
+    docker.manage = output('some warning\nAG-BOOTSTRAP ["superuser ada", "course EECS 280"]\n')
+    ret = bootstrap(ag_app)
+    assert ret["result"] is True
+    assert ret["changes"] == {"bootstrap": {"new": ["superuser ada", "course EECS 280"]}}
+    assert ret["comment"] == "bootstrap on nuc1: superuser ada, course EECS 280"
+    [cmd] = docker.commands
+    assert cmd[:4] == ["python3", "manage.py", "shell", "-c"] and "DRY = False" in cmd[4]
+
+
+def test_test_mode_runs_the_bootstrap_dry_and_reports(ag_app, docker):
+    docker.manage = output('AG-BOOTSTRAP ["admin ada of EECS 280"]\n')
+    ag_app.test(True)
+    ret = bootstrap(ag_app)
+    assert ret["result"] is None and ret["changes"] == {"bootstrap": {"new": ["admin ada of EECS 280"]}}
+    assert "DRY = True" in docker.commands[0][4]
+
+
+def test_an_empty_marker_is_a_bootstrap_already_present(ag_app, docker):
+    docker.manage = output("AG-BOOTSTRAP []\n")
+    ret = bootstrap(ag_app)
+    assert ret == {"name": "ag-stack_django", "result": True, "changes": {},
+                   "comment": "bootstrap present on nuc1"}
+
+
+@pytest.mark.parametrize("result", [
+    output("", retcode=1, stderr="NameError: name 'Course' is not defined"),
+    output("nothing printed\n"),  # exit 0 but no marker: the script did not finish
+])
+def test_a_failure_or_a_missing_marker_fails_with_the_output_tail(ag_app, docker, result):
+    docker.manage = result
+    ret = bootstrap(ag_app)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith(f"the bootstrap in ag-stack_django on nuc1 failed "
+                                     f"(exit {result['retcode']}):\n")
+    assert (result["stdout"] + result["stderr"]).strip() in ret["comment"]
+
+
+def test_no_bootstrap_in_the_pillar_runs_nothing(ag_app, docker):
+    ret = ag_app.bootstrapped("ag-stack_django")
+    assert ret["comment"] == "no bootstrap in the pillar" and docker.commands == []
