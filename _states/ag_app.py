@@ -272,6 +272,18 @@ def _tail(res):
     return "\n".join((res["stdout"] + res["stderr"]).strip().splitlines()[-20:])
 
 
+def _unapplied(showmigrations):
+    """The unapplied migrations as migrate names them (app.name): showmigrations prints each
+    app unindented, then its migrations below it, the unapplied ones " [ ] name"."""
+    found, app = [], None
+    for line in showmigrations.splitlines():
+        if not line.startswith(" "):
+            app = line.strip()
+        elif line.strip().startswith("[ ]"):
+            found.append(f"{app}.{line.strip()[3:].strip()}")
+    return found
+
+
 def migrated(name):
     """`manage.py migrate --noinput` in this node's task of service `name` (the stack's
     django); nothing where no task of it runs. Fails with the output's tail on a non-zero
@@ -289,9 +301,9 @@ def migrated(name):
                                          f"(exit {res['retcode']}):\n{_tail(res)}")
         return ret
     lines = [line.strip() for line in res["stdout"].splitlines()]
-    if test:  # showmigrations marks the unapplied ones "[ ] name"
-        migrations = [line.split("]", 1)[1].strip() for line in lines if line.startswith("[ ]")]
-    else:  # migrate prints "Applying name... OK"
+    if test:
+        migrations = _unapplied(res["stdout"])
+    else:  # migrate prints "Applying app.name... OK"
         migrations = [line[len("Applying "):].split("...")[0] for line in lines
                       if line.startswith("Applying ")]
     if not migrations:

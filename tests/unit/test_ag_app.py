@@ -157,6 +157,16 @@ def test_migrate_reports_each_migration_it_applied(ag_app, docker):
     assert ret["changes"] == {"migrations": {"new": ["core.0041_course_x", "core.0042_project_y"]}}
 
 
+def test_test_mode_reports_the_unapplied_migrations_as_migrate_names_them(ag_app, docker):
+    docker.manage = output(SHOWMIGRATIONS)
+    ag_app.test(True)
+    ret = ag_app.migrated("ag-stack_django")
+    assert docker.commands == [["python3", "manage.py", "showmigrations"]]
+    assert ret["result"] is None and ret["comment"] == "2 migration(s) would be applied on nuc1"
+    assert ret["changes"] == {"migrations": {"new": [
+        "admin.0003_logentry_add_action_flag_choices", "core.0041_course_x"]}}
+
+
 @pytest.mark.parametrize("test, stdout", [
     (False, "Operations to perform:\n  Apply all migrations: core\nRunning migrations:\n"
             "  No migrations to apply.\n"),
