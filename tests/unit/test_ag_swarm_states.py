@@ -11,6 +11,7 @@ from salt.exceptions import CommandExecutionError
 from tests.extensions import ag_docker_fakes, load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
+ag_diff = load("_utils/ag_diff.py", "ag_diff")
 
 CLUSTER = {
     "manager": "nuc1",
@@ -61,6 +62,7 @@ class FakeSwarm:
                      for n in ("nuc1", "nuc2", "nuc3")}
         self.calls = []
         self.events = []
+        self.networks = []
 
     def add_node(self, name, labels=None, state="ready", role="worker"):
         node_id = f"id-{name}"
@@ -99,8 +101,17 @@ class FakeSwarm:
             "swarm_join": record("join", self.join),
             "swarm_cancel_pending_join": record("cancel", self.cancel_pending),
             "swarm_init": record("init", lambda *a, **k: dict(self.info)),
+            "networks": record("networks", lambda name=None: [
+                n for n in self.networks if name is None or n["name"] == name]),
+            "network_create": record("network_create", self.network_create),
         })
         return {**fakes, "event.fire_master": lambda data, tag: self.events.append((tag, data))}
+
+    def network_create(self, name, driver="overlay", attachable=False, subnet=None, labels=None):
+        self.networks.append({"id": f"net-{name}", "name": name, "driver": driver, "scope": "swarm",
+                              "attachable": attachable, "subnets": [subnet] if subnet else [],
+                              "labels": labels or {}})
+        return dict(self.networks[-1])
 
     def publish_tokens(self, waiting):
         self.token_readers = dict(waiting)
@@ -178,6 +189,7 @@ def states(fake, test=False, minion="nuc1"):
                         for f in ("validate", "label_holders", "label_changes",
                                   "apply_label_changes", "managed_labels", "node_availability",
                                   "live_tasks")}
+    module.__utils__["ag_diff.changes"] = ag_diff.changes
     module.time = fake.clock
     return module
 
@@ -548,3 +560,24 @@ def test_a_database_on_a_former_node_is_not_moved_by_taking_it_out(fake):
     ret = states(fake).labels_reconciled("c", CLUSTER)
     assert ret["result"] is False and "database would move from nuc4 to nuc1" in ret["comment"]
     assert "node_update" not in fake.calls
+
+
+def test_network_test_mode_reports_then_apply_creates_then_nothing_to_do(fake):
+    wanted = {"driver": "overlay", "attachable": True, "subnets": ["10.20.0.0/16"]}
+    ret = states(fake, test=True).network_present("ag-net", attachable=True, subnet="10.20.0.0/16")
+    assert ret["result"] is None and ret["changes"] == {"network": {"old": None, "new": wanted}}
+    assert "network_create" not in fake.calls
+    ret = states(fake).network_present("ag-net", attachable=True, subnet="10.20.0.0/16")
+    assert ret["result"] is True and ret["comment"] == "network ag-net created"
+    assert ret["changes"] == {"network": {"old": None, "new": {"id": "net-ag-net", **wanted}}}
+    again = states(fake).network_present("ag-net", attachable=True, subnet="10.20.0.0/16")
+    assert again["changes"] == {} and again["comment"] == "network ag-net is present"
+
+
+def test_a_network_that_differs_fails_naming_each_difference(fake):
+    fake.network_create("ag-net", driver="bridge")
+    ret = states(fake).network_present("ag-net", attachable=True)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ("network ag-net exists but differs (driver is bridge, pillar wants overlay; "
+            "attachable is False, pillar wants True)") in ret["comment"]
+    assert fake.calls.count("network_create") == 0
