@@ -10,6 +10,7 @@
   salt|salt-run|salt-key ARGS...   the Salt CLI aimed at the bed's master
   demo [--vm]             bring the bed up and run the real deploy on it
   test [PYTEST ARGS]      run the test suite (unit, functional, integration on both tiers)
+  validate DIR [--minion ID]   tools/validate_pillar.py: the pillar DIR checked offline
 """
 
 import argparse
