@@ -29,6 +29,7 @@ except ImportError:
 import calendar
 import logging
 import re
+import sys
 import time
 
 import salt.channel.client
@@ -49,7 +50,10 @@ NODE_CERT = "swarm/certificates/swarm-node.crt"
 
 def __virtual__():
     if not HAS_DOCKER:
-        return False, "ag_docker needs the docker Python SDK (pip install docker)"
+        return False, (f"ag_docker needs the docker Python SDK in the Python that runs Salt "
+                       f"({sys.executable}): apply the docker.sdk state (salt-pip install "
+                       "docker on a onedir Salt, pip install docker into Salt's environment "
+                       "otherwise)")
     return __virtualname__
 
 

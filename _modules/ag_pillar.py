@@ -6,6 +6,8 @@ __virtualname__ = "ag_pillar"
 
 
 def __virtual__():
+    if "ag_cluster.validate" not in __utils__:
+        return False, "ag_pillar needs _utils/ag_cluster.py: run saltutil.sync_all on this minion"
     return __virtualname__
 
 

@@ -22,6 +22,10 @@ __virtualname__ = "ag"
 
 
 def __virtual__():
+    if "ag_cluster.validate" not in __utils__:
+        return False, ("the ag runner needs _utils/ag_cluster.py on the master: run "
+                       "'salt-run saltutil.sync_all' (with this repository's root in the "
+                       "master's file_roots)")
     return __virtualname__
 
 

@@ -21,7 +21,10 @@ DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the 
 
 def __virtual__():
     if "ag_docker.stack_status" not in __salt__:
-        return False, "ag_app needs the ag_docker execution module"
+        return False, ("ag_app needs the ag_docker execution module: "
+                       + __salt__.missing_fun_string("ag_docker.stack_status"))
+    if "ag_compose.builds" not in __utils__:
+        return False, "ag_app needs _utils/ag_compose.py: run saltutil.sync_all on this minion"
     return __virtualname__
 
 

@@ -47,6 +47,16 @@ TOKEN_WANTED_EVENT = "ag/swarm/token/wanted"
 DRAIN_POLL = 2  # seconds between two looks at the tasks of a draining node
 
 
+def __virtual__():
+    if "ag_docker.nodes" not in __salt__:
+        return False, ("ag_swarm needs the ag_docker execution module: "
+                       + __salt__.missing_fun_string("ag_docker.nodes"))
+    if "ag_cluster.validate" not in __utils__:
+        return False, ("ag_swarm needs _utils/ag_cluster.py: run saltutil.sync_all on this "
+                       "minion")
+    return True
+
+
 def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 

@@ -9,9 +9,16 @@ upstream change to any other flag reaches the deploy unchanged.
 import hashlib
 import os
 import re
+import sys
 
-import docker.utils.build
 import yaml
+
+try:
+    import docker.utils.build
+
+    HAS_DOCKER = True
+except ImportError:
+    HAS_DOCKER = False
 
 WORKERS_FLAG = re.compile(r"--workers=\d+")
 CONCURRENCY_FLAG = re.compile(r"(?<=\s)-c\s+\d+")
@@ -30,6 +37,12 @@ COMPOSE_FILE = "docker-compose.yml"
 # the guide: only the web server needs inbound traffic
 WEB_PORTS = (80, 443)
 APP_DIR = "/usr/src/app"
+
+
+def __virtual__():
+    if not HAS_DOCKER:
+        return False, f"ag_compose needs the docker Python SDK ({sys.executable}): apply docker.sdk"
+    return True
 
 
 def _tweaked_command(service: str, command: str, workers: int, concurrency: dict):

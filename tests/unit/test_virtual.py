@@ -1,0 +1,53 @@
+"""Every extension with a dependency refuses to load without it and says what to install or
+run, instead of a KeyError or an ImportError in the middle of a state run."""
+
+import pytest
+
+from tests.extensions import load
+
+
+class Loader(dict):
+    """A loader dunder that has only the given functions (as Salt's LazyLoader answers)."""
+
+    def missing_fun_string(self, fun):
+        return f"'{fun}' is not available."
+
+
+def with_dunders(path, name, salt=(), utils=()):
+    module = load(path, name)
+    module.__salt__ = Loader(dict.fromkeys(salt))
+    module.__utils__ = Loader(dict.fromkeys(utils))
+    return module
+
+
+@pytest.mark.parametrize(("path", "salt", "words"), [
+    ("_runners/ag.py", (), "salt-run saltutil.sync_all"),
+    ("_modules/ag_pillar.py", (), "saltutil.sync_all"),
+    ("_states/ag_swarm.py", (), "ag_docker"),
+    ("_states/ag_app.py", (), "ag_docker"),
+    ("_states/ag_app.py", ("ag_docker.stack_status",), "saltutil.sync_all"),
+])
+def test_a_missing_extension_is_named_with_the_fix(path, salt, words):
+    loaded, reason = with_dunders(path, "under_test", salt=salt).__virtual__()
+    assert loaded is False and words in reason
+
+
+@pytest.mark.parametrize(("path", "flag"), [
+    ("_modules/ag_docker.py", "HAS_DOCKER"), ("_utils/ag_compose.py", "HAS_DOCKER"),
+])
+def test_without_the_docker_sdk_the_fix_is_the_docker_sdk_state(path, flag):
+    module = load(path, "under_test")
+    setattr(module, flag, False)
+    loaded, reason = module.__virtual__()
+    assert loaded is False and "docker.sdk" in reason
+
+
+@pytest.mark.parametrize(("path", "salt", "utils"), [
+    ("_runners/ag.py", (), ("ag_cluster.validate",)),
+    ("_modules/ag_pillar.py", (), ("ag_cluster.validate",)),
+    ("_states/ag_swarm.py", ("ag_docker.nodes",), ("ag_cluster.validate",)),
+    ("_states/ag_app.py", ("ag_docker.stack_status",), ("ag_compose.builds",)),
+])
+def test_with_its_dependencies_it_loads(path, salt, utils):
+    loaded = with_dunders(path, "under_test", salt=salt, utils=utils).__virtual__()
+    assert loaded and not isinstance(loaded, tuple)
