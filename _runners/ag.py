@@ -95,14 +95,14 @@ def status_table(pillar_nodes, swarm_nodes, services):
     """The text of ag.status: `pillar_nodes` {minion: labels}, `swarm_nodes` (ag_docker.nodes),
     `services` (ag_docker.stack_status)."""
     rows = [("NODE", "ROLE", "AVAILABILITY", "STATE", "LABELS")]
-    seen = set()
+    same_host = __utils__["ag_cluster.same_host"]
     for node in sorted(swarm_nodes, key=lambda n: n["hostname"] or ""):
-        seen.add(node["hostname"])
         labels = [k for k in __utils__["ag_cluster.managed_labels"](node["labels"])
                   if node["labels"][k] == "true"]
         rows.append((node["hostname"], node["role"], node["availability"], node["state"],
                      ",".join(labels) or "-"))
-    for minion in sorted(set(pillar_nodes) - seen):
+    joined = {m for m in pillar_nodes if any(same_host(m, n["hostname"]) for n in swarm_nodes)}
+    for minion in sorted(set(pillar_nodes) - joined):
         rows.append((minion, "-", "-", "not in the swarm", ",".join(sorted(pillar_nodes[minion]))))
     rows.append(())
     rows.append(("SERVICE", "RUNNING", "CONVERGED", "NODES", "ERRORS"))

@@ -269,7 +269,8 @@ def _leaving(cluster, me, swarm_nodes, minion_of, node_id_of):
             continue  # nothing says it was ever ours
         name = minion or f"swarm node {node_id} ({node['hostname']})"
         like = sorted(m for m, n in unclaimed.items()
-                      if node["hostname"] == m or node.get("addr") == n.get("address"))
+                      if __utils__["ag_cluster.same_host"](m, node["hostname"])
+                      or node.get("addr") == n.get("address"))
         if like:
             unsure.append(f"{name} (it looks like {' or '.join(like)}: apply the swarm state "
                           f"on {like[0]} so it publishes its swarm node)")

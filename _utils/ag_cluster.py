@@ -204,3 +204,13 @@ def apply_label_changes(current: dict, changes: dict) -> dict:
 def live_tasks(tasks) -> list:
     """The tasks (from ag_docker.tasks) that still run, or are about to, on their node."""
     return [t for t in tasks if t.get("state") not in TASK_ENDED_STATES]
+
+
+def same_host(minion_id: str, hostname) -> bool:
+    """Whether a swarm node's `hostname` is the machine of `minion_id`: sites name minions by
+    FQDN (nuc1.eecs.example.edu) where the engine reports the short hostname (nuc1), or the
+    other way round; DNS names compare without case."""
+    if not hostname:
+        return False
+    short, full = sorted((minion_id.lower(), hostname.lower()), key=len)
+    return full == short or full.startswith(short + ".")

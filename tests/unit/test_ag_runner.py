@@ -4,7 +4,7 @@ from tests.extensions import load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 runner = load("_runners/ag.py", "ag_runner")
-runner.__utils__ = {"ag_cluster.managed_labels": ag_cluster.managed_labels}
+runner.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f) for f in ("managed_labels", "same_host")}
 
 
 def node(hostname, role, labels):

@@ -188,7 +188,7 @@ def states(fake, test=False, minion="nuc1"):
     module.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f)
                         for f in ("validate", "label_holders", "label_changes",
                                   "apply_label_changes", "managed_labels", "node_availability",
-                                  "live_tasks")}
+                                  "live_tasks", "same_host")}
     module.__utils__["ag_diff.changes"] = ag_diff.changes
     module.time = fake.clock
     return module
