@@ -1,9 +1,16 @@
-# Every minion gets the node states, then the swarm. Each concern renders nothing (or a note)
-# where it does not apply: the swarm and NFS only on nodes of autograder:cluster.
+# The cluster's nodes, the minions autograder:cluster:nodes names, get the node states, then
+# the swarm; the other minions of a shared master get nothing from this tree. Each concern
+# renders nothing (or a note) where it does not apply: the swarm and NFS only on cluster nodes.
+{%- set nodes = salt["pillar.get"]("autograder:cluster:nodes", {}) | sort %}
+{%- if nodes %}
 base:
-  '*':
+  {{ nodes | join(",") }}:
+    - match: list
     - docker
     - limits
     - nfs
     - firewall
     - swarm
+{%- else %}
+base: {}
+{%- endif %}
