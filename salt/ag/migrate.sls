@@ -1,8 +1,14 @@
 {#- Applied on every cluster node; only the node that runs the django task acts. #}
 {%- from 'ag/map.jinja' import app with context %}
+# ag_app works through ag_docker, which needs the docker SDK
+include:
+  - docker.sdk
+
 ag-migrated:
   ag_app.migrated:
     - name: {{ app.stack_name }}_django
+    - require:
+      - sls: docker.sdk
 
 ag-bootstrapped:
   ag_app.bootstrapped:

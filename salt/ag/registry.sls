@@ -1,5 +1,9 @@
 {#- The guide's "Create the Registry Service", on the manager. #}
 {%- from 'ag/map.jinja' import registry with context %}
+# ag_app works through ag_docker, which needs the docker SDK
+include:
+  - docker.sdk
+
 ag-registry:
   ag_app.registry:
     - name: {{ registry.name }}
@@ -7,3 +11,5 @@ ag-registry:
     - port: {{ registry.port }}
     - publish_mode: {{ registry.publish_mode }}
     - volume: {{ registry.volume }}
+    - require:
+      - sls: docker.sdk

@@ -4,6 +4,10 @@
     only; see _utils/ag_compose.py) from the checkout, so test=True judges what a deploy would
     deploy; the deploy writes it to /var/lib/ag-deploy/. #}
 {%- from 'ag/map.jinja' import app, compose_files with context %}
+# ag_app works through ag_docker, which needs the docker SDK
+include:
+  - docker.sdk
+
 ag-stack-deployed:
   ag_app.stack_deployed:
     - name: {{ app.stack_name }}
@@ -13,6 +17,8 @@ ag-stack-deployed:
     - concurrency: {{ app.celery_concurrency | json }}
     - postgres_version: {{ app.postgres_version | json }}
     - web_on_webserver_only: {{ app.web_on_webserver_only | json }}
+    - require:
+      - sls: docker.sdk
 
 ag-stack-converged:
   ag_app.converged:
