@@ -1,0 +1,38 @@
+#!/bin/bash
+# The unit and functional tests against each Salt line sites run (3006 LTS, 3007, 3008), each
+# in a venv of its own with requirements.txt's other test pins; venvs are kept for the next
+# run. Prints each line's result and time; exits non-zero when a line failed or did not install.
+#   tests/salt-versions.sh [SALT_VERSION...]    (default: the newest of each line that installs)
+# 3006.30 and 3007.17 need certifi>=2026.10.23, which the package index this was measured
+# against did not have yet: the defaults are the releases before them.
+set -uo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BASE=${AG_SALT_VERSIONS_DIR:-/var/tmp/agbed/salt-versions}
+[ $# -gt 0 ] || set -- 3006.29 3007.16 3008.4
+PINS=$(grep -E '^(docker|PyYAML|pytest|pytest-salt-factories)==' "$REPO/requirements.txt")
+
+failed=0
+summary=()
+for version in "$@"; do
+  root=$BASE/$version  # laid out as the bed's root (root/venv), so bed.config finds its salt-call
+  if [ ! -x "$root/venv/bin/salt-call" ]; then
+    started=$(date +%s)
+    rm -rf "$root/venv" && mkdir -p "$root" && python3 -m venv "$root/venv" &&
+      "$root/venv/bin/pip" install -q --disable-pip-version-check "salt==$version" $PINS \
+        > "$root/install.log" 2>&1
+    if [ $? -ne 0 ]; then
+      summary+=("salt $version: does not install ($(grep '^ERROR' "$root/install.log" | tail -1); $root/install.log)")
+      failed=1
+      continue
+    fi
+    summary+=("salt $version: installed in $(( $(date +%s) - started )) s")
+  fi
+  started=$(date +%s)
+  (cd "$REPO" && AG_BED_ROOT=$root "$root/venv/bin/python" -m pytest -q -p no:cacheprovider \
+     tests/unit tests/functional) > "$root/pytest.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || failed=1
+  summary+=("salt $version: $(tail -1 "$root/pytest.log" | tr -d '=') (exit $rc, $(( $(date +%s) - started )) s; $root/pytest.log)")
+done
+printf '%s\n' "${summary[@]}"
+exit $failed
