@@ -4,6 +4,11 @@
     an invalid one stops the rendering, so nothing changes; so does a cluster node whose minion
     does not answer (ag.unanswered). test=True tells what each step
     would change. #}
+{#- the master's ag runner and _utils/ as this checkout has them now (the nodes get theirs in
+    the sync step): a master never synced, or synced before the last update, would fail or
+    validate by older rules #}
+{%- do salt['saltutil.runner']('saltutil.sync_utils') %}
+{%- do salt['saltutil.runner']('saltutil.sync_runners') %}
 {%- set check = salt['saltutil.runner']('ag.validate') %}
 {%- if not check.valid %}
 {{- raise("ag.deploy, step validate: invalid autograder pillar; nothing was changed:\n"

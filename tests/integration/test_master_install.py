@@ -4,6 +4,7 @@ and `salt-run saltutil.sync_all`: the ag runner works, and a minion with an FQDN
 custom modules and states. Real master and minion from salt-factories; no bed needed."""
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -75,3 +76,13 @@ def test_the_minion_gets_the_custom_modules_and_states(master, minion):
     assert top == {"base": ["docker", "limits", "nfs", "firewall", "swarm"]}
     swarm = salt.run("state.show_sls", "swarm.initialized", minion_tgt=MINION).data
     assert "ag_swarm" in swarm["swarm-initialized"]
+
+
+def test_the_deploy_syncs_the_master_itself(master, minion):
+    synced = list(Path(master.config["root_dir"]).glob("**/extmods/*/ag*.py"))
+    assert synced
+    for module in synced:  # as on a master never synced
+        module.unlink()
+    rendered = run_cli(master).run("state.orchestrate_show_sls", "ag.deploy").data
+    (steps,) = rendered.values()
+    assert {"ag-deploy-sync", "ag-deploy-node-states", "ag-deploy-migrate"} <= set(steps)
