@@ -1,5 +1,7 @@
 #!/bin/bash
-# The unit and functional tests against each Salt line sites run (3006 LTS, 3007, 3008), each
+# The unit and functional tests, and the master installed as the README says
+# (tests/integration/test_master_install.py, no bed needed), against each Salt line sites run
+# (3006 LTS, 3007, 3008), each
 # in a venv of its own with requirements.txt's other test pins; venvs are kept for the next
 # run. Prints each line's result and time; exits non-zero when a line failed or did not install.
 #   tests/salt-versions.sh [SALT_VERSION...]    (default: the newest of each line that installs)
@@ -29,10 +31,11 @@ for version in "$@"; do
   fi
   started=$(date +%s)
   (cd "$REPO" && AG_BED_ROOT=$root "$root/venv/bin/python" -m pytest -q -p no:cacheprovider \
-     tests/unit tests/functional) > "$root/pytest.log" 2>&1
+     tests/unit tests/functional tests/integration/test_master_install.py) > "$root/pytest.log" 2>&1
   rc=$?
   [ $rc -eq 0 ] || failed=1
-  summary+=("salt $version: $(tail -1 "$root/pytest.log" | tr -d '=') (exit $rc, $(( $(date +%s) - started )) s; $root/pytest.log)")
+  outcome=$(grep -E '[0-9]+ (passed|failed|errors?)' "$root/pytest.log" | tail -1 | tr -d '=')
+  summary+=("salt $version: ${outcome:-no pytest summary} (exit $rc, $(( $(date +%s) - started )) s; $root/pytest.log)")
 done
 printf '%s\n' "${summary[@]}"
 exit $failed
