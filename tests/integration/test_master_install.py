@@ -17,7 +17,8 @@ MINION = "nuc1.eecs.example.edu"
 CLI_TIMEOUT = 180  # a salt-run takes seconds alone, far more on a busy CI machine
 PILLAR = {"autograder": {"cluster": {"manager": MINION, "nodes": {MINION: {
     "address": "127.0.0.1",
-    "labels": ["database", "registry", "cache", "rabbitmq_broker", "custom_image_registry"]}}}}}
+    "labels": ["database", "registry", "cache", "rabbitmq_broker", "custom_image_registry",
+               "webserver", "django_app", "small_tasks"]}}}}}
 
 
 def readme_master_config(pillar_dir) -> dict:
