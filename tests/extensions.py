@@ -29,3 +29,16 @@ def ag_docker_fakes(fakes: dict) -> dict:
     real = _ag_docker()
     return {f"ag_docker.{name}": mock.create_autospec(getattr(real, name), side_effect=fake)
             for name, fake in fakes.items()}
+
+
+class FakeClock:
+    """`time` for a module under test: sleep advances monotonic, so waits take no time."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds

@@ -7,21 +7,10 @@ import re
 
 import pytest
 
-from tests.extensions import ag_docker_fakes, load
+from tests.extensions import FakeClock, ag_docker_fakes, load
 
 RUNNING = 8  # ag_docker.TASK_PROGRESS.index("running")
 PREPARING = 5
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def service(converged=False, running=0, furthest=-1, failed=(), tasks=()):
@@ -47,7 +36,7 @@ class Stack:
 
 
 def converged(at, timeout=600, test=False):
-    clock = Clock()
+    clock = FakeClock()
     stack = Stack(clock, at)
     module = load("_states/ag_app.py", "ag_app")
     module.time = clock

@@ -8,7 +8,7 @@ import copy
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.extensions import ag_docker_fakes, load
+from tests.extensions import FakeClock, ag_docker_fakes, load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 ag_diff = load("_utils/ag_diff.py", "ag_diff")
@@ -26,19 +26,6 @@ CLUSTER = {
                  "labels": ["deferred_grader", "rerun_grader"]},
     },
 }
-
-
-class FakeClock:
-    """time for the state module: sleep advances monotonic."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 class FakeSwarm:
