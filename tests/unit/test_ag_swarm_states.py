@@ -550,14 +550,14 @@ def test_a_database_on_a_former_node_is_not_moved_by_taking_it_out(fake):
 
 
 def test_network_test_mode_reports_then_apply_creates_then_nothing_to_do(fake):
-    wanted = {"driver": "overlay", "attachable": True, "subnets": ["10.20.0.0/16"]}
-    ret = states(fake, test=True).network_present("ag-net", attachable=True, subnet="10.20.0.0/16")
+    wanted = {"driver": "overlay", "attachable": True, "subnets": ["198.19.200.0/24"]}
+    ret = states(fake, test=True).network_present("ag-net", attachable=True, subnet="198.19.200.0/24")
     assert ret["result"] is None and ret["changes"] == {"network": {"old": None, "new": wanted}}
     assert "network_create" not in fake.calls
-    ret = states(fake).network_present("ag-net", attachable=True, subnet="10.20.0.0/16")
+    ret = states(fake).network_present("ag-net", attachable=True, subnet="198.19.200.0/24")
     assert ret["result"] is True and ret["comment"] == "network ag-net created"
     assert ret["changes"] == {"network": {"old": None, "new": {"id": "net-ag-net", **wanted}}}
-    again = states(fake).network_present("ag-net", attachable=True, subnet="10.20.0.0/16")
+    again = states(fake).network_present("ag-net", attachable=True, subnet="198.19.200.0/24")
     assert again["changes"] == {} and again["comment"] == "network ag-net is present"
 
 
