@@ -15,9 +15,10 @@ mount --move "$cg" /sys/fs/cgroup
 rmdir "$cg"
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/lock /run/user
-# /var/lib/ag-deploy: the deploy's record on the manager (its override and image pins)
+# /var/lib/ag-deploy: the deploy's record on the manager (its override and image pins);
+# /usr/local/sbin: the firewall script, whose addresses differ between beds side by side
 for d in /var/lib/docker /var/lib/containerd /var/log /srv /tmp /var/lib/nfs /var/cache/salt \
-    /var/lib/ag-deploy; do
+    /var/lib/ag-deploy /usr/local/sbin; do
   src="$dir/fs$d"
   mkdir -p "$src" "$d"
   mount --bind "$src" "$d"
