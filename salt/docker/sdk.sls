@@ -2,9 +2,15 @@
 # swarm and app states, talk to Docker through it. pip.installed without bin_env uses
 # salt-pip on a onedir Salt (its extras directory) and the pip of Salt's own Python
 # otherwise (a venv); Salt on the system Python gets the distribution's package, where pip
-# may not write (PEP 668). Already importable: no change. Modules reload after an install,
-# so the states after it in the same run find ag_docker.
-{%- if grains["pythonexecutable"].startswith("/usr/bin/") %}
+# may not write (PEP 668). Modules reload after an install, so the states after it in the
+# same run find ag_docker. Every step of the deploy includes this: where ag_docker loads, the
+# SDK imports, and a no-op stands in for pip's package listing (seconds on each step).
+{%- if "ag_docker.swarm_info" in salt %}
+
+docker-sdk-importable:
+  test.succeed_without_changes:
+    - name: the docker SDK imports in this minion's Salt
+{%- elif grains["pythonexecutable"].startswith("/usr/bin/") %}
 
 docker-sdk-pkg-installed:
   pkg.installed:

@@ -11,7 +11,7 @@ from bed import config
 
 
 class LocalMinion:
-    def __init__(self, root, pillar: dict, grains=None, minion_id="nuc1"):
+    def __init__(self, root, pillar: dict, grains=None, minion_id="nuc1", **options):
         self.root = root
         (root / "pillar").mkdir(parents=True, exist_ok=True)
         (root / "pillar/top.sls").write_text("base:\n  '*': [site]\n")
@@ -24,6 +24,7 @@ class LocalMinion:
             "states_dirs": [str(config.REPO / "_states")],
             "utils_dirs": [str(config.REPO / "_utils")],
             "grains": grains or {},
+            **options,
         }
         (root / "minion").write_text(yaml.safe_dump(conf))
 

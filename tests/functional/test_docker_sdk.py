@@ -19,12 +19,15 @@ def functions(compiled):
     ("/opt/salt/bin/python3", "pip.installed"),  # a venv
     ("/usr/bin/python3", "pkg.installed"),
 ])
-def test_the_sdk_goes_where_salt_imports_it(local_minion, python, state):
-    minion = local_minion({"cluster": CLUSTER}, grains={"pythonexecutable": python})
+def test_a_missing_sdk_goes_where_salt_imports_it(local_minion, python, state):
+    # ag_docker off, as it is where the SDK does not import
+    minion = local_minion({"cluster": CLUSTER}, grains={"pythonexecutable": python},
+                          disable_modules=["ag_docker"])
     compiled = minion.call("state.show_sls", "docker.sdk")
     assert functions(compiled) == {f"docker-sdk-{state.replace('.', '-')}": state}
 
 
-def test_an_importable_sdk_is_left_alone(local_minion):
+def test_an_importable_sdk_is_left_alone_without_asking_pip(local_minion):
     ret = local_minion({"cluster": CLUSTER}).apply("docker.sdk")
-    assert [(s["result"], s["changes"]) for s in ret.values()] == [(True, {})]
+    assert [(sid, s["result"], s["changes"]) for sid, s in ret.items()] == [
+        ("docker-sdk-importable", True, {})]
