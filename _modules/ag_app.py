@@ -25,18 +25,18 @@ __virtualname__ = "ag_app"
 
 
 def __virtual__():
-    if "ag_dockerapi.client" not in __utils__:
-        return False, (f"{__virtualname__} needs _utils/ag_dockerapi.py: run saltutil.sync_all "
+    if "ag_engine.client" not in __utils__:
+        return False, (f"{__virtualname__} needs _utils/ag_engine.py: run saltutil.sync_all "
                        "on this minion")
-    return __utils__["ag_dockerapi.virtual"](__virtualname__, HAS_DOCKER)
+    return __utils__["ag_engine.virtual"](__virtualname__, HAS_DOCKER)
 
 
 def _client():
-    return __utils__["ag_dockerapi.client"](__context__, __salt__["config.get"])
+    return __utils__["ag_engine.client"](__context__, __salt__["config.get"])
 
 
 def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
-    return __utils__["ag_dockerapi.api_error"](what, exc, secret)
+    return __utils__["ag_engine.api_error"](what, exc, secret)
 
 
 # --- services and tasks -----------------------------------------------------------------------
@@ -166,7 +166,7 @@ def service_update(name, image, port, publish_mode="ingress", volume=None, targe
     """
     args = _service_args(name, port, publish_mode, volume, target, constraints)
     # Service.update sends the version its get() read: each attempt gets it again
-    __utils__["ag_dockerapi.versioned_update"](
+    __utils__["ag_engine.versioned_update"](
         f"updating service {name}", lambda fresh: _client().services.get(name).update(image=image, **args))
     return service_get(name)
 

@@ -36,18 +36,18 @@ NODE_CERT = "swarm/certificates/swarm-node.crt"
 
 
 def __virtual__():
-    if "ag_dockerapi.client" not in __utils__ or "ag_mine.store" not in __utils__:
-        return False, (f"{__virtualname__} needs _utils/ag_dockerapi.py and _utils/ag_mine.py: "
+    if "ag_engine.client" not in __utils__ or "ag_mine.store" not in __utils__:
+        return False, (f"{__virtualname__} needs _utils/ag_engine.py and _utils/ag_mine.py: "
                        "run saltutil.sync_all on this minion")
-    return __utils__["ag_dockerapi.virtual"](__virtualname__, HAS_DOCKER)
+    return __utils__["ag_engine.virtual"](__virtualname__, HAS_DOCKER)
 
 
 def _client():
-    return __utils__["ag_dockerapi.client"](__context__, __salt__["config.get"])
+    return __utils__["ag_engine.client"](__context__, __salt__["config.get"])
 
 
 def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
-    return __utils__["ag_dockerapi.api_error"](what, exc, secret)
+    return __utils__["ag_engine.api_error"](what, exc, secret)
 
 
 # --- this node's swarm ---------------------------------------------------------------------
@@ -261,7 +261,7 @@ def node_update(node_id, availability=None, set_labels=(), remove_labels=(), ver
         availability and f"setting swarm node {node_id} to {availability}",
         (changes["set"] or changes["remove"]) and f"updating the labels of swarm node {node_id}",
     ) if part) or f"updating swarm node {node_id}"
-    return __utils__["ag_dockerapi.versioned_update"](what, update)
+    return __utils__["ag_engine.versioned_update"](what, update)
 
 
 def node_remove(node_id):

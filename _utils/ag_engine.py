@@ -1,7 +1,7 @@
 """The one way the execution modules reach the Docker Engine (docker SDK): the client, kept
 once per minion process, SDK errors turned into sentences, and the retry of an update that
 another writer outran. Plain Python without Salt's dunders, reached as
-``__utils__["ag_dockerapi.…"]``: the modules hand in their own ``__context__`` and
+``__utils__["ag_engine.…"]``: the modules hand in their own ``__context__`` and
 ``config.get``.
 
 A new Docker call goes in the execution module of its concern (``_modules/ag_swarm.py``: the
@@ -25,7 +25,7 @@ from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
 
-CONTEXT_KEY = "ag_dockerapi.client"  # in the loader's __context__, shared by its modules
+CONTEXT_KEY = "ag_engine.client"  # in the loader's __context__, shared by its modules
 DEFAULT_URL = "unix://var/run/docker.sock"
 UPDATE_ATTEMPTS = 5  # reads and updates of a swarm object that others keep updating
 
@@ -41,9 +41,9 @@ def virtual(module: str, has_docker: bool):
 
 def client(context: dict, config_get):
     """The Docker client of this minion process, made on first use and kept in `context`;
-    the engine's address from the minion config (ag_dockerapi:base_url) or the local socket."""
+    the engine's address from the minion config (ag_engine:base_url) or the local socket."""
     if CONTEXT_KEY not in context:
-        url = config_get("ag_dockerapi:base_url", DEFAULT_URL)
+        url = config_get("ag_engine:base_url", DEFAULT_URL)
         context[CONTEXT_KEY] = docker.DockerClient(base_url=url, timeout=60)
     return context[CONTEXT_KEY]
 
