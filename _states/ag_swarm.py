@@ -1,4 +1,5 @@
-"""The swarm of the cluster pillar, on the docker SDK (through ``ag_docker``).
+"""The swarm of the cluster pillar, through the ag_swarm execution module (and ag_app's
+listings of services and tasks, for draining).
 
 ``ag_swarm.initialized`` (manager)
     A swarm with this node as its manager; no-op when this node already manages a swarm.
@@ -7,7 +8,7 @@
 
 ``ag_swarm.joined`` (every other node)
     This node a member of the manager's swarm, with the token the manager published (fetched
-    inside ``ag_docker.swarm_join``, never an argument or a return). A node in another swarm is
+    inside ``ag_swarm.swarm_join``, never an argument or a return). A node in another swarm is
     an error naming both cluster IDs, never left silently. A node the manager has published
     no token for yet (new in pillar) fires ``ag/swarm/token/wanted``: the master's reactor
     re-applies swarm.initialized on the manager, whose pillar decides who gets the token.
@@ -48,9 +49,10 @@ DRAIN_POLL = 2  # seconds between two looks at the tasks of a draining node
 
 
 def __virtual__():
-    if "ag_docker.nodes" not in __salt__:
-        return False, ("ag_swarm needs the ag_docker execution module: "
-                       + __salt__.missing_fun_string("ag_docker.nodes"))
+    for fun in ("ag_swarm.nodes", "ag_app.tasks"):
+        if fun not in __salt__:
+            return False, (f"ag_swarm needs the {fun.split('.')[0]} execution module: "
+                           + __salt__.missing_fun_string(fun))
     if "ag_cluster.validate" not in __utils__:
         return False, ("ag_swarm needs _utils/ag_cluster.py: run saltutil.sync_all on this "
                        "minion")
@@ -74,7 +76,7 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
     token of their role."""
     ret = _ret(name)
     try:
-        info = __salt__["ag_docker.swarm_info"]()
+        info = __salt__["ag_swarm.swarm_info"]()
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
     if info["state"] == "active" and info["role"] == "worker":
@@ -90,7 +92,7 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
             ret.update(result=None, comment=f"a new swarm would be initialized at {advertise_addr}")
             return ret
         try:
-            info = __salt__["ag_docker.swarm_init"](
+            info = __salt__["ag_swarm.swarm_init"](
                 advertise_addr, default_addr_pool=default_addr_pool,
                 subnet_size=default_addr_pool_mask_length)
         except CommandExecutionError as exc:
@@ -107,8 +109,8 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         return ret
     try:
         waiting = _waiting(members or {}, info["cluster_id"])
-        published = (__salt__["ag_docker.publish_swarm_node"]()
-                     and __salt__["ag_docker.publish_join_tokens"](waiting))
+        published = (__salt__["ag_swarm.publish_swarm_node"]()
+                     and __salt__["ag_swarm.publish_join_tokens"](waiting))
     except CommandExecutionError as exc:
         return _fail(ret, f"{ret['comment']}; {exc}")
     if not published:
@@ -124,8 +126,8 @@ def _waiting(members, cluster_id):
     published about itself: only they may read a join token."""
     if not members:
         return {}
-    in_swarm = {node["id"] for node in __salt__["ag_docker.nodes"]()}
-    published = __salt__["ag_docker.published_swarm_nodes"](list(members))
+    in_swarm = {node["id"] for node in __salt__["ag_swarm.nodes"]()}
+    published = __salt__["ag_swarm.published_swarm_nodes"](list(members))
     return {
         minion: role for minion, role in members.items()
         if not (published.get(minion, {}).get("state") == "active"
@@ -139,10 +141,10 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     `manager_addr`) manages, advertising `advertise_addr`."""
     ret = _ret(name)
     me = __opts__["id"]
-    published = __salt__["ag_docker.published_swarm_nodes"]([manager]).get(manager) or {}
+    published = __salt__["ag_swarm.published_swarm_nodes"]([manager]).get(manager) or {}
     swarm_id = published.get("cluster_id") if published.get("role") == "manager" else None
     try:
-        info = __salt__["ag_docker.swarm_info"]()
+        info = __salt__["ag_swarm.swarm_info"]()
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
     if info["state"] == "active":
@@ -158,7 +160,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         if info["role"] != role:
             ret["comment"] += f" (pillar says {role}: docker node promote/demote on {manager})"
         if not __opts__["test"]:
-            __salt__["ag_docker.publish_swarm_node"]()
+            __salt__["ag_swarm.publish_swarm_node"]()
         return ret
     old = None
     if info["state"] == "pending":
@@ -167,7 +169,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         old = "a pending join, cancelled"
         if not __opts__["test"]:
             try:
-                info = __salt__["ag_docker.swarm_cancel_pending_join"]()
+                info = __salt__["ag_swarm.swarm_cancel_pending_join"]()
             except CommandExecutionError as exc:
                 return _fail(ret, str(exc))
     if info["state"] not in ("inactive", "pending"):
@@ -180,22 +182,22 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     if swarm_id is None:
         return _fail(ret, f"the manager {manager} has published no swarm yet; apply the swarm "
                           f"state on {manager} first")
-    if not __salt__["ag_docker.join_token_published"](manager, role):
+    if not __salt__["ag_swarm.join_token_published"](manager, role):
         # the manager publishes tokens for the members of its own pillar that are not in its
         # swarm (as they published themselves), only while they wait: ask it once per run
         if not __context__.get("ag_swarm.token_wanted"):
-            __salt__["ag_docker.publish_swarm_node"]()
+            __salt__["ag_swarm.publish_swarm_node"]()
             __salt__["event.fire_master"]({"manager": manager}, TOKEN_WANTED_EVENT)
             __context__["ag_swarm.token_wanted"] = True
         return _fail(ret, f"the manager {manager} has no {role} join token for {me} in the mine "
                           f"yet (asked for it); if this persists, check that {me} is in "
                           f"autograder:cluster:nodes of {manager}'s pillar")
     try:
-        info = __salt__["ag_docker.swarm_join"](manager, manager_addr, advertise_addr, role=role)
+        info = __salt__["ag_swarm.swarm_join"](manager, manager_addr, advertise_addr, role=role)
     except CommandExecutionError as exc:
         ret["changes"] = {}
         return _fail(ret, str(exc))
-    __salt__["ag_docker.publish_swarm_node"]()
+    __salt__["ag_swarm.publish_swarm_node"]()
     __salt__["event.fire_master"]({"manager": manager, "node_id": info["node_id"]}, JOINED_EVENT)
     ret["changes"]["swarm"]["new"] = {"cluster_id": info["cluster_id"], "node_id": info["node_id"],
                                       "role": info["role"]}
@@ -207,7 +209,7 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
     """The network `name` exists with this driver, attachability and (if given) subnet."""
     ret = _ret(name)
     try:
-        found = __salt__["ag_docker.networks"](name=name)
+        found = __salt__["ag_swarm.networks"](name=name)
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
     wanted = {"driver": driver, "attachable": bool(attachable)}
@@ -227,8 +229,8 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
         ret.update(result=None, comment=f"network {name} would be created")
         return ret
     try:
-        created = __salt__["ag_docker.network_create"](name, driver=driver, attachable=attachable,
-                                                       subnet=subnet)
+        created = __salt__["ag_swarm.network_create"](name, driver=driver, attachable=attachable,
+                                                      subnet=subnet)
     except CommandExecutionError as exc:
         ret["changes"] = {}
         return _fail(ret, str(exc))
@@ -242,7 +244,7 @@ def _minions_by_node_id(cluster, cluster_id, swarm_nodes):
     """Swarm node ID → minion id, from what every minion published about itself (also those
     no longer in the pillar: that is how a former node is known). A pillar minion wins over a
     stale entry of another minion id claiming the same node."""
-    published = __salt__["ag_docker.published_swarm_nodes"]()
+    published = __salt__["ag_swarm.published_swarm_nodes"]()
     pillar_last = sorted(published, key=lambda minion: minion in cluster["nodes"])
     return {
         published[minion]["node_id"]: minion
@@ -280,7 +282,7 @@ def _leaving(cluster, me, swarm_nodes, minion_of, node_id_of):
 
 
 def _live_tasks_on(node_ids):
-    return __utils__["ag_cluster.live_tasks"](__salt__["ag_docker.tasks"](node=sorted(node_ids)))
+    return __utils__["ag_cluster.live_tasks"](__salt__["ag_app.tasks"](node=sorted(node_ids)))
 
 
 def _tasks_on(names_by_id, live=None):
@@ -290,7 +292,7 @@ def _tasks_on(names_by_id, live=None):
     live = _live_tasks_on(names_by_id) if live is None else live
     if not live:
         return {}
-    services = {s["id"]: s["name"] for s in __salt__["ag_docker.services"]()}
+    services = {s["id"]: s["name"] for s in __salt__["ag_app.services"]()}
     found = {}
     for task in live:
         shown = services.get(task["service_id"], task["service_id"])
@@ -347,8 +349,8 @@ def labels_reconciled(name, cluster, drain_timeout=300):
     if errors:
         return _fail(ret, "invalid pillar, nothing changed:\n" + "\n".join(errors))
     try:
-        me = __salt__["ag_docker.swarm_info"]()
-        swarm_nodes = ({n["id"]: n for n in __salt__["ag_docker.nodes"]()}
+        me = __salt__["ag_swarm.swarm_info"]()
+        swarm_nodes = ({n["id"]: n for n in __salt__["ag_swarm.nodes"]()}
                        if me["role"] == "manager" else {})
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
@@ -428,7 +430,7 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     for n, todo in plan.items():
         if "availability" in todo and nodes[n].get("availability") != todo["availability"]:
             try:
-                nodes[n] = __salt__["ag_docker.node_update"](
+                nodes[n] = __salt__["ag_swarm.node_update"](
                     nodes[n]["id"], availability=todo["availability"],
                     version=nodes[n]["version"], spec=nodes[n]["spec"])
             except CommandExecutionError as exc:
@@ -447,7 +449,7 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
         if todo.get("set") or todo.get("remove"):
             node = nodes[n]
             try:
-                nodes[n] = __salt__["ag_docker.node_update"](
+                nodes[n] = __salt__["ag_swarm.node_update"](
                     node["id"], set_labels=todo.get("set", []), remove_labels=todo["remove"],
                     version=node["version"], spec=node["spec"])
             except CommandExecutionError as exc:
@@ -456,7 +458,7 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     for n, todo in plan.items():
         if todo.get("removed"):
             try:
-                __salt__["ag_docker.node_remove"](nodes[n]["id"])
+                __salt__["ag_swarm.node_remove"](nodes[n]["id"])
             except CommandExecutionError as exc:
                 raise CommandExecutionError(f"{n} is Down, drained and unlabelled, but removing "
                                             f"it failed: {exc}") from exc

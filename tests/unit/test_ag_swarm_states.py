@@ -8,7 +8,7 @@ import copy
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.extensions import FakeClock, ag_docker_fakes, load
+from tests.extensions import FakeClock, load, module_fakes
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 ag_diff = load("_utils/ag_diff.py", "ag_diff")
@@ -29,8 +29,9 @@ CLUSTER = {
 
 
 class FakeSwarm:
-    """What ag_docker would see: nodes with labels, this node's membership, the mine, tasks.
-    Node updates need the node's current version (as the engine's do) and replace the spec."""
+    """What the ag_swarm and ag_app execution modules would see: nodes with labels, this
+    node's membership, the mine, tasks. Node updates need the node's current version (as the
+    engine's do) and replace the spec."""
 
     def __init__(self, minion="nuc1"):
         self.minion = minion
@@ -71,26 +72,26 @@ class FakeSwarm:
                 return result(*args, **kwargs)
             return fn
 
-        fakes = ag_docker_fakes({
-            "swarm_info": record("swarm_info", lambda: dict(self.info)),
-            "nodes": record("nodes", self.list_nodes),
-            "node_update": record("node_update", self.update),
-            "node_remove": record("node_remove", self.remove),
-            "tasks": record("tasks", self.list_tasks),
-            "services": record("services", lambda: [
+        fakes = module_fakes({
+            "ag_swarm.swarm_info": record("swarm_info", lambda: dict(self.info)),
+            "ag_swarm.nodes": record("nodes", self.list_nodes),
+            "ag_swarm.node_update": record("node_update", self.update),
+            "ag_swarm.node_remove": record("node_remove", self.remove),
+            "ag_app.tasks": record("tasks", self.list_tasks),
+            "ag_app.services": record("services", lambda: [
                 {"id": f"svc-{s}", "name": s} for s in ("ag_grader", "ag_cache")]),
-            "published_swarm_nodes": record(
+            "ag_swarm.published_swarm_nodes": record(
                 "published", lambda minions=None: {m: v for m, v in self.mine.items()
                                                    if minions is None or m in minions}),
-            "publish_swarm_node": record("publish_node", lambda: True),
-            "publish_join_tokens": record("publish_tokens", self.publish_tokens),
-            "join_token_published": record("token?", lambda manager, role: True),
-            "swarm_join": record("join", self.join),
-            "swarm_cancel_pending_join": record("cancel", self.cancel_pending),
-            "swarm_init": record("init", lambda *a, **k: dict(self.info)),
-            "networks": record("networks", lambda name=None: [
+            "ag_swarm.publish_swarm_node": record("publish_node", lambda: True),
+            "ag_swarm.publish_join_tokens": record("publish_tokens", self.publish_tokens),
+            "ag_swarm.join_token_published": record("token?", lambda manager, role: True),
+            "ag_swarm.swarm_join": record("join", self.join),
+            "ag_swarm.swarm_cancel_pending_join": record("cancel", self.cancel_pending),
+            "ag_swarm.swarm_init": record("init", lambda *a, **k: dict(self.info)),
+            "ag_swarm.networks": record("networks", lambda name=None: [
                 n for n in self.networks if name is None or n["name"] == name]),
-            "network_create": record("network_create", self.network_create),
+            "ag_swarm.network_create": record("network_create", self.network_create),
         })
         return {**fakes, "event.fire_master": lambda data, tag: self.events.append((tag, data))}
 
@@ -105,7 +106,7 @@ class FakeSwarm:
         return True
 
     def list_nodes(self):
-        # as ag_docker.nodes: labels and availability are the spec's
+        # as ag_swarm.nodes: labels and availability are the spec's
         found = copy.deepcopy(list(self.nodes.values()))
         for node in found:
             node["spec"].update(Labels=node["labels"], Availability=node["availability"])
@@ -113,7 +114,7 @@ class FakeSwarm:
 
     def update(self, node_id, availability=None, set_labels=(), remove_labels=(),
                version=None, spec=None):
-        """As ag_docker.node_update: the changes made on the node as it is now (the real one
+        """As ag_swarm.node_update: the changes made on the node as it is now (the real one
         reads it again when the version it was given is outdated)."""
         node = self.nodes[node_id]
         assert version is not None and spec is not None, "an extra inspect per node"
@@ -333,7 +334,7 @@ def test_joined_waits_for_the_manager(fake):
 def test_joined_new_node_asks_the_manager_for_its_token_once(fake):
     worker(fake)
     module = states(fake, minion="nuc4")
-    module.__salt__.update(ag_docker_fakes({"join_token_published": lambda manager, role: False}))
+    module.__salt__.update(module_fakes({"ag_swarm.join_token_published": lambda manager, role: False}))
     for _ in range(3):  # the SLS retries
         ret = module.joined("nuc4", "nuc1", "198.18.9.11", "198.18.9.14")
         assert ret["result"] is False
@@ -347,7 +348,7 @@ def test_join_error_is_a_failed_state(fake):
     def refuse(*args, **kwargs):
         raise CommandExecutionError("joining the swarm of nuc1 at 198.18.9.11 failed: timeout")
 
-    module.__salt__.update(ag_docker_fakes({"swarm_join": refuse}))
+    module.__salt__.update(module_fakes({"ag_swarm.swarm_join": refuse}))
     ret = module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
     assert ret["result"] is False and ret["changes"] == {} and "timeout" in ret["comment"]
 
@@ -568,3 +569,4 @@ def test_a_network_that_differs_fails_naming_each_difference(fake):
     assert ("network ag-net exists but differs (driver is bridge, pillar wants overlay; "
             "attachable is False, pillar wants True)") in ret["comment"]
     assert fake.calls.count("network_create") == 0
+
