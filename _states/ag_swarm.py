@@ -36,7 +36,9 @@ listings of services and tasks, for draining).
     allow_label_moves does not allow (a node taken out counts as their holder), fail before
     any change.
 
-Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
+Every function: desired → actual → diff → (test: result None + would-be changes) → apply;
+network_present and labels_reconciled then read back what they changed and fail, naming the
+network or the node and what differs, when it is not what was wanted.
 """
 
 import time
@@ -218,13 +220,13 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
     if found:
         diff = __utils__["ag_diff.changes"](found[0], wanted)
         if diff:
-            shown = "; ".join(f"{k} is {d['old']}, pillar wants {d['new']}" for k, d in diff.items())
+            shown = __utils__["ag_diff.described"](diff)
             return _fail(ret, f"network {name} exists but differs ({shown}); a network in use "
                               "cannot change: remove the stack and the network (docker network "
                               "rm), then re-apply")
         ret["comment"] = f"network {name} is present"
         return ret
-    ret["changes"] = {"network": {"old": None, "new": wanted}}
+    ret["changes"] = __utils__["ag_diff.changes"]({}, {"network": wanted})
     if __opts__["test"]:
         ret.update(result=None, comment=f"network {name} would be created")
         return ret
@@ -236,6 +238,11 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
         return _fail(ret, str(exc))
     ret["changes"]["network"]["new"] = {k: created[k] for k in ("id", "driver", "attachable",
                                                                "subnets")}
+    left = __utils__["ag_diff.changes"](created, wanted)
+    if left:
+        return _fail(ret, f"network {name} was created but reads back otherwise "
+                          f"({__utils__['ag_diff.described'](left)}); see docker network inspect "
+                          f"{name}, remove it (docker network rm) and re-apply")
     ret["comment"] = f"network {name} created"
     return ret
 
@@ -414,18 +421,36 @@ def labels_reconciled(name, cluster, drain_timeout=300):
         return ret
     done = {}
     try:
-        _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done)
+        after = _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done)
     except CommandExecutionError as exc:
         ret["changes"] = done
         return _fail(ret, str(exc))
     ret["comment"] = "; ".join([_summary(plan, leaving, "")] + notes)
+    unmet = {n: _unmet(todo, after[n]) for n, todo in plan.items()}
+    shown = "; ".join(f"{n} ({', '.join(wrong)})" for n, wrong in unmet.items() if wrong)
+    if shown:
+        return _fail(ret, f"{ret['comment']}; but the swarm reads back otherwise: {shown}: "
+                          "something else changes these nodes (another reconcile, an admin's "
+                          "docker node update); re-apply once it is done")
     return ret
+
+
+def _unmet(todo, node):
+    """What `node`, as read after its updates, lacks of its `todo`: phrases, [] when none."""
+    labels = node.get("labels") or {}
+    wrong = []
+    if "availability" in todo and node.get("availability") != todo["availability"]:
+        wrong.append(f"availability {node.get('availability')}, pillar wants {todo['availability']}")
+    wrong += [f"label {label} missing" for label in todo.get("set", []) if labels.get(label) != "true"]
+    wrong += [f"label {label} still set" for label in todo.get("remove", []) if label in labels]
+    return wrong
 
 
 def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     """Carry out `plan` in the order that moves tasks before labels: availability first,
     then the wait until the drained nodes are empty, then the labels, then the removals.
-    Records in `done` what was changed, so a failure reports it."""
+    Records in `done` what was changed, so a failure reports it. Returns {name: the node as
+    the swarm reads it after its last update}."""
     nodes = {n: swarm_nodes[id_of[n]] for n in plan}
     for n, todo in plan.items():
         if "availability" in todo and nodes[n].get("availability") != todo["availability"]:
@@ -463,6 +488,7 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
                 raise CommandExecutionError(f"{n} is Down, drained and unlabelled, but removing "
                                             f"it failed: {exc}") from exc
             done.setdefault(n, {})["removed"] = True
+    return nodes
 
 
 def _summary(plan, leaving, would):

@@ -177,7 +177,7 @@ def states(fake, test=False, minion="nuc1"):
                         for f in ("validate", "label_holders", "label_changes",
                                   "apply_label_changes", "managed_labels", "node_availability",
                                   "live_tasks", "same_host")}
-    module.__utils__["ag_diff.changes"] = ag_diff.changes
+    module.__utils__.update({f"ag_diff.{f}": getattr(ag_diff, f) for f in ("changes", "described")})
     module.time = fake.clock
     return module
 
@@ -209,6 +209,21 @@ def test_labels_api_calls_grow_with_nodes_not_labels(fake):
     states(fake).labels_reconciled("c", CLUSTER)
     assert fake.calls.count("nodes") == 1
     assert fake.calls.count("node_update") == 3  # one per node, 13 labels in all
+
+
+def test_labels_a_read_back_that_differs_fails_naming_node_and_label(fake):
+    update = fake.update
+
+    def another_writer(node_id, **changes):
+        node = update(node_id, **changes)
+        if node_id == "id-nuc2":  # drops a label the same moment ours is set
+            node["labels"].pop("grader")
+        return node
+
+    fake.update = another_writer
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is False and set(ret["changes"]) == {"nuc1", "nuc2", "nuc3"}
+    assert "but the swarm reads back otherwise: nuc2 (label grader missing)" in ret["comment"]
 
 
 def test_labels_keep_admin_labels_and_remove_stray_managed_ones(fake):
@@ -570,3 +585,11 @@ def test_a_network_that_differs_fails_naming_each_difference(fake):
             "attachable is False, pillar wants True)") in ret["comment"]
     assert fake.calls.count("network_create") == 0
 
+
+def test_a_network_created_otherwise_than_asked_fails_naming_the_difference(fake):
+    create = fake.network_create
+    fake.network_create = lambda name, **options: create(name, **dict(options, attachable=False))
+    ret = states(fake).network_present("ag-net", attachable=True)
+    assert ret["result"] is False and ret["changes"]["network"]["new"]["attachable"] is False
+    assert ("network ag-net was created but reads back otherwise (attachable is False, pillar "
+            "wants True)") in ret["comment"]
