@@ -33,11 +33,6 @@ def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
-def _fail(ret, comment):
-    ret.update(result=False, comment=comment)
-    return ret
-
-
 def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
              target="/var/lib/registry", constraint="node.labels.registry == true",
              timeout=120):
@@ -53,7 +48,8 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
     try:
         current = __salt__["ag_app.service_get"](name)
     except CommandExecutionError as exc:
-        return _fail(ret, str(exc))
+        ret.update(result=False, comment=str(exc))
+        return ret
     changes = __utils__["ag_diff.changes"](current or {}, wanted)
     if not changes:
         ret["comment"] = f"service {name} is as configured"
@@ -65,13 +61,16 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
             after = __salt__[apply](name, image, port, publish_mode=publish_mode, volume=volume,
                                     target=target, constraints=[constraint])
         except CommandExecutionError as exc:
-            return _fail(ret, str(exc))
+            ret.update(result=False, comment=str(exc))
+            return ret
         ret.update(changes=changes, comment=f"service {name} set")
         left = __utils__["ag_diff.changes"](after or {}, wanted)
         if left:
-            return _fail(ret, f"service {name} was set but reads back otherwise "
-                              f"({__utils__['ag_diff.described'](left)}); see docker service "
-                              f"inspect {name} on {__grains__['id']} and re-apply")
+            ret.update(result=False, comment=f"service {name} was set but reads back otherwise "
+                                             f"({__utils__['ag_diff.described'](left)}); see "
+                                             f"docker service inspect {name} on "
+                                             f"{__grains__['id']} and re-apply")
+            return ret
     if __opts__["test"]:
         return ret
     deadline = time.monotonic() + timeout
