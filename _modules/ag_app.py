@@ -25,18 +25,13 @@ __virtualname__ = "ag_app"
 
 
 def __virtual__():
-    if "ag_engine.client" not in __utils__:
-        return False, (f"{__virtualname__} needs _utils/ag_engine.py: run saltutil.sync_all "
-                       "on this minion")
+    if "ag_engine.session" not in __utils__:
+        return False, "ag_app needs _utils/ag_engine.py: run saltutil.sync_all on this minion"
     return __utils__["ag_engine.virtual"](__virtualname__, HAS_DOCKER)
 
 
-def _client():
-    return __utils__["ag_engine.client"](__context__, __salt__["config.get"])
-
-
-def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
-    return __utils__["ag_engine.api_error"](what, exc, secret)
+def _engine(what):
+    return __utils__["ag_engine.session"](__context__, __salt__["config.get"], what)
 
 
 # --- services and tasks -----------------------------------------------------------------------
@@ -47,10 +42,8 @@ def services():
 
     CLI Example: salt nuc1 ag_app.services
     """
-    try:
-        found = _client().api.services()
-    except docker.errors.DockerException as exc:
-        raise _api_error("listing services (this node must be a manager)", exc) from exc
+    with _engine("listing services (this node must be a manager)") as client:
+        found = client.api.services()
     result = []
     for attrs in found:
         spec = attrs["Spec"]
@@ -80,10 +73,8 @@ def tasks(service=None, node=None):
     if node:
         filters["node"] = [node] if isinstance(node, str) else list(node)
     filters = filters or None
-    try:
-        found = _client().api.tasks(filters=filters)
-    except docker.errors.DockerException as exc:
-        raise _api_error("listing tasks (this node must be a manager)", exc) from exc
+    with _engine("listing tasks (this node must be a manager)") as client:
+        found = client.api.tasks(filters=filters)
     return [{
         "id": t["ID"],
         "service_id": t.get("ServiceID"),
@@ -118,12 +109,11 @@ def service_get(name):
 
     CLI Example: salt nuc1 ag_app.service_get registry
     """
-    try:
-        return _published_service(_client().api.inspect_service(name)["Spec"])
-    except docker.errors.NotFound:
-        return None
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"inspecting service {name} (this node must be a manager)", exc) from exc
+    with _engine(f"inspecting service {name} (this node must be a manager)") as client:
+        try:
+            return _published_service(client.api.inspect_service(name)["Spec"])
+        except docker.errors.NotFound:
+            return None
 
 
 def _service_args(name, port, publish_mode, volume, target, constraints):
@@ -149,10 +139,8 @@ def service_create(name, image, port, publish_mode="ingress", volume=None, targe
             target=/var/lib/registry
     """
     args = _service_args(name, port, publish_mode, volume, target, constraints)
-    try:
-        _client().services.create(image, **args)
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"creating service {name}", exc) from exc
+    with _engine(f"creating service {name}") as client:
+        client.services.create(image, **args)
     return service_get(name)
 
 
@@ -165,9 +153,11 @@ def service_update(name, image, port, publish_mode="ingress", volume=None, targe
     CLI Example: salt nuc1 ag_app.service_update registry registry:3 5000
     """
     args = _service_args(name, port, publish_mode, volume, target, constraints)
-    # Service.update sends the version its get() read: each attempt gets it again
-    __utils__["ag_engine.versioned_update"](
-        f"updating service {name}", lambda fresh: _client().services.get(name).update(image=image, **args))
+    what = f"updating service {name}"
+    with _engine(what) as client:
+        # Service.update sends the version its get() read: each attempt gets it again
+        __utils__["ag_engine.versioned_update"](
+            what, lambda fresh: client.services.get(name).update(image=image, **args))
     return service_get(name)
 
 
@@ -177,13 +167,14 @@ def image_digest(reference):
 
     CLI Example: salt nuc1 ag_app.image_digest 127.0.0.1:5000/django:latest
     """
-    try:
-        return _client().api.inspect_distribution(reference)["Descriptor"]["digest"]
-    except docker.errors.APIError as exc:
-        if exc.status_code in (401, 403, 404) or "not found" in str(exc).lower() \
-                or "manifest unknown" in str(exc).lower():
-            return None
-        raise _api_error(f"asking the registry for {reference}", exc) from exc
+    with _engine(f"asking the registry for {reference}") as client:
+        try:
+            return client.api.inspect_distribution(reference)["Descriptor"]["digest"]
+        except docker.errors.APIError as exc:
+            if exc.status_code in (401, 403, 404) or "not found" in str(exc).lower() \
+                    or "manifest unknown" in str(exc).lower():
+                return None
+            raise
 
 
 PUSH_PATIENCE = 180  # seconds a push waits for a registry that refuses connections
@@ -196,24 +187,20 @@ def image_build_push(path, dockerfile, tags):
 
     CLI Example: salt nuc1 ag_app.image_build_push /srv/x/nginx Dockerfile '[127.0.0.1:5000/nginx:latest]'
     """
-    client = _client()
-    try:
-        image, _ = client.images.build(path=path, dockerfile=dockerfile, tag=tags[0], rm=True,
-                                       forcerm=True)
-    except docker.errors.BuildError as exc:
-        tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-2000:]
-        raise CommandExecutionError(f"building {tags[0]} from {path}/{dockerfile} failed: "
-                                    f"{exc.msg}\n{tail}") from exc
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"building {tags[0]} from {path}/{dockerfile}", exc) from exc
+    with _engine(f"building {tags[0]} from {path}/{dockerfile}") as client:
+        try:
+            image, _ = client.images.build(path=path, dockerfile=dockerfile, tag=tags[0], rm=True,
+                                           forcerm=True)
+        except docker.errors.BuildError as exc:
+            tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-2000:]
+            raise CommandExecutionError(f"building {tags[0]} from {path}/{dockerfile} failed: "
+                                        f"{exc.msg}\n{tail}") from exc
     digests = {}
     for tag in tags:
         repo, _, version = tag.rpartition(":")
-        try:
+        with _engine(f"pushing {tag}") as client:
             image.tag(repo, version)
             digests[tag] = _push(client, repo, version)
-        except docker.errors.DockerException as exc:
-            raise _api_error(f"pushing {tag}", exc) from exc
     return digests
 
 
@@ -293,13 +280,11 @@ def stack_status(name, settle=5):
 
     CLI Example: salt nuc1 ag_app.stack_status ag-stack
     """
-    api = _client().api
-    try:
-        found = api.services(filters={"label": f"com.docker.stack.namespace={name}"})
-        hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname") for n in api.nodes()}
-        all_tasks = api.tasks(filters={"label": f"com.docker.stack.namespace={name}"})
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"reading stack {name} (this node must be a manager)", exc) from exc
+    with _engine(f"reading stack {name} (this node must be a manager)") as client:
+        found = client.api.services(filters={"label": f"com.docker.stack.namespace={name}"})
+        hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname")
+                     for n in client.api.nodes()}
+        all_tasks = client.api.tasks(filters={"label": f"com.docker.stack.namespace={name}"})
     status = {}
     for attrs in found:
         spec = attrs["Spec"]
@@ -341,13 +326,11 @@ def task_logs(service, task_ids, tail=5):
     CLI Example: salt nuc1 ag_app.task_logs ag-stack_nginx '[u3k...]'
     """
     wanted = set(task_ids)
-    try:
+    with _engine(f"reading the logs of service {service}") as client:
         # details: each line starts with its context, com.docker.swarm.task.id=... among it
-        chunks = _client().api.service_logs(service, details=True, stdout=True, stderr=True,
-                                            tail=tail)
+        chunks = client.api.service_logs(service, details=True, stdout=True, stderr=True,
+                                         tail=tail)
         text = b"".join(chunks).decode(errors="replace")
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"reading the logs of service {service}", exc) from exc
     found = {}
     for line in text.splitlines():
         context, _, message = line.partition(" ")
@@ -364,14 +347,12 @@ def local_task_exec(service, cmd):
 
     CLI Example: salt nuc1 ag_app.local_task_exec ag-stack_django '[python3, manage.py, check]'
     """
-    try:
-        found = _client().containers.list(
+    with _engine(f"running {cmd[0]} in the {service} container") as client:
+        found = client.containers.list(
             filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"})
         if not found:
             return None
         result = found[0].exec_run(cmd, demux=True)
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"running {cmd[0]} in the {service} container", exc) from exc
     out, err = result.output
     return {"container": found[0].short_id, "retcode": result.exit_code,
             "stdout": (out or b"").decode(errors="replace"),

@@ -12,7 +12,6 @@ waiting to join with it, ``swarm_join`` (on the joining minion) fetches it from 
 
 try:
     import docker
-    import docker.errors
 
     HAS_DOCKER = True
 except ImportError:
@@ -36,18 +35,14 @@ NODE_CERT = "swarm/certificates/swarm-node.crt"
 
 
 def __virtual__():
-    if "ag_engine.client" not in __utils__ or "ag_mine.store" not in __utils__:
-        return False, (f"{__virtualname__} needs _utils/ag_engine.py and _utils/ag_mine.py: "
-                       "run saltutil.sync_all on this minion")
+    for util in ("ag_engine.session", "ag_mine.store", "ag_cluster.apply_label_changes"):
+        if util not in __utils__:
+            return False, f"ag_swarm needs _utils/{util.split('.')[0]}.py: run saltutil.sync_all"
     return __utils__["ag_engine.virtual"](__virtualname__, HAS_DOCKER)
 
 
-def _client():
-    return __utils__["ag_engine.client"](__context__, __salt__["config.get"])
-
-
-def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
-    return __utils__["ag_engine.api_error"](what, exc, secret)
+def _engine(what, secret=None):
+    return __utils__["ag_engine.session"](__context__, __salt__["config.get"], what, secret)
 
 
 # --- this node's swarm ---------------------------------------------------------------------
@@ -74,10 +69,8 @@ def swarm_info():
 
     CLI Example: salt nuc1 ag_swarm.swarm_info
     """
-    try:
-        info = _client().info()
-    except docker.errors.DockerException as exc:
-        raise _api_error("reading docker info", exc) from exc
+    with _engine("reading docker info") as client:
+        info = client.info()
     swarm = info.get("Swarm") or {}
     state = swarm.get("LocalNodeState") or "inactive"
     is_manager = bool(swarm.get("ControlAvailable"))
@@ -100,20 +93,16 @@ def swarm_init(advertise_addr, default_addr_pool=None, subnet_size=None,
 
     CLI Example: salt nuc1 ag_swarm.swarm_init 198.18.0.11 default_addr_pool='[198.19.64.0/18]'
     """
-    try:
-        _client().swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr,
-                             default_addr_pool=default_addr_pool or None,
-                             subnet_size=subnet_size if default_addr_pool else None)
-    except docker.errors.DockerException as exc:
-        raise _api_error("swarm init", exc) from exc
+    with _engine("swarm init") as client:
+        client.swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr,
+                          default_addr_pool=default_addr_pool or None,
+                          subnet_size=subnet_size if default_addr_pool else None)
     return swarm_info()
 
 
 def _join_tokens():
-    try:
-        tokens = _client().api.inspect_swarm()["JoinTokens"]
-    except docker.errors.DockerException as exc:
-        raise _api_error("reading the swarm join tokens (this node must be a manager)", exc) from exc
+    with _engine("reading the swarm join tokens (this node must be a manager)") as client:
+        tokens = client.api.inspect_swarm()["JoinTokens"]
     return {"worker": tokens["Worker"], "manager": tokens["Manager"]}
 
 
@@ -169,12 +158,9 @@ def swarm_join(manager, manager_addr, advertise_addr, role="worker",
             f"the manager {manager} has published no {role} join token for {__opts__['id']} "
             f"yet; apply the swarm state on {manager} first"
         )
-    try:
-        _client().swarm.join(remote_addrs=[f"{manager_addr}:{SWARM_PORT}"], join_token=token,
-                             listen_addr=listen_addr, advertise_addr=advertise_addr)
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"joining the swarm of {manager} at {manager_addr}", exc,
-                         secret=token) from exc
+    with _engine(f"joining the swarm of {manager} at {manager_addr}", secret=token) as client:
+        client.swarm.join(remote_addrs=[f"{manager_addr}:{SWARM_PORT}"], join_token=token,
+                          listen_addr=listen_addr, advertise_addr=advertise_addr)
     return swarm_info()
 
 
@@ -190,10 +176,8 @@ def swarm_cancel_pending_join():
     if state != "pending":
         raise CommandExecutionError(f"the swarm state of {__opts__['id']} is {state}, not a "
                                     "pending join; nothing cancelled")
-    try:
-        _client().swarm.leave(force=True)
-    except docker.errors.DockerException as exc:
-        raise _api_error("cancelling the pending swarm join", exc) from exc
+    with _engine("cancelling the pending swarm join") as client:
+        client.swarm.leave(force=True)
     return swarm_info()
 
 
@@ -222,10 +206,8 @@ def nodes():
 
     CLI Example: salt nuc1 ag_swarm.nodes
     """
-    try:
-        return [_node(attrs) for attrs in _client().api.nodes()]
-    except docker.errors.DockerException as exc:
-        raise _api_error("listing the swarm nodes (this node must be a manager)", exc) from exc
+    with _engine("listing the swarm nodes (this node must be a manager)") as client:
+        return [_node(attrs) for attrs in client.api.nodes()]
 
 
 def node_update(node_id, availability=None, set_labels=(), remove_labels=(), version=None,
@@ -242,10 +224,9 @@ def node_update(node_id, availability=None, set_labels=(), remove_labels=(), ver
     if availability not in (None, "active", "pause", "drain"):
         raise CommandExecutionError(f"availability {availability!r} of swarm node {node_id} "
                                     "must be active, pause or drain")
-    api = _client().api
     changes = {"set": list(set_labels), "remove": list(remove_labels)}
 
-    def update(fresh):
+    def update(api, fresh):
         current = (_node(api.inspect_node(node_id)) if fresh or version is None or spec is None
                    else {"version": version, "spec": spec})
         wanted = dict(current["spec"])
@@ -261,7 +242,8 @@ def node_update(node_id, availability=None, set_labels=(), remove_labels=(), ver
         availability and f"setting swarm node {node_id} to {availability}",
         (changes["set"] or changes["remove"]) and f"updating the labels of swarm node {node_id}",
     ) if part) or f"updating swarm node {node_id}"
-    return __utils__["ag_engine.versioned_update"](what, update)
+    with _engine(what) as client:
+        return __utils__["ag_engine.versioned_update"](what, lambda fresh: update(client.api, fresh))
 
 
 def node_remove(node_id):
@@ -270,10 +252,8 @@ def node_remove(node_id):
 
     CLI Example: salt nuc1 ag_swarm.node_remove 3x9v...
     """
-    try:
-        _client().api.remove_node(node_id, force=False)
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"removing swarm node {node_id}", exc) from exc
+    with _engine(f"removing swarm node {node_id}") as client:
+        client.api.remove_node(node_id, force=False)
     return True
 
 
@@ -299,10 +279,8 @@ def networks(name=None):
 
     CLI Example: salt nuc1 ag_swarm.networks name=ag-swarm-network
     """
-    try:
-        found = _client().api.networks(names=[name] if name else None)
-    except docker.errors.DockerException as exc:
-        raise _api_error("listing networks", exc) from exc
+    with _engine("listing networks") as client:
+        found = client.api.networks(names=[name] if name else None)
     return [_network(n) for n in found if name is None or n["Name"] == name]
 
 
@@ -314,9 +292,7 @@ def network_create(name, driver="overlay", attachable=False, subnet=None, labels
     ipam = None
     if subnet:
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
-    try:
-        created = _client().api.create_network(name, driver=driver, attachable=attachable,
-                                               ipam=ipam, labels=labels, check_duplicate=True)
-        return _network(_client().api.inspect_network(created["Id"]))
-    except docker.errors.DockerException as exc:
-        raise _api_error(f"creating network {name}", exc) from exc
+    with _engine(f"creating network {name}") as client:
+        created = client.api.create_network(name, driver=driver, attachable=attachable,
+                                            ipam=ipam, labels=labels, check_duplicate=True)
+        return _network(client.api.inspect_network(created["Id"]))

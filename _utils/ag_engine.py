@@ -6,7 +6,7 @@ another writer outran. Plain Python without Salt's dunders, reached as
 
 A new Docker call goes in the execution module of its concern (``_modules/ag_swarm.py``: the
 swarm, its nodes and networks; ``_modules/ag_app.py``: services, images, the stack, exec), on
-the client from ``client`` and with its errors through ``api_error``.
+the client of ``session``, which turns its errors into sentences.
 """
 
 try:
@@ -17,6 +17,7 @@ try:
 except ImportError:
     HAS_DOCKER = False
 
+import contextlib
 import logging
 import sys
 import time
@@ -39,7 +40,7 @@ def virtual(module: str, has_docker: bool):
                    "on a onedir Salt, pip install docker into Salt's environment otherwise)")
 
 
-def client(context: dict, config_get):
+def _client(context: dict, config_get):
     """The Docker client of this minion process, made on first use and kept in `context`;
     the engine's address from the minion config (ag_engine:base_url) or the local socket."""
     if CONTEXT_KEY not in context:
@@ -48,7 +49,17 @@ def client(context: dict, config_get):
     return context[CONTEXT_KEY]
 
 
-def api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
+@contextlib.contextmanager
+def session(context: dict, config_get, what: str, secret: str = None):
+    """The client, for a block whose docker SDK errors (the client's own included) raise as
+    _api_error(`what`): each Docker call of the modules is one such block."""
+    try:
+        yield _client(context, config_get)
+    except docker.errors.DockerException as exc:
+        raise _api_error(what, exc, secret) from exc
+
+
+def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:
     """The error a module raises for an SDK exception: "`what` failed: the engine's words",
     with `secret` (a join token) blotted out of them."""
     message = str(getattr(exc, "explanation", None) or exc)
@@ -73,10 +84,10 @@ def versioned_update(what: str, update):
             return update(attempt > 1)
         except docker.errors.APIError as exc:
             if not _out_of_sequence(exc) or attempt == UPDATE_ATTEMPTS:
-                raise api_error(what, exc) from exc
+                raise _api_error(what, exc) from exc
             log.warning("%s: changed by someone else since it was read (update out of "
                         "sequence); read again, attempt %d of %d", what, attempt + 1,
                         UPDATE_ATTEMPTS)
             time.sleep(0.1 * attempt)
         except docker.errors.DockerException as exc:
-            raise api_error(what, exc) from exc
+            raise _api_error(what, exc) from exc

@@ -33,6 +33,18 @@ def module_fakes(fakes: dict) -> dict:
     return found
 
 
+def on_engine(module, client, **utils):
+    """`module`, an execution module, talking to `client` as its Docker client: the client
+    where _utils/ag_engine.py keeps the one it makes (`__context__`), the util's functions and
+    `utils` in `__utils__`."""
+    engine = load("_utils/ag_engine.py", "ag_engine")
+    module.__context__ = {engine.CONTEXT_KEY: client}
+    module.__salt__ = {"config.get": lambda key, default=None: default}
+    module.__utils__ = {"ag_engine.session": engine.session,
+                        "ag_engine.versioned_update": engine.versioned_update, **utils}
+    return module
+
+
 class FakeClock:
     """`time` for a module under test: sleep advances monotonic, so waits take no time."""
 

@@ -8,7 +8,7 @@ from unittest import mock
 import docker
 import pytest
 
-from tests.extensions import load, module_fakes
+from tests.extensions import load, module_fakes, on_engine
 
 ag_app_module = load("_modules/ag_app.py", "ag_app_module")
 ag_diff = load("_utils/ag_diff.py", "ag_diff")
@@ -31,10 +31,10 @@ def ag_app():
 
 
 @pytest.fixture
-def inspect_service(ag_app, monkeypatch):
+def inspect_service(ag_app):
     client = mock.create_autospec(docker.DockerClient, instance=True)
     client.api = mock.create_autospec(docker.APIClient, instance=True)
-    monkeypatch.setattr(ag_app_module, "_client", lambda: client)
+    on_engine(ag_app_module, client)
     ag_app.__salt__ = {"ag_app.service_get": ag_app_module.service_get}
     return client.api.inspect_service
 

@@ -10,7 +10,7 @@ import docker
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.extensions import load
+from tests.extensions import load, on_engine
 
 ag_swarm = load("_modules/ag_swarm.py", "ag_swarm")
 ag_engine = load("_utils/ag_engine.py", "ag_engine")
@@ -48,10 +48,8 @@ def engine(monkeypatch):
         found = Engine(labels, other_writes)
         client = mock.create_autospec(docker.DockerClient, instance=True)
         client.api = found.api
-        monkeypatch.setattr(ag_swarm, "_client", lambda: client)
+        on_engine(ag_swarm, client, **{"ag_cluster.apply_label_changes": ag_cluster.apply_label_changes})
         monkeypatch.setattr(ag_engine.time, "sleep", lambda s: None)
-        ag_swarm.__utils__ = {"ag_cluster.apply_label_changes": ag_cluster.apply_label_changes,
-                              "ag_engine.versioned_update": ag_engine.versioned_update}
         return found
     return make
 

@@ -40,8 +40,8 @@ def test_a_missing_extension_is_named_with_the_fix(path, salt, words):
 def with_the_sdk(path, has_docker):
     """The __virtual__ answer of `path` with the utils it needs, the docker SDK there or not."""
     module = load(path, "under_test")
-    module.__utils__ = {"ag_engine.client": None, "ag_engine.virtual": ag_engine.virtual,
-                        "ag_mine.store": None}
+    module.__utils__ = {"ag_engine.session": None, "ag_engine.virtual": ag_engine.virtual,
+                        "ag_mine.store": None, "ag_cluster.apply_label_changes": None}
     module.HAS_DOCKER = has_docker
     return module.__virtual__()
 
