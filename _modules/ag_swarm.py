@@ -225,6 +225,8 @@ def node_update(node_id, availability=None, set_labels=(), remove_labels=(), ver
         raise CommandExecutionError(f"availability {availability!r} of swarm node {node_id} "
                                     "must be active, pause or drain")
     changes = {"set": list(set_labels), "remove": list(remove_labels)}
+    # taken now: update runs inside ag_engine's call, where this module's dunders do not resolve
+    apply_label_changes = __utils__["ag_cluster.apply_label_changes"]
 
     def update(api, fresh):
         current = (_node(api.inspect_node(node_id)) if fresh or version is None or spec is None
@@ -233,8 +235,7 @@ def node_update(node_id, availability=None, set_labels=(), remove_labels=(), ver
         if availability:
             wanted["Availability"] = availability
         if changes["set"] or changes["remove"]:
-            wanted["Labels"] = __utils__["ag_cluster.apply_label_changes"](
-                current["spec"].get("Labels") or {}, changes)
+            wanted["Labels"] = apply_label_changes(current["spec"].get("Labels") or {}, changes)
         api.update_node(node_id, current["version"], wanted)
         return _node(api.inspect_node(node_id))
 
