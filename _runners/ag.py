@@ -92,8 +92,8 @@ def _on_manager(manager, fun, *args):
 
 
 def status_table(pillar_nodes, swarm_nodes, services):
-    """The text of ag.status: `pillar_nodes` {minion: labels}, `swarm_nodes` (ag_docker.nodes),
-    `services` (ag_docker.stack_status)."""
+    """The text of ag.status: `pillar_nodes` {minion: labels}, `swarm_nodes` (ag_swarm.nodes),
+    `services` (ag_app.stack_status)."""
     rows = [("NODE", "ROLE", "AVAILABILITY", "STATE", "LABELS")]
     same_host = __utils__["ag_cluster.same_host"]
     for node in sorted(swarm_nodes, key=lambda n: n["hostname"] or ""):
@@ -129,8 +129,8 @@ def status():
         autograder = _cluster_pillar()
         manager = autograder["cluster"]["manager"]
         stack = (autograder.get("app") or {}).get("stack_name") or "ag-stack"
-        swarm_nodes = _on_manager(manager, "ag_docker.nodes")
-        services = _on_manager(manager, "ag_docker.stack_status", stack)
+        swarm_nodes = _on_manager(manager, "ag_swarm.nodes")
+        services = _on_manager(manager, "ag_app.stack_status", stack)
     except CommandExecutionError as exc:
         return {"error": str(exc), "retcode": 1}
     pillar_nodes = {m: spec.get("labels") or [] for m, spec in autograder["cluster"]["nodes"].items()}

@@ -1,9 +1,10 @@
 """States of the autograder application (salt/ag, run by the orchestration ag.deploy): the
 registry service, the stack's images, the stack, its convergence, migrations and bootstrap.
 
-Each computes what should be, compares it with what is (through the ag_docker execution
-module), returns result None with the would-be changes under test=True, applies otherwise, and
-returns True with no changes when nothing differs.
+Each computes what should be, compares it with what is (through the ag_app execution module),
+returns result None with the would-be changes under test=True, applies otherwise (the registry
+service read back after and failed when it is not as wanted), and returns True with no changes
+when nothing differs.
 """
 
 import hashlib
@@ -20,9 +21,9 @@ DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the 
 
 
 def __virtual__():
-    if "ag_docker.stack_status" not in __salt__:
-        return False, ("ag_app needs the ag_docker execution module: "
-                       + __salt__.missing_fun_string("ag_docker.stack_status"))
+    if "ag_app.stack_status" not in __salt__:
+        return False, ("ag_app needs the ag_app execution module: "
+                       + __salt__.missing_fun_string("ag_app.stack_status"))
     if "ag_compose.builds" not in __utils__:
         return False, "ag_app needs _utils/ag_compose.py: run saltutil.sync_all on this minion"
     return __virtualname__
@@ -38,20 +39,43 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
     """The guide's registry service (one replica where `constraint` holds, `port` published in
     `publish_mode`, the named `volume` at `target`), waited for until its task runs."""
     ret = _ret(name)
-    changes = __salt__["ag_docker.service_present"](
-        name, image, port, publish_mode=publish_mode, volume=volume, target=target,
-        constraints=[constraint], test=__opts__["test"])
+    wanted = {
+        "image": image,
+        "ports": [f"{port}:{port}/{publish_mode}"],
+        "mounts": [f"{volume}:{target}"] if volume else [],
+        "constraints": [constraint],
+    }
+    try:
+        current = __salt__["ag_app.service_get"](name)
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    changes = __utils__["ag_diff.changes"](current or {}, wanted)
     if not changes:
         ret["comment"] = f"service {name} is as configured"
     elif __opts__["test"]:
         ret.update(result=None, changes=changes, comment=f"service {name} would be set")
     else:
+        apply = "ag_app.service_create" if current is None else "ag_app.service_update"
+        try:
+            after = __salt__[apply](name, image, port, publish_mode=publish_mode, volume=volume,
+                                    target=target, constraints=[constraint])
+        except CommandExecutionError as exc:
+            ret.update(result=False, comment=str(exc))
+            return ret
         ret.update(changes=changes, comment=f"service {name} set")
+        left = __utils__["ag_diff.changes"](after or {}, wanted)
+        if left:
+            ret.update(result=False, comment=f"service {name} was set but reads back otherwise "
+                                             f"({__utils__['ag_diff.described'](left)}); see "
+                                             f"docker service inspect {name} on "
+                                             f"{__grains__['id']} and re-apply")
+            return ret
     if __opts__["test"]:
         return ret
     deadline = time.monotonic() + timeout
     while True:
-        tasks = __salt__["ag_docker.tasks"](service=name)
+        tasks = __salt__["ag_app.tasks"](service=name)
         if any(t["state"] == "running" and t["desired_state"] == "running" for t in tasks):
             return ret
         if time.monotonic() > deadline:
@@ -86,7 +110,7 @@ def images_pushed(name, compose_file="docker-compose.yml"):
     compose = _compose(name, compose_file)
     todo = []
     for path, dockerfile, images, tag in _builds(name, compose):
-        if any(__salt__["ag_docker.image_digest"](f"{i}:{tag}") is None for i in images):
+        if any(__salt__["ag_app.image_digest"](f"{i}:{tag}") is None for i in images):
             todo.append((path, dockerfile, images, tag))
     if not todo:
         ret["comment"] = "every image of the stack is pushed at its content hash"
@@ -98,7 +122,7 @@ def images_pushed(name, compose_file="docker-compose.yml"):
         return ret
     for path, dockerfile, images, tag in todo:
         # one build per context and Dockerfile, tagged and pushed under each image's names
-        __salt__["ag_docker.image_build_push"](
+        __salt__["ag_app.image_build_push"](
             path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")])
     ret.update(changes=changes, comment=f"{len(changes)} image(s) built and pushed")
     return ret
@@ -122,7 +146,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     missing = []
     for _path, _dockerfile, images, tag in _builds(checkout, compose):
         for image in images:
-            digest = __salt__["ag_docker.image_digest"](f"{image}:{tag}")
+            digest = __salt__["ag_app.image_digest"](f"{image}:{tag}")
             if digest is None:
                 missing.append(f"{image}:{tag}")
             digests[image] = digest
@@ -143,7 +167,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
             deployed = fh.read().strip()
     except OSError:
         deployed = None
-    running = set(__salt__["ag_docker.stack_status"](name))
+    running = set(__salt__["ag_app.stack_status"](name))
     absent = sorted(set(compose.get("services") or {}) - running)
     if deployed == content and not absent and not missing:
         ret["comment"] = f"stack {name} runs this content already"
@@ -167,7 +191,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     # upstream's file first (relative paths resolve against its directory), ours right after
     # it so a site's own extra files still win, the image pins last
     ordered = [compose_files[0], files["override"], *compose_files[1:], files["images"]]
-    __salt__["ag_docker.stack_deploy"](name, ordered, checkout)
+    __salt__["ag_app.stack_deploy"](name, ordered, checkout)
     with open(record, "w") as fh:
         fh.write(content + "\n")
     ret.update(changes=changes, comment=f"stack {name} deployed")
@@ -204,7 +228,7 @@ def _why_unconverged(stack, status):
             continue
         lines.append(_unconverged(stack, {service: s})[0] + ("" if s["tasks"] else "; no task"))
         try:
-            logs = __salt__["ag_docker.task_logs"](f"{stack}_{service}",
+            logs = __salt__["ag_app.task_logs"](f"{stack}_{service}",
                                                   [t["id"] for t in s["tasks"]], LOG_LINES)
         except CommandExecutionError as exc:
             logs, lines = {}, lines + [f"  (no logs: {exc})"]
@@ -230,7 +254,7 @@ def converged(name, timeout=600, interval=2):
     best = {}  # service → the furthest (converged, running, furthest state) it got
     failed_before = None  # service → its failed tasks when the stack last got further
     while True:
-        status = __salt__["ag_docker.stack_status"](name)
+        status = __salt__["ag_app.stack_status"](name)
         pending = {service: s for service, s in status.items() if not s["converged"]}
         if status and not pending:
             ret["comment"] = f"all {len(status)} services of {name} run their desired tasks"
@@ -268,7 +292,7 @@ def converged(name, timeout=600, interval=2):
 
 
 def _manage(service, *args):
-    return __salt__["ag_docker.local_task_exec"](service, ["python3", "manage.py", *args])
+    return __salt__["ag_app.local_task_exec"](service, ["python3", "manage.py", *args])
 
 
 def _tail(res):

@@ -1,4 +1,5 @@
-"""The swarm of the cluster pillar, on the docker SDK (through ``ag_docker``).
+"""The swarm of the cluster pillar, through the ag_swarm execution module (and ag_app's
+listings of services and tasks, for draining).
 
 ``ag_swarm.initialized`` (manager)
     A swarm with this node as its manager; no-op when this node already manages a swarm.
@@ -7,7 +8,7 @@
 
 ``ag_swarm.joined`` (every other node)
     This node a member of the manager's swarm, with the token the manager published (fetched
-    inside ``ag_docker.swarm_join``, never an argument or a return). A node in another swarm is
+    inside ``ag_swarm.swarm_join``, never an argument or a return). A node in another swarm is
     an error naming both cluster IDs, never left silently. A node the manager has published
     no token for yet (new in pillar) fires ``ag/swarm/token/wanted``: the master's reactor
     re-applies swarm.initialized on the manager, whose pillar decides who gets the token.
@@ -35,7 +36,9 @@
     allow_label_moves does not allow (a node taken out counts as their holder), fail before
     any change.
 
-Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
+Every function: desired → actual → diff → (test: result None + would-be changes) → apply;
+network_present and labels_reconciled then read back what they changed and fail, naming the
+network or the node and what differs, when it is not what was wanted.
 """
 
 import time
@@ -48,9 +51,10 @@ DRAIN_POLL = 2  # seconds between two looks at the tasks of a draining node
 
 
 def __virtual__():
-    if "ag_docker.nodes" not in __salt__:
-        return False, ("ag_swarm needs the ag_docker execution module: "
-                       + __salt__.missing_fun_string("ag_docker.nodes"))
+    for fun in ("ag_swarm.nodes", "ag_app.tasks"):
+        if fun not in __salt__:
+            return False, (f"ag_swarm needs the {fun.split('.')[0]} execution module: "
+                           + __salt__.missing_fun_string(fun))
     if "ag_cluster.validate" not in __utils__:
         return False, ("ag_swarm needs _utils/ag_cluster.py: run saltutil.sync_all on this "
                        "minion")
@@ -74,7 +78,7 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
     token of their role."""
     ret = _ret(name)
     try:
-        info = __salt__["ag_docker.swarm_info"]()
+        info = __salt__["ag_swarm.swarm_info"]()
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
     if info["state"] == "active" and info["role"] == "worker":
@@ -90,7 +94,7 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
             ret.update(result=None, comment=f"a new swarm would be initialized at {advertise_addr}")
             return ret
         try:
-            info = __salt__["ag_docker.swarm_init"](
+            info = __salt__["ag_swarm.swarm_init"](
                 advertise_addr, default_addr_pool=default_addr_pool,
                 subnet_size=default_addr_pool_mask_length)
         except CommandExecutionError as exc:
@@ -107,8 +111,8 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         return ret
     try:
         waiting = _waiting(members or {}, info["cluster_id"])
-        published = (__salt__["ag_docker.publish_swarm_node"]()
-                     and __salt__["ag_docker.publish_join_tokens"](waiting))
+        published = (__salt__["ag_swarm.publish_swarm_node"]()
+                     and __salt__["ag_swarm.publish_join_tokens"](waiting))
     except CommandExecutionError as exc:
         return _fail(ret, f"{ret['comment']}; {exc}")
     if not published:
@@ -124,8 +128,8 @@ def _waiting(members, cluster_id):
     published about itself: only they may read a join token."""
     if not members:
         return {}
-    in_swarm = {node["id"] for node in __salt__["ag_docker.nodes"]()}
-    published = __salt__["ag_docker.published_swarm_nodes"](list(members))
+    in_swarm = {node["id"] for node in __salt__["ag_swarm.nodes"]()}
+    published = __salt__["ag_swarm.published_swarm_nodes"](list(members))
     return {
         minion: role for minion, role in members.items()
         if not (published.get(minion, {}).get("state") == "active"
@@ -139,10 +143,10 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     `manager_addr`) manages, advertising `advertise_addr`."""
     ret = _ret(name)
     me = __opts__["id"]
-    published = __salt__["ag_docker.published_swarm_nodes"]([manager]).get(manager) or {}
+    published = __salt__["ag_swarm.published_swarm_nodes"]([manager]).get(manager) or {}
     swarm_id = published.get("cluster_id") if published.get("role") == "manager" else None
     try:
-        info = __salt__["ag_docker.swarm_info"]()
+        info = __salt__["ag_swarm.swarm_info"]()
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
     if info["state"] == "active":
@@ -158,7 +162,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         if info["role"] != role:
             ret["comment"] += f" (pillar says {role}: docker node promote/demote on {manager})"
         if not __opts__["test"]:
-            __salt__["ag_docker.publish_swarm_node"]()
+            __salt__["ag_swarm.publish_swarm_node"]()
         return ret
     old = None
     if info["state"] == "pending":
@@ -167,7 +171,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         old = "a pending join, cancelled"
         if not __opts__["test"]:
             try:
-                info = __salt__["ag_docker.swarm_cancel_pending_join"]()
+                info = __salt__["ag_swarm.swarm_cancel_pending_join"]()
             except CommandExecutionError as exc:
                 return _fail(ret, str(exc))
     if info["state"] not in ("inactive", "pending"):
@@ -180,22 +184,22 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     if swarm_id is None:
         return _fail(ret, f"the manager {manager} has published no swarm yet; apply the swarm "
                           f"state on {manager} first")
-    if not __salt__["ag_docker.join_token_published"](manager, role):
+    if not __salt__["ag_swarm.join_token_published"](manager, role):
         # the manager publishes tokens for the members of its own pillar that are not in its
         # swarm (as they published themselves), only while they wait: ask it once per run
         if not __context__.get("ag_swarm.token_wanted"):
-            __salt__["ag_docker.publish_swarm_node"]()
+            __salt__["ag_swarm.publish_swarm_node"]()
             __salt__["event.fire_master"]({"manager": manager}, TOKEN_WANTED_EVENT)
             __context__["ag_swarm.token_wanted"] = True
         return _fail(ret, f"the manager {manager} has no {role} join token for {me} in the mine "
                           f"yet (asked for it); if this persists, check that {me} is in "
                           f"autograder:cluster:nodes of {manager}'s pillar")
     try:
-        info = __salt__["ag_docker.swarm_join"](manager, manager_addr, advertise_addr, role=role)
+        info = __salt__["ag_swarm.swarm_join"](manager, manager_addr, advertise_addr, role=role)
     except CommandExecutionError as exc:
         ret["changes"] = {}
         return _fail(ret, str(exc))
-    __salt__["ag_docker.publish_swarm_node"]()
+    __salt__["ag_swarm.publish_swarm_node"]()
     __salt__["event.fire_master"]({"manager": manager, "node_id": info["node_id"]}, JOINED_EVENT)
     ret["changes"]["swarm"]["new"] = {"cluster_id": info["cluster_id"], "node_id": info["node_id"],
                                       "role": info["role"]}
@@ -207,7 +211,7 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
     """The network `name` exists with this driver, attachability and (if given) subnet."""
     ret = _ret(name)
     try:
-        found = __salt__["ag_docker.networks"](name=name)
+        found = __salt__["ag_swarm.networks"](name=name)
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
     wanted = {"driver": driver, "attachable": bool(attachable)}
@@ -216,24 +220,29 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
     if found:
         diff = __utils__["ag_diff.changes"](found[0], wanted)
         if diff:
-            shown = "; ".join(f"{k} is {d['old']}, pillar wants {d['new']}" for k, d in diff.items())
+            shown = __utils__["ag_diff.described"](diff)
             return _fail(ret, f"network {name} exists but differs ({shown}); a network in use "
                               "cannot change: remove the stack and the network (docker network "
                               "rm), then re-apply")
         ret["comment"] = f"network {name} is present"
         return ret
-    ret["changes"] = {"network": {"old": None, "new": wanted}}
+    ret["changes"] = __utils__["ag_diff.changes"]({}, {"network": wanted})
     if __opts__["test"]:
         ret.update(result=None, comment=f"network {name} would be created")
         return ret
     try:
-        created = __salt__["ag_docker.network_create"](name, driver=driver, attachable=attachable,
-                                                       subnet=subnet)
+        created = __salt__["ag_swarm.network_create"](name, driver=driver, attachable=attachable,
+                                                      subnet=subnet)
     except CommandExecutionError as exc:
         ret["changes"] = {}
         return _fail(ret, str(exc))
     ret["changes"]["network"]["new"] = {k: created[k] for k in ("id", "driver", "attachable",
                                                                "subnets")}
+    left = __utils__["ag_diff.changes"](created, wanted)
+    if left:
+        return _fail(ret, f"network {name} was created but reads back otherwise "
+                          f"({__utils__['ag_diff.described'](left)}); see docker network inspect "
+                          f"{name}, remove it (docker network rm) and re-apply")
     ret["comment"] = f"network {name} created"
     return ret
 
@@ -242,7 +251,7 @@ def _minions_by_node_id(cluster, cluster_id, swarm_nodes):
     """Swarm node ID → minion id, from what every minion published about itself (also those
     no longer in the pillar: that is how a former node is known). A pillar minion wins over a
     stale entry of another minion id claiming the same node."""
-    published = __salt__["ag_docker.published_swarm_nodes"]()
+    published = __salt__["ag_swarm.published_swarm_nodes"]()
     pillar_last = sorted(published, key=lambda minion: minion in cluster["nodes"])
     return {
         published[minion]["node_id"]: minion
@@ -280,7 +289,7 @@ def _leaving(cluster, me, swarm_nodes, minion_of, node_id_of):
 
 
 def _live_tasks_on(node_ids):
-    return __utils__["ag_cluster.live_tasks"](__salt__["ag_docker.tasks"](node=sorted(node_ids)))
+    return __utils__["ag_cluster.live_tasks"](__salt__["ag_app.tasks"](node=sorted(node_ids)))
 
 
 def _tasks_on(names_by_id, live=None):
@@ -290,7 +299,7 @@ def _tasks_on(names_by_id, live=None):
     live = _live_tasks_on(names_by_id) if live is None else live
     if not live:
         return {}
-    services = {s["id"]: s["name"] for s in __salt__["ag_docker.services"]()}
+    services = {s["id"]: s["name"] for s in __salt__["ag_app.services"]()}
     found = {}
     for task in live:
         shown = services.get(task["service_id"], task["service_id"])
@@ -347,8 +356,8 @@ def labels_reconciled(name, cluster, drain_timeout=300):
     if errors:
         return _fail(ret, "invalid pillar, nothing changed:\n" + "\n".join(errors))
     try:
-        me = __salt__["ag_docker.swarm_info"]()
-        swarm_nodes = ({n["id"]: n for n in __salt__["ag_docker.nodes"]()}
+        me = __salt__["ag_swarm.swarm_info"]()
+        swarm_nodes = ({n["id"]: n for n in __salt__["ag_swarm.nodes"]()}
                        if me["role"] == "manager" else {})
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
@@ -412,23 +421,41 @@ def labels_reconciled(name, cluster, drain_timeout=300):
         return ret
     done = {}
     try:
-        _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done)
+        after = _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done)
     except CommandExecutionError as exc:
         ret["changes"] = done
         return _fail(ret, str(exc))
     ret["comment"] = "; ".join([_summary(plan, leaving, "")] + notes)
+    unmet = {n: _unmet(todo, after[n]) for n, todo in plan.items()}
+    shown = "; ".join(f"{n} ({', '.join(wrong)})" for n, wrong in unmet.items() if wrong)
+    if shown:
+        return _fail(ret, f"{ret['comment']}; but the swarm reads back otherwise: {shown}: "
+                          "something else changes these nodes (another reconcile, an admin's "
+                          "docker node update); re-apply once it is done")
     return ret
+
+
+def _unmet(todo, node):
+    """What `node`, as read after its updates, lacks of its `todo`: phrases, [] when none."""
+    labels = node.get("labels") or {}
+    wrong = []
+    if "availability" in todo and node.get("availability") != todo["availability"]:
+        wrong.append(f"availability {node.get('availability')}, pillar wants {todo['availability']}")
+    wrong += [f"label {label} missing" for label in todo.get("set", []) if labels.get(label) != "true"]
+    wrong += [f"label {label} still set" for label in todo.get("remove", []) if label in labels]
+    return wrong
 
 
 def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     """Carry out `plan` in the order that moves tasks before labels: availability first,
     then the wait until the drained nodes are empty, then the labels, then the removals.
-    Records in `done` what was changed, so a failure reports it."""
+    Records in `done` what was changed, so a failure reports it. Returns {name: the node as
+    the swarm reads it after its last update}."""
     nodes = {n: swarm_nodes[id_of[n]] for n in plan}
     for n, todo in plan.items():
         if "availability" in todo and nodes[n].get("availability") != todo["availability"]:
             try:
-                nodes[n] = __salt__["ag_docker.node_update"](
+                nodes[n] = __salt__["ag_swarm.node_update"](
                     nodes[n]["id"], availability=todo["availability"],
                     version=nodes[n]["version"], spec=nodes[n]["spec"])
             except CommandExecutionError as exc:
@@ -447,7 +474,7 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
         if todo.get("set") or todo.get("remove"):
             node = nodes[n]
             try:
-                nodes[n] = __salt__["ag_docker.node_update"](
+                nodes[n] = __salt__["ag_swarm.node_update"](
                     node["id"], set_labels=todo.get("set", []), remove_labels=todo["remove"],
                     version=node["version"], spec=node["spec"])
             except CommandExecutionError as exc:
@@ -456,11 +483,12 @@ def _apply(plan, swarm_nodes, id_of, draining, leaving, drain_timeout, done):
     for n, todo in plan.items():
         if todo.get("removed"):
             try:
-                __salt__["ag_docker.node_remove"](nodes[n]["id"])
+                __salt__["ag_swarm.node_remove"](nodes[n]["id"])
             except CommandExecutionError as exc:
                 raise CommandExecutionError(f"{n} is Down, drained and unlabelled, but removing "
                                             f"it failed: {exc}") from exc
             done.setdefault(n, {})["removed"] = True
+    return nodes
 
 
 def _summary(plan, leaving, would):

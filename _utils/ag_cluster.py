@@ -202,7 +202,7 @@ def apply_label_changes(current: dict, changes: dict) -> dict:
 
 
 def live_tasks(tasks) -> list:
-    """The tasks (from ag_docker.tasks) that still run, or are about to, on their node."""
+    """The tasks (from ag_app.tasks) that still run, or are about to, on their node."""
     return [t for t in tasks if t.get("state") not in TASK_ENDED_STATES]
 
 

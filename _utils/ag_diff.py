@@ -7,3 +7,8 @@ def changes(current: dict, wanted: dict) -> dict:
     """The keys of `wanted` whose value in `current` differs (None when absent); {} when none."""
     return {key: {"old": current.get(key), "new": value}
             for key, value in wanted.items() if current.get(key) != value}
+
+
+def described(diff: dict) -> str:
+    """`diff` (from changes) for a sentence: "key is old, pillar wants new; ..."."""
+    return "; ".join(f"{key} is {d['old']}, pillar wants {d['new']}" for key, d in diff.items())

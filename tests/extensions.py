@@ -17,18 +17,32 @@ def load(path, name):
 
 
 @functools.cache
-def _ag_docker():
-    return load("_modules/ag_docker.py", "ag_docker_signatures")
+def _module(name):
+    return load(f"_modules/{name}.py", f"{name}_signatures")
 
 
-def ag_docker_fakes(fakes: dict) -> dict:
-    """`__salt__` entries for fakes of ag_docker functions ({"nodes": fake, ...}): each one
-    behind create_autospec of the real function, so a call the real signature refuses (an
-    argument it does not take, one it needs missing) fails the test, as it would fail in Salt,
-    and a fake of a function ag_docker lacks fails at once."""
-    real = _ag_docker()
-    return {f"ag_docker.{name}": mock.create_autospec(getattr(real, name), side_effect=fake)
-            for name, fake in fakes.items()}
+def module_fakes(fakes: dict) -> dict:
+    """`__salt__` entries for fakes of the project's execution functions ({"ag_swarm.nodes":
+    fake, ...}): each one behind create_autospec of the real function, so a call the real
+    signature refuses (an argument it does not take, one it needs missing) fails the test, as
+    it would fail in Salt, and a fake of a function the module lacks fails at once."""
+    found = {}
+    for fun, fake in fakes.items():
+        module, _, name = fun.partition(".")
+        found[fun] = mock.create_autospec(getattr(_module(module), name), side_effect=fake)
+    return found
+
+
+def on_engine(module, client, **utils):
+    """`module`, an execution module, talking to `client` as its Docker client: the client
+    where _utils/ag_engine.py keeps the one it makes (`__context__`), the util's functions and
+    `utils` in `__utils__`."""
+    engine = load("_utils/ag_engine.py", "ag_engine")
+    module.__context__ = {engine.CONTEXT_KEY: client}
+    module.__salt__ = {"config.get": lambda key, default=None: default}
+    module.__utils__ = {"ag_engine.session": engine.session,
+                        "ag_engine.versioned_update": engine.versioned_update, **utils}
+    return module
 
 
 class FakeClock:

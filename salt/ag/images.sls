@@ -1,6 +1,6 @@
 {#- Build and push, on the NFS server node, the images whose build inputs changed. #}
 {%- from 'ag/map.jinja' import app with context %}
-# ag_app works through ag_docker, which needs the docker SDK
+# the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:
   - docker.sdk
 

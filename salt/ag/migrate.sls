@@ -1,6 +1,6 @@
 {#- Applied on every cluster node; only the node that runs the django task acts. #}
 {%- from 'ag/map.jinja' import app with context %}
-# ag_app works through ag_docker, which needs the docker SDK
+# the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:
   - docker.sdk
 

@@ -1,6 +1,6 @@
 {#- The guide's "Create the Registry Service", on the manager. #}
 {%- from 'ag/map.jinja' import registry with context %}
-# ag_app works through ag_docker, which needs the docker SDK
+# the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:
   - docker.sdk
 

@@ -4,7 +4,7 @@
     only; see _utils/ag_compose.py) from the checkout, so test=True judges what a deploy would
     deploy; the deploy writes it to /var/lib/ag-deploy/. #}
 {%- from 'ag/map.jinja' import app, compose_files with context %}
-# ag_app works through ag_docker, which needs the docker SDK
+# the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:
   - docker.sdk
 

@@ -20,9 +20,9 @@ def functions(compiled):
     ("/usr/bin/python3", "pkg.installed"),
 ])
 def test_a_missing_sdk_goes_where_salt_imports_it(local_minion, python, state):
-    # ag_docker off, as it is where the SDK does not import
+    # ag_app off, as it is where the SDK does not import
     minion = local_minion({"cluster": CLUSTER}, grains={"pythonexecutable": python},
-                          disable_modules=["ag_docker"])
+                          disable_modules=["ag_app"])
     compiled = minion.call("state.show_sls", "docker.sdk")
     assert functions(compiled) == {f"docker-sdk-{state.replace('.', '-')}": state}
 

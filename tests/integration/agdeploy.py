@@ -163,7 +163,7 @@ def teardown(bed):
 def unconverged(bed):
     """The stack's services that do not run all their desired tasks yet (the manager's view,
     as ag.deploy's wait sees it); every service when the manager does not answer."""
-    status = bed.salt(MANAGER, "ag_docker.stack_status", STACK, timeout=60).get(MANAGER)
+    status = bed.salt(MANAGER, "ag_app.stack_status", STACK, timeout=60).get(MANAGER)
     if not isinstance(status, dict) or not status:
         return ["the manager gave no stack status"]
     return sorted(name for name, service in status.items() if not service["converged"])

@@ -72,7 +72,7 @@ def test_the_minion_gets_the_custom_modules_and_states(master, minion):
     salt = master.salt_cli(timeout=CLI_TIMEOUT)
     assert salt.run("saltutil.sync_all", minion_tgt=MINION).returncode == 0
     assert salt.run("ag_pillar.validate", minion_tgt=MINION).data == {"valid": True, "errors": []}
-    assert "ag_docker.nodes" in salt.run("sys.list_functions", "ag_docker", minion_tgt=MINION).data
+    assert "ag_swarm.nodes" in salt.run("sys.list_functions", "ag_swarm", minion_tgt=MINION).data
     top = salt.run("state.show_top", minion_tgt=MINION).data
     assert top == {"base": ["docker", "limits", "nfs", "firewall", "swarm"]}
     swarm = salt.run("state.show_sls", "swarm.initialized", minion_tgt=MINION).data

@@ -414,11 +414,11 @@ def test_a_minion_outside_the_cluster_cannot_get_a_join_token(bed):
     manager (issue 18.5); nuc3's starts the token publishing."""
     assert NEW not in pillar_labels(bed) and NEW in bed.salt(NEW, "test.ping")
     bed.exec("nuc3", "docker", "swarm", "leave", "--force")
-    bed.salt("nuc3", "ag_docker.publish_swarm_node")  # as swarm.joined does before it asks
+    bed.salt("nuc3", "ag_swarm.publish_swarm_node")  # as swarm.joined does before it asks
     try:
         returns, code = apply(bed, "swarm.initialized", target=["nuc1"])
         assert code == 0, returns
-        assert bed.salt("nuc3", "ag_docker.join_token_published", "nuc1") == {"nuc3": True}
+        assert bed.salt("nuc3", "ag_swarm.join_token_published", "nuc1") == {"nuc3": True}
         before = reactor_jobs(bed)
         bed.salt(NEW, "event.send", "ag/swarm/token/wanted", "manager=nuc1", "role=manager")
         time.sleep(5)  # the reactor's runner would have started its job by now
@@ -429,9 +429,9 @@ def test_a_minion_outside_the_cluster_cannot_get_a_join_token(bed):
         wait_for(lambda: bed.salt("nuc1", "saltutil.running") == {"nuc1": []}, 60, "nuc1 idle",
                  interval=1)
         for role in ("worker", "manager"):
-            assert bed.salt(NEW, "ag_docker.join_token_published", "nuc1", f"role={role}") == {NEW: False}
+            assert bed.salt(NEW, "ag_swarm.join_token_published", "nuc1", f"role={role}") == {NEW: False}
             assert bed.salt(NEW, "mine.get", "nuc1", f"ag_swarm_join_token_{role}") == {NEW: {}}
-        peer = bed.salt(NEW, "publish.publish", "nuc1", "ag_docker.swarm_info")
+        peer = bed.salt(NEW, "publish.publish", "nuc1", "ag_swarm.swarm_info")
         assert not peer.get(NEW), peer
     finally:
         returns, code = apply(bed, target=["nuc3"])  # back in the swarm, labelled again

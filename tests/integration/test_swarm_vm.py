@@ -146,7 +146,7 @@ def test_web_ports_answer_on_the_webserver_node_only(vm_bed, swarm):
     sh(vm_bed, MANAGER, f"mkdir -p {WEB_DIR} && cd {WEB_DIR} && "
                         f"echo {shlex.quote(json.dumps(compose))} > compose.yml && "
                         f"echo {shlex.quote(json.dumps(override))} > override.yml")
-    out = vm_bed.salt(MANAGER, "ag_docker.stack_deploy", WEB_STACK,
+    out = vm_bed.salt(MANAGER, "ag_app.stack_deploy", WEB_STACK,
                       json.dumps(["compose.yml", "override.yml"]), WEB_DIR, timeout=300)
     assert f"Creating service {WEB_STACK}_nginx" in out[MANAGER], out
     web = {n for n, spec in swarm["cluster"]["nodes"].items() if "webserver" in spec["labels"]}

@@ -1,6 +1,7 @@
 """The decisions of _states/ag_app.py without Salt or Docker (`converged` has its own file):
 whether stack_deployed deploys, what migrated and bootstrapped read from manage.py's output.
-ag_docker is faked from its real signatures; the checkout is the stand-in one, read only."""
+The ag_app execution module is faked from its real signatures; the checkout is the stand-in
+one, read only."""
 
 import hashlib
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from bed.config import REPO
-from tests.extensions import ag_docker_fakes, load
+from tests.extensions import load, module_fakes
 
 ag_compose = load("_utils/ag_compose.py", "ag_compose")
 CHECKOUT = REPO / "tests/standin/autograder-full-stack"
@@ -17,8 +18,9 @@ CONCURRENCY = {"celery_small_tasks": 4, "celery_project_downloads": 2, "celerybe
 
 
 class Docker:
-    """What ag_app sees through ag_docker: the registry's images, the stack's services, the
-    deploys it asked for, and what manage.py prints in this node's django task."""
+    """What the ag_app states see through the ag_app execution module: the registry's images,
+    the stack's services, the deploys it asked for, and what manage.py prints in this node's
+    django task."""
 
     def __init__(self):
         self.unpushed = set()  # image names the registry lacks (at any tag)
@@ -53,7 +55,7 @@ def docker():
 def ag_app(docker, tmp_path, monkeypatch):
     """ag_app with the dunders Salt's loader puts in; `ag_app.test(True)` sets test mode."""
     module = load("_states/ag_app.py", "ag_app")
-    module.__salt__ = ag_docker_fakes({name: getattr(docker, name) for name in (
+    module.__salt__ = module_fakes({f"ag_app.{name}": getattr(docker, name) for name in (
         "image_digest", "stack_status", "stack_deploy", "local_task_exec")})
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned")}

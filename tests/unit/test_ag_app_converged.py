@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tests.extensions import FakeClock, ag_docker_fakes, load
+from tests.extensions import FakeClock, load, module_fakes
 
-RUNNING = 8  # ag_docker.TASK_PROGRESS.index("running")
+RUNNING = 8  # ag_app.TASK_PROGRESS.index("running")
 PREPARING = 5
 
 
@@ -41,9 +41,9 @@ def converged(at, timeout=600, test=False):
     module = load("_states/ag_app.py", "ag_app")
     module.time = clock
     module.__opts__ = {"test": test}
-    module.__salt__ = ag_docker_fakes({
-        "stack_status": stack.status,
-        "task_logs": lambda service, ids, tail: {
+    module.__salt__ = module_fakes({
+        "ag_app.stack_status": stack.status,
+        "ag_app.task_logs": lambda service, ids, tail: {
             i: ['nginx: [emerg] host not found in upstream "django"'] for i in ids},
     })
     return module.converged("ag-stack", timeout=timeout, interval=2), clock

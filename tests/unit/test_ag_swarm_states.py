@@ -8,7 +8,7 @@ import copy
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.extensions import FakeClock, ag_docker_fakes, load
+from tests.extensions import FakeClock, load, module_fakes
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 ag_diff = load("_utils/ag_diff.py", "ag_diff")
@@ -29,8 +29,9 @@ CLUSTER = {
 
 
 class FakeSwarm:
-    """What ag_docker would see: nodes with labels, this node's membership, the mine, tasks.
-    Node updates need the node's current version (as the engine's do) and replace the spec."""
+    """What the ag_swarm and ag_app execution modules would see: nodes with labels, this
+    node's membership, the mine, tasks. Node updates need the node's current version (as the
+    engine's do) and replace the spec."""
 
     def __init__(self, minion="nuc1"):
         self.minion = minion
@@ -71,26 +72,26 @@ class FakeSwarm:
                 return result(*args, **kwargs)
             return fn
 
-        fakes = ag_docker_fakes({
-            "swarm_info": record("swarm_info", lambda: dict(self.info)),
-            "nodes": record("nodes", self.list_nodes),
-            "node_update": record("node_update", self.update),
-            "node_remove": record("node_remove", self.remove),
-            "tasks": record("tasks", self.list_tasks),
-            "services": record("services", lambda: [
+        fakes = module_fakes({
+            "ag_swarm.swarm_info": record("swarm_info", lambda: dict(self.info)),
+            "ag_swarm.nodes": record("nodes", self.list_nodes),
+            "ag_swarm.node_update": record("node_update", self.update),
+            "ag_swarm.node_remove": record("node_remove", self.remove),
+            "ag_app.tasks": record("tasks", self.list_tasks),
+            "ag_app.services": record("services", lambda: [
                 {"id": f"svc-{s}", "name": s} for s in ("ag_grader", "ag_cache")]),
-            "published_swarm_nodes": record(
+            "ag_swarm.published_swarm_nodes": record(
                 "published", lambda minions=None: {m: v for m, v in self.mine.items()
                                                    if minions is None or m in minions}),
-            "publish_swarm_node": record("publish_node", lambda: True),
-            "publish_join_tokens": record("publish_tokens", self.publish_tokens),
-            "join_token_published": record("token?", lambda manager, role: True),
-            "swarm_join": record("join", self.join),
-            "swarm_cancel_pending_join": record("cancel", self.cancel_pending),
-            "swarm_init": record("init", lambda *a, **k: dict(self.info)),
-            "networks": record("networks", lambda name=None: [
+            "ag_swarm.publish_swarm_node": record("publish_node", lambda: True),
+            "ag_swarm.publish_join_tokens": record("publish_tokens", self.publish_tokens),
+            "ag_swarm.join_token_published": record("token?", lambda manager, role: True),
+            "ag_swarm.swarm_join": record("join", self.join),
+            "ag_swarm.swarm_cancel_pending_join": record("cancel", self.cancel_pending),
+            "ag_swarm.swarm_init": record("init", lambda *a, **k: dict(self.info)),
+            "ag_swarm.networks": record("networks", lambda name=None: [
                 n for n in self.networks if name is None or n["name"] == name]),
-            "network_create": record("network_create", self.network_create),
+            "ag_swarm.network_create": record("network_create", self.network_create),
         })
         return {**fakes, "event.fire_master": lambda data, tag: self.events.append((tag, data))}
 
@@ -105,7 +106,7 @@ class FakeSwarm:
         return True
 
     def list_nodes(self):
-        # as ag_docker.nodes: labels and availability are the spec's
+        # as ag_swarm.nodes: labels and availability are the spec's
         found = copy.deepcopy(list(self.nodes.values()))
         for node in found:
             node["spec"].update(Labels=node["labels"], Availability=node["availability"])
@@ -113,7 +114,7 @@ class FakeSwarm:
 
     def update(self, node_id, availability=None, set_labels=(), remove_labels=(),
                version=None, spec=None):
-        """As ag_docker.node_update: the changes made on the node as it is now (the real one
+        """As ag_swarm.node_update: the changes made on the node as it is now (the real one
         reads it again when the version it was given is outdated)."""
         node = self.nodes[node_id]
         assert version is not None and spec is not None, "an extra inspect per node"
@@ -176,7 +177,7 @@ def states(fake, test=False, minion="nuc1"):
                         for f in ("validate", "label_holders", "label_changes",
                                   "apply_label_changes", "managed_labels", "node_availability",
                                   "live_tasks", "same_host")}
-    module.__utils__["ag_diff.changes"] = ag_diff.changes
+    module.__utils__.update({f"ag_diff.{f}": getattr(ag_diff, f) for f in ("changes", "described")})
     module.time = fake.clock
     return module
 
@@ -208,6 +209,21 @@ def test_labels_api_calls_grow_with_nodes_not_labels(fake):
     states(fake).labels_reconciled("c", CLUSTER)
     assert fake.calls.count("nodes") == 1
     assert fake.calls.count("node_update") == 3  # one per node, 13 labels in all
+
+
+def test_labels_a_read_back_that_differs_fails_naming_node_and_label(fake):
+    update = fake.update
+
+    def another_writer(node_id, **changes):
+        node = update(node_id, **changes)
+        if node_id == "id-nuc2":  # drops a label the same moment ours is set
+            node["labels"].pop("grader")
+        return node
+
+    fake.update = another_writer
+    ret = states(fake).labels_reconciled("c", CLUSTER)
+    assert ret["result"] is False and set(ret["changes"]) == {"nuc1", "nuc2", "nuc3"}
+    assert "but the swarm reads back otherwise: nuc2 (label grader missing)" in ret["comment"]
 
 
 def test_labels_keep_admin_labels_and_remove_stray_managed_ones(fake):
@@ -333,7 +349,7 @@ def test_joined_waits_for_the_manager(fake):
 def test_joined_new_node_asks_the_manager_for_its_token_once(fake):
     worker(fake)
     module = states(fake, minion="nuc4")
-    module.__salt__.update(ag_docker_fakes({"join_token_published": lambda manager, role: False}))
+    module.__salt__.update(module_fakes({"ag_swarm.join_token_published": lambda manager, role: False}))
     for _ in range(3):  # the SLS retries
         ret = module.joined("nuc4", "nuc1", "198.18.9.11", "198.18.9.14")
         assert ret["result"] is False
@@ -347,7 +363,7 @@ def test_join_error_is_a_failed_state(fake):
     def refuse(*args, **kwargs):
         raise CommandExecutionError("joining the swarm of nuc1 at 198.18.9.11 failed: timeout")
 
-    module.__salt__.update(ag_docker_fakes({"swarm_join": refuse}))
+    module.__salt__.update(module_fakes({"ag_swarm.swarm_join": refuse}))
     ret = module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
     assert ret["result"] is False and ret["changes"] == {} and "timeout" in ret["comment"]
 
@@ -568,3 +584,12 @@ def test_a_network_that_differs_fails_naming_each_difference(fake):
     assert ("network ag-net exists but differs (driver is bridge, pillar wants overlay; "
             "attachable is False, pillar wants True)") in ret["comment"]
     assert fake.calls.count("network_create") == 0
+
+
+def test_a_network_created_otherwise_than_asked_fails_naming_the_difference(fake):
+    create = fake.network_create
+    fake.network_create = lambda name, **options: create(name, **dict(options, attachable=False))
+    ret = states(fake).network_present("ag-net", attachable=True)
+    assert ret["result"] is False and ret["changes"]["network"]["new"]["attachable"] is False
+    assert ("network ag-net was created but reads back otherwise (attachable is False, pillar "
+            "wants True)") in ret["comment"]

@@ -1,4 +1,4 @@
-"""ag_docker's push: a registry that refuses connections for a while (its task being replaced)
+"""ag_app's push: a registry that refuses connections for a while (its task being replaced)
 is waited for; any other error, or a refusal past the patience, fails naming the tag."""
 
 import pytest
@@ -6,7 +6,7 @@ from salt.exceptions import CommandExecutionError
 
 from tests.extensions import load
 
-ag_docker = load("_modules/ag_docker.py", "ag_docker")
+ag_app = load("_modules/ag_app.py", "ag_app")
 REFUSED = {"error": 'Get "http://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: connect: connection refused'}
 PUSHED = [{"status": "Pushed"}, {"aux": {"Digest": "sha256:abc"}}]
 
@@ -27,24 +27,24 @@ class Client:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(ag_docker.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ag_app.time, "sleep", lambda s: None)
 
 
 def test_a_refusing_registry_is_waited_for():
     client = Client([REFUSED], [REFUSED], PUSHED)
-    assert ag_docker._push(client, "127.0.0.1:5000/django", "abc") == "sha256:abc"
+    assert ag_app._push(client, "127.0.0.1:5000/django", "abc") == "sha256:abc"
     assert client.api.calls == 3
 
 
 def test_a_refusal_past_the_patience_fails_naming_the_tag():
     client = Client([REFUSED], PUSHED)
     with pytest.raises(CommandExecutionError, match="pushing 127.0.0.1:5000/django:abc failed: .*refused"):
-        ag_docker._push(client, "127.0.0.1:5000/django", "abc", patience=-1)
+        ag_app._push(client, "127.0.0.1:5000/django", "abc", patience=-1)
     assert client.api.calls == 1
 
 
 def test_other_push_errors_fail_at_once():
     client = Client([{"error": "denied: requested access to the resource is denied"}], PUSHED)
     with pytest.raises(CommandExecutionError, match="denied"):
-        ag_docker._push(client, "127.0.0.1:5000/django", "abc")
+        ag_app._push(client, "127.0.0.1:5000/django", "abc")
     assert client.api.calls == 1

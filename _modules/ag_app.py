@@ -1,0 +1,359 @@
+"""The autograder application through the Docker Engine API and CLI: the swarm's services
+and tasks, the registry service, the stack's images (built, pushed, asked for by digest), the
+stack (deployed with the docker CLI: the Engine API has no stacks), its status and its tasks'
+logs, and commands run in a task of this node. The ag_app states decide; these functions
+read, create and update.
+
+Every function returns plain data (what a job return may hold).
+"""
+
+try:
+    import docker
+    import docker.errors
+
+    HAS_DOCKER = True
+except ImportError:
+    HAS_DOCKER = False
+
+import calendar
+import re
+import time
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "ag_app"
+
+
+def __virtual__():
+    if "ag_engine.session" not in __utils__:
+        return False, "ag_app needs _utils/ag_engine.py: run saltutil.sync_all on this minion"
+    return __utils__["ag_engine.virtual"](__virtualname__, HAS_DOCKER)
+
+
+def _engine(what):
+    return __utils__["ag_engine.session"](__context__, __salt__["config.get"], what)
+
+
+# --- services and tasks -----------------------------------------------------------------------
+
+
+def services():
+    """The swarm's services: id, name, image, mode, replicas, constraints, labels.
+
+    CLI Example: salt nuc1 ag_app.services
+    """
+    with _engine("listing services (this node must be a manager)") as client:
+        found = client.api.services()
+    result = []
+    for attrs in found:
+        spec = attrs["Spec"]
+        task = spec.get("TaskTemplate") or {}
+        mode = spec.get("Mode") or {}
+        result.append({
+            "id": attrs["ID"],
+            "name": spec["Name"],
+            "image": (task.get("ContainerSpec") or {}).get("Image"),
+            "mode": "global" if "Global" in mode else "replicated",
+            "replicas": (mode.get("Replicated") or {}).get("Replicas"),
+            "constraints": (task.get("Placement") or {}).get("Constraints") or [],
+            "labels": spec.get("Labels") or {},
+        })
+    return result
+
+
+def tasks(service=None, node=None):
+    """The swarm's tasks (of one service, by name or ID; on `node`, a node ID or a list of
+    them): id, service_id, node_id, slot, desired_state, state, error.
+
+    CLI Example: salt nuc1 ag_app.tasks service=ag_django
+    """
+    filters = {}
+    if service:
+        filters["service"] = service
+    if node:
+        filters["node"] = [node] if isinstance(node, str) else list(node)
+    filters = filters or None
+    with _engine("listing tasks (this node must be a manager)") as client:
+        found = client.api.tasks(filters=filters)
+    return [{
+        "id": t["ID"],
+        "service_id": t.get("ServiceID"),
+        "node_id": t.get("NodeID"),
+        "slot": t.get("Slot"),
+        "desired_state": t.get("DesiredState"),
+        "state": (t.get("Status") or {}).get("State"),
+        "error": (t.get("Status") or {}).get("Err"),
+    } for t in found]
+
+
+# --- the registry service, images, the stack ------------------------------------------------
+
+
+def _published_service(spec: dict) -> dict:
+    """The parts of a service spec that service_create sets, in the terms service_get reports."""
+    task = spec.get("TaskTemplate") or {}
+    container = task.get("ContainerSpec") or {}
+    ports = (spec.get("EndpointSpec") or {}).get("Ports") or []
+    return {
+        "image": container.get("Image"),
+        "ports": sorted(f"{p.get('PublishedPort')}:{p.get('TargetPort')}/{p.get('PublishMode', 'ingress')}"
+                        for p in ports),
+        "mounts": sorted(f"{m.get('Source')}:{m.get('Target')}" for m in container.get("Mounts") or []),
+        "constraints": sorted((task.get("Placement") or {}).get("Constraints") or []),
+    }
+
+
+def service_get(name):
+    """The swarm service `name` as service_create sets it: image, ports (published:target/mode),
+    mounts (volume:target), constraints; None when there is no such service.
+
+    CLI Example: salt nuc1 ag_app.service_get registry
+    """
+    with _engine(f"inspecting service {name} (this node must be a manager)") as client:
+        try:
+            return _published_service(client.api.inspect_service(name)["Spec"])
+        except docker.errors.NotFound:
+            return None
+
+
+def _service_args(name, port, publish_mode, volume, target, constraints):
+    """The docker SDK's arguments for one replica publishing `port` (same port inside) in
+    `publish_mode`, the named `volume` mounted at `target`, under `constraints`."""
+    return {
+        "name": name,
+        "mode": docker.types.ServiceMode("replicated", replicas=1),
+        "endpoint_spec": docker.types.EndpointSpec(ports={port: (port, "tcp", publish_mode)}),
+        "constraints": sorted(constraints or []),
+        "mounts": [docker.types.Mount(target, volume, type="volume")] if volume else [],
+    }
+
+
+def service_create(name, image, port, publish_mode="ingress", volume=None, target=None,
+                   constraints=None):
+    """Create the swarm service `name` running `image` (one replica) publishing `port` (same
+    port inside) in `publish_mode`, with the named `volume` mounted at `target`, under
+    `constraints`. Returns service_get after.
+
+    CLI Example:
+        salt nuc1 ag_app.service_create registry registry:2 5000 volume=ag-registry \\
+            target=/var/lib/registry
+    """
+    args = _service_args(name, port, publish_mode, volume, target, constraints)
+    with _engine(f"creating service {name}") as client:
+        client.services.create(image, **args)
+    return service_get(name)
+
+
+def service_update(name, image, port, publish_mode="ingress", volume=None, target=None,
+                   constraints=None):
+    """Set the swarm service `name` to what service_create would make of these arguments;
+    made again on the service as it is now when it changed since it was read (update out of
+    sequence). Returns service_get after.
+
+    CLI Example: salt nuc1 ag_app.service_update registry registry:3 5000
+    """
+    args = _service_args(name, port, publish_mode, volume, target, constraints)
+    what = f"updating service {name}"
+    with _engine(what) as client:
+        # Service.update sends the version its get() read: each attempt gets it again
+        __utils__["ag_engine.versioned_update"](
+            what, lambda fresh: client.services.get(name).update(image=image, **args))
+    return service_get(name)
+
+
+def image_digest(reference):
+    """The registry's digest (sha256:...) of `reference` (repo:tag), or None when the registry
+    does not hold it. Asked through this node's dockerd, which reaches 127.0.0.1:5000.
+
+    CLI Example: salt nuc1 ag_app.image_digest 127.0.0.1:5000/django:latest
+    """
+    with _engine(f"asking the registry for {reference}") as client:
+        try:
+            return client.api.inspect_distribution(reference)["Descriptor"]["digest"]
+        except docker.errors.APIError as exc:
+            if exc.status_code in (401, 403, 404) or "not found" in str(exc).lower() \
+                    or "manifest unknown" in str(exc).lower():
+                return None
+            raise
+
+
+PUSH_PATIENCE = 180  # seconds a push waits for a registry that refuses connections
+
+
+def image_build_push(path, dockerfile, tags):
+    """Build the context `path` with `dockerfile` (its .dockerignore honoured), tag the image
+    with every repo:tag of `tags` and push them. Returns {tag: registry digest}; on failure
+    the error names the image and ends with the build or push output's tail.
+
+    CLI Example: salt nuc1 ag_app.image_build_push /srv/x/nginx Dockerfile '[127.0.0.1:5000/nginx:latest]'
+    """
+    with _engine(f"building {tags[0]} from {path}/{dockerfile}") as client:
+        try:
+            image, _ = client.images.build(path=path, dockerfile=dockerfile, tag=tags[0], rm=True,
+                                           forcerm=True)
+        except docker.errors.BuildError as exc:
+            tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-2000:]
+            raise CommandExecutionError(f"building {tags[0]} from {path}/{dockerfile} failed: "
+                                        f"{exc.msg}\n{tail}") from exc
+    digests = {}
+    for tag in tags:
+        repo, _, version = tag.rpartition(":")
+        with _engine(f"pushing {tag}") as client:
+            image.tag(repo, version)
+            digests[tag] = _push(client, repo, version)
+    return digests
+
+
+def _push(client, repo, version, patience=PUSH_PATIENCE):
+    """Push repo:version → its registry digest. While the registry refuses connections (its task
+    being replaced, e.g. after its node missed a swarm heartbeat), try again for `patience`
+    seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        digest, error = None, None
+        for line in client.api.push(repo, version, stream=True, decode=True):
+            error = line.get("error") or error
+            digest = (line.get("aux") or {}).get("Digest") or digest
+        if not error:
+            return digest
+        if "connection refused" not in error or time.monotonic() > deadline:
+            raise CommandExecutionError(f"pushing {repo}:{version} failed: {error}")
+        time.sleep(5)
+
+
+def stack_deploy(name, compose_files, cwd):
+    """`docker stack deploy` of `compose_files` (in order, paths relative to `cwd`) as stack
+    `name`, images used as the files name them (pin them by digest: an unchanged redeploy then
+    restarts no task). The docker CLI is the only way: the Engine API has no stacks. Returns
+    the CLI's output; raises with it on failure.
+
+    CLI Example: salt nuc1 ag_app.stack_deploy ag-stack '[docker-compose.yml]' /srv/autograder-full-stack
+    """
+    cmd = ["docker", "stack", "deploy", "--resolve-image", "never"]
+    for path in compose_files:
+        cmd += ["-c", path]
+    res = __salt__["cmd.run_all"](cmd + [name], cwd=cwd, python_shell=False,
+                                  output_loglevel="quiet")
+    if res["retcode"] != 0:
+        raise CommandExecutionError(f"docker stack deploy {name} failed (exit {res['retcode']}): "
+                                    f"{(res['stderr'] or res['stdout'])[-2000:]}")
+    return res["stdout"]
+
+
+def _running_for(task: dict) -> float:
+    """Seconds since `task` last changed state (the engine's RFC 3339 time, in nanoseconds)."""
+    stamp = (task.get("Status") or {}).get("Timestamp") or ""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", stamp)
+    if not match:
+        return 0.0
+    since = calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S"))
+    return time.time() - since - float(match.group(2) or 0)
+
+
+# a task's states in the order the swarm moves it towards running
+TASK_PROGRESS = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
+                 "starting", "running")
+TASK_FAILED = ("failed", "rejected")
+
+
+def _task(task: dict, hostnames: dict) -> dict:
+    status = task.get("Status") or {}
+    return {"id": task["ID"], "node": hostnames.get(task.get("NodeID")),
+            "desired_state": task.get("DesiredState"),
+            "state": status.get("State"),
+            "since": round(_running_for(task)),
+            "exit_code": (status.get("ContainerStatus") or {}).get("ExitCode"),
+            "error": status.get("Err"),
+            "message": status.get("Message")}
+
+
+def stack_status(name, settle=5):
+    """Each service of stack `name`: {service: {desired, running, converged, update, furthest,
+    failed, tasks}}. A service has converged when every task it wants has run for `settle`
+    seconds on the image its spec names and no update is in progress (a task that crashes at
+    start is running only for a moment). `furthest`: how far towards running its tasks on
+    that image got (an index of TASK_PROGRESS, -1 for none); `failed`: the IDs of its tasks
+    that failed or were rejected, as far as the swarm's task history goes; `tasks`: [{id,
+    node, desired_state, state, since (seconds in that state), exit_code, error, message}] of
+    the tasks that should run and the three that ended last. {} when no such stack is
+    deployed.
+
+    CLI Example: salt nuc1 ag_app.stack_status ag-stack
+    """
+    with _engine(f"reading stack {name} (this node must be a manager)") as client:
+        found = client.api.services(filters={"label": f"com.docker.stack.namespace={name}"})
+        hostnames = {n["ID"]: (n.get("Description") or {}).get("Hostname")
+                     for n in client.api.nodes()}
+        all_tasks = client.api.tasks(filters={"label": f"com.docker.stack.namespace={name}"})
+    status = {}
+    for attrs in found:
+        spec = attrs["Spec"]
+        short = spec["Name"][len(name) + 1:]
+        image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        mine = [t for t in all_tasks if t.get("ServiceID") == attrs["ID"]]
+        wanted = [t for t in mine if t.get("DesiredState") == "running"]
+        current = [(t.get("Status") or {}).get("State") for t in wanted
+                   if t["Spec"]["ContainerSpec"]["Image"] == image]
+        running = [t for t in wanted if (t.get("Status") or {}).get("State") == "running"
+                   and t["Spec"]["ContainerSpec"]["Image"] == image
+                   and _running_for(t) >= settle]
+        replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+        desired = len(wanted) if replicas is None else replicas
+        update = (attrs.get("UpdateStatus") or {}).get("State")
+        shown = wanted + sorted((t for t in mine if t.get("DesiredState") != "running"),
+                                key=lambda t: t.get("UpdatedAt", ""), reverse=True)[:3]
+        status[short] = {
+            "desired": desired,
+            "running": len(running),
+            "converged": len(running) == desired,
+            "update": update,
+            "furthest": max((TASK_PROGRESS.index(s) for s in current if s in TASK_PROGRESS),
+                            default=-1),
+            "failed": sorted(t["ID"] for t in mine
+                             if (t.get("Status") or {}).get("State") in TASK_FAILED),
+            "tasks": [_task(t, hostnames) for t in shown],
+        }
+        if update in ("updating", "rollback_started", "paused", "rollback_paused"):
+            status[short]["converged"] = False
+    return status
+
+
+def task_logs(service, task_ids, tail=5):
+    """The last `tail` lines each task of `task_ids` (of swarm service `service`) logged:
+    {task ID: [lines]}; a task that logged nothing (or whose node does not answer) is left
+    out.
+
+    CLI Example: salt nuc1 ag_app.task_logs ag-stack_nginx '[u3k...]'
+    """
+    wanted = set(task_ids)
+    with _engine(f"reading the logs of service {service}") as client:
+        # details: each line starts with its context, com.docker.swarm.task.id=... among it
+        chunks = client.api.service_logs(service, details=True, stdout=True, stderr=True,
+                                         tail=tail)
+        text = b"".join(chunks).decode(errors="replace")
+    found = {}
+    for line in text.splitlines():
+        context, _, message = line.partition(" ")
+        attrs = dict(part.partition("=")[::2] for part in context.split(","))
+        task = attrs.get("com.docker.swarm.task.id")
+        if task in wanted and message.strip():
+            found.setdefault(task, []).append(message.rstrip())
+    return {task: lines[-tail:] for task, lines in found.items()}
+
+
+def local_task_exec(service, cmd):
+    """Run `cmd` (a list) in this node's running container of swarm service `service`.
+    Returns {container, retcode, stdout, stderr}, or None when no task of it runs here.
+
+    CLI Example: salt nuc1 ag_app.local_task_exec ag-stack_django '[python3, manage.py, check]'
+    """
+    with _engine(f"running {cmd[0]} in the {service} container") as client:
+        found = client.containers.list(
+            filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"})
+        if not found:
+            return None
+        result = found[0].exec_run(cmd, demux=True)
+    out, err = result.output
+    return {"container": found[0].short_id, "retcode": result.exit_code,
+            "stdout": (out or b"").decode(errors="replace"),
+            "stderr": (err or b"").decode(errors="replace")}

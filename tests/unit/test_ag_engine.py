@@ -1,0 +1,31 @@
+"""_utils/ag_engine.py: one Docker client per minion process (kept in the loader's
+__context__), and an SDK error in a session raised as a sentence without the join token."""
+
+import docker
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from tests.extensions import load
+
+ag_engine = load("_utils/ag_engine.py", "ag_engine")
+TOKEN = "SWMTKN-1-secret"
+
+
+def test_the_client_is_made_once_and_kept_in_the_context(monkeypatch):
+    made = []
+    monkeypatch.setattr(ag_engine.docker, "DockerClient", lambda **kw: made.append(kw) or object())
+    context = {}
+    with ag_engine.session(context, lambda key, default: default, "a") as first:
+        pass
+    with ag_engine.session(context, lambda key, default: default, "b") as second:
+        pass
+    assert first is second and context[ag_engine.CONTEXT_KEY] is first
+    assert made == [{"base_url": ag_engine.DEFAULT_URL, "timeout": 60}]
+
+
+def test_an_sdk_error_is_a_sentence_without_the_join_token():
+    context = {ag_engine.CONTEXT_KEY: object()}
+    with pytest.raises(CommandExecutionError) as raised:
+        with ag_engine.session(context, None, "joining the swarm of nuc1", secret=TOKEN):
+            raise docker.errors.APIError("500", explanation=f"invalid join token {TOKEN}")
+    assert str(raised.value) == "joining the swarm of nuc1 failed: invalid join token <join token>"
