@@ -143,6 +143,15 @@ class PassedGuests:
 
     @classmethod
     def record(cls, bed) -> None:
+        """Keep the guests' disks, unless a guest is still in a swarm (a worker's leave on the
+        way out did not take): the next session's first highstate would find the swarm half
+        there and form nothing, so it starts from fresh guests instead."""
+        swarm = {node: bed.exec(node, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}",
+                                check=False).stdout.strip() for node in bed.nodes}
+        if any(state not in ("", "inactive") for state in swarm.values()):
+            print(f"\ntier 2 guests not kept: still in a swarm ({swarm})", file=sys.stderr)
+            cls.ids_file.unlink(missing_ok=True)  # nor the ones kept before: fresh next time
+            return
         ids = {node: bed.exec(node, "cat", "/etc/machine-id").stdout.strip() for node in bed.nodes}
         subprocess.run([str(REPO / "testbed"), "down"], check=True)
         vm.keep_passed_disks(bed.nodes)
