@@ -9,7 +9,7 @@
 {{- preflight('ag.retire') }}
 {%- from 'ag/map.jinja' import cluster, manager, nfs_node with context %}
 {%- set nodes = cluster.nodes | list | sort %}
-{%- set named = salt['pillar.get']('ag_retire') %}
+{%- set named = salt['pillar.get']('ag_retire', []) %}
 {%- set retiring = (named | sort) if named else nodes %}
 {%- set strangers = retiring | reject('in', nodes) | list %}
 {%- if named is string or strangers %}
