@@ -34,11 +34,10 @@ firewall-clean-cluster-only-rules-absent:
           iptables -t raw -F {{ chain }}
           iptables -t raw -X {{ chain }}
         fi
-    # a jump to the chain, or the chain itself, is still there
-    - onlyif: >-
-        command -v iptables >/dev/null
-        && { iptables -t raw -S {{ chain }} >/dev/null 2>&1
-             || iptables -t raw -S PREROUTING | grep -q -e '-j {{ chain }}$'; }
+    # the chain, or a jump to it, is still there (one line each: a folded line indented
+    # further would keep its line break, and the shell refuses a line starting with ||)
+    - onlyif:
+      - iptables -t raw -S {{ chain }} >/dev/null 2>&1 || iptables -t raw -S PREROUTING | grep -q -e '-j {{ chain }}$'
 {%- if firewall.systemd %}
     # not built again at boot first
     - require:

@@ -209,7 +209,10 @@ def test_firewall_clean_removes_rules_script_and_boot_unit(tmp_path, init, unit)
     assert fun == "cmd.run"
     assert "iptables -t raw -X AG-CLUSTER-ONLY" in rules["name"]
     assert "iptables -t raw -D $rule" in rules["name"]
-    assert "-j AG-CLUSTER-ONLY$" in rules["onlyif"]
+    (onlyif,) = rules["onlyif"]
+    assert "-j AG-CLUSTER-ONLY$" in onlyif
+    for script in (rules["name"], onlyif):  # sh would refuse it, and the state do nothing
+        assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0, script
     fun, script = states["firewall-clean-script-file-absent"]
     assert (fun, script["name"]) == ("file.absent", "/usr/local/sbin/ag-cluster-only-firewall")
     assert script["require"] == [{"cmd": "firewall-clean-cluster-only-rules-absent"}]
