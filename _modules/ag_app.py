@@ -2,7 +2,7 @@
 and tasks, the registry service, the stack's images (built, pushed, asked for by digest), the
 stack (deployed with the docker CLI: the Engine API has no stacks), its status and its tasks'
 logs, and commands run in a task of this node. The ag_app states decide; these functions
-read, create and update.
+read, create, update and remove.
 
 Every function returns plain data (what a job return may hold).
 """
@@ -161,6 +161,20 @@ def service_update(name, image, port, publish_mode="ingress", volume=None, targe
     return service_get(name)
 
 
+def service_remove(name):
+    """Remove the swarm service `name` (its tasks stop after). Returns True, or False when
+    there was no such service.
+
+    CLI Example: salt nuc1 ag_app.service_remove registry
+    """
+    with _engine(f"removing service {name} (this node must be a manager)") as client:
+        try:
+            client.api.remove_service(name)
+        except docker.errors.NotFound:
+            return False
+    return True
+
+
 def image_digest(reference):
     """The registry's digest (sha256:...) of `reference` (repo:tag), or None when the registry
     does not hold it. Asked through this node's dockerd, which reaches 127.0.0.1:5000.
@@ -238,6 +252,52 @@ def stack_deploy(name, compose_files, cwd):
         raise CommandExecutionError(f"docker stack deploy {name} failed (exit {res['retcode']}): "
                                     f"{(res['stderr'] or res['stdout'])[-2000:]}")
     return res["stdout"]
+
+
+# what `docker stack deploy` makes, each labelled with the stack's name, in the order
+# `docker stack rm` removes them: the services first, whose tasks use the rest
+STACK_KINDS = ("services", "networks", "secrets", "configs")
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def _stack_listing(api, kind, name):
+    """The objects of `kind` of stack `name` as the engine lists them."""
+    return getattr(api, kind)(filters={"label": f"{STACK_LABEL}={name}"})
+
+
+def stack_objects(name):
+    """What stack `name` holds: {services, networks, secrets, configs: [names], tasks: [IDs of
+    its tasks the swarm still keeps, running or shutting down]}; every list empty when no such
+    stack is deployed.
+
+    CLI Example: salt nuc1 ag_app.stack_objects ag-stack
+    """
+    found = {}
+    with _engine(f"reading stack {name} (this node must be a manager)") as client:
+        for kind in STACK_KINDS:
+            found[kind] = sorted((o.get("Spec") or o)["Name"]
+                                 for o in _stack_listing(client.api, kind, name))
+        found["tasks"] = sorted(t["ID"] for t in
+                                client.api.tasks(filters={"label": f"{STACK_LABEL}={name}"}))
+    return found
+
+
+def stack_remove(name, kind):
+    """Remove every object of `kind` (services, networks, secrets or configs) of stack
+    `name`, as `docker stack rm` does, through the Engine API. Returns the names removed.
+
+    CLI Example: salt nuc1 ag_app.stack_remove ag-stack services
+    """
+    if kind not in STACK_KINDS:
+        raise CommandExecutionError(f"stack {name}: {kind!r} is none of {', '.join(STACK_KINDS)}")
+    removed = []
+    with _engine(f"removing the {kind} of stack {name}") as client:
+        remove = {"services": client.api.remove_service, "networks": client.api.remove_network,
+                  "secrets": client.api.remove_secret, "configs": client.api.remove_config}[kind]
+        for obj in _stack_listing(client.api, kind, name):
+            remove(obj.get("ID") or obj["Id"])
+            removed.append((obj.get("Spec") or obj)["Name"])
+    return sorted(removed)
 
 
 def _running_for(task: dict) -> float:

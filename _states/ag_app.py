@@ -1,5 +1,6 @@
 """States of the autograder application (salt/ag, run by the orchestration ag.deploy): the
-registry service, the stack's images, the stack, its convergence, migrations and bootstrap.
+registry service, the stack's images, the stack, its convergence, migrations and bootstrap;
+and for a cluster's retirement (salt/ag/clean.sls), the stack and the registry service absent.
 
 Each computes what should be, compares it with what is (through the ag_app execution module),
 returns result None with the would-be changes under test=True, applies otherwise (the registry
@@ -405,4 +406,105 @@ def bootstrapped(name, admins=(), course=None):
             ret["result"] = None
     ret["comment"] = (f"bootstrap on {node}: " + ", ".join(done) if done
                       else f"bootstrap present on {node}")
+    return ret
+
+
+# --- clean: what the deploy made on the manager, removed (salt/ag/clean.sls) ---------------
+
+GONE_POLL = 1  # seconds between two looks at the tasks of what was removed
+RECORDS = ("sha256", "override.yml", "images.yml")  # stack_deployed's files in DEPLOYED_DIR
+
+
+def _fail(ret, comment, changes=None):
+    ret.update(result=False, comment=comment, changes=changes or {})
+    return ret
+
+
+def _wait_gone(tasks, timeout):
+    """Poll `tasks()` (what is still there) until it is empty or `timeout` seconds pass;
+    returns what is left then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = tasks()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(GONE_POLL)
+
+
+def service_absent(name, timeout=120):
+    """No swarm service `name` (the registry), and none of its tasks left (waited for at most
+    `timeout` seconds, so its port is free again). Its volume, and the images in it, stay."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    try:
+        found = [s["id"] for s in __salt__["ag_app.services"]() if s["name"] == name]
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    if not found:
+        ret["comment"] = f"no service {name} in the swarm of {node}"
+        return ret
+    changes = {"service": {"old": name, "new": None}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"service {name} would be removed")
+        return ret
+    try:
+        __salt__["ag_app.service_remove"](name)
+        # by ID: a task filter naming a removed service finds nothing
+        left = _wait_gone(lambda: [t["id"] for t in __salt__["ag_app.tasks"]()
+                                   if t["service_id"] in found], timeout)
+        after = __salt__["ag_app.service_get"](name)
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    if after is not None or left:
+        return _fail(ret, f"service {name} was removed on {node}, but "
+                          + ("it is back" if after is not None else
+                             f"{len(left)} of its tasks did not stop within {timeout}s")
+                          + f": see docker service ps {name} and re-apply", changes)
+    ret.update(changes=changes, comment=f"service {name} removed")
+    return ret
+
+
+def stack_absent(name, timeout=120):
+    """No stack `name`: its services removed, then, once their tasks are gone (waited for at
+    most `timeout` seconds), its networks, secrets and configs, as `docker stack rm` does; and
+    the deploy's files of it in DEPLOYED_DIR, so a deploy after deploys it again. Its named
+    volumes (the database's among them) stay on the nodes that ran it."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    records = [path for path in (os.path.join(DEPLOYED_DIR, f"{name}.{kind}") for kind in RECORDS)
+               if os.path.exists(path)]
+    try:
+        current = __salt__["ag_app.stack_objects"](name)
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    held = {kind: names for kind, names in current.items() if names and kind != "tasks"}
+    if records:
+        held["files"] = records
+    if not held:
+        ret["comment"] = f"no stack {name} in the swarm of {node}"
+        return ret
+    changes = {kind: {"old": names, "new": []} for kind, names in held.items()}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"stack {name} would be removed")
+        return ret
+    try:
+        __salt__["ag_app.stack_remove"](name, "services")
+        tasks = _wait_gone(lambda: __salt__["ag_app.stack_objects"](name)["tasks"], timeout)
+        if tasks:
+            return _fail(ret, f"the services of stack {name} were removed on {node}, but "
+                              f"{len(tasks)} of its tasks did not stop within {timeout}s, so its "
+                              f"networks stay: see docker stack ps {name} and re-apply", changes)
+        for kind in ("networks", "secrets", "configs"):
+            __salt__["ag_app.stack_remove"](name, kind)
+        left = {kind: names for kind, names in __salt__["ag_app.stack_objects"](name).items()
+                if names}
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    for path in records:
+        os.remove(path)
+    if left:
+        shown = "; ".join(f"{kind} {', '.join(names)}" for kind, names in sorted(left.items()))
+        return _fail(ret, f"stack {name} was removed on {node}, but the swarm still holds "
+                          f"{shown}: something deployed it again? re-apply", changes)
+    ret.update(changes=changes, comment=f"stack {name} removed")
     return ret

@@ -36,8 +36,12 @@ listings of services and tasks, for draining).
     allow_label_moves does not allow (a node taken out counts as their holder), fail before
     any change.
 
+``ag_swarm.labels_absent`` (manager)
+    The labels the pillar gives the nodes named removed from them, no other label touched:
+    a node's or the cluster's retirement (salt/swarm/clean.sls). The node stays a member.
+
 Every function: desired → actual → diff → (test: result None + would-be changes) → apply;
-network_present and labels_reconciled then read back what they changed and fail, naming the
+network_present, labels_reconciled and labels_absent then read back what they changed and fail, naming the
 network or the node and what differs, when it is not what was wanted.
 """
 
@@ -508,3 +512,53 @@ def _summary(plan, leaving, would):
     if labelled:
         parts.append(f"labels {'would change' if would else 'changed'} on {', '.join(labelled)}")
     return "; ".join(parts)
+
+
+def labels_absent(name, nodes):
+    """The labels the pillar gives each node of `nodes` ({minion: its pillar labels}) removed
+    from its swarm node, every other label left as it is (run on the manager, when a node or
+    the cluster retires: salt/swarm/clean.sls). A node not in the swarm has none to remove."""
+    ret = _ret(name)
+    me_id = __opts__["id"]
+    try:
+        me = __salt__["ag_swarm.swarm_info"]()
+        if me["state"] == "inactive":
+            ret["comment"] = f"{me_id} is in no swarm: no node label to remove"
+            return ret
+        if me["role"] != "manager":
+            return _fail(ret, f"{me_id} is not the swarm's manager (swarm state {me['state']}, "
+                              f"role {me['role']}), and labels can only be removed on a manager; "
+                              "apply swarm.clean on the manager")
+        swarm_nodes = {n["id"]: n for n in __salt__["ag_swarm.nodes"]()}
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    minion_of = _minions_by_node_id({"nodes": nodes}, me["cluster_id"], swarm_nodes)
+    node_of = {minion: swarm_nodes[node_id] for node_id, minion in minion_of.items()
+               if minion in nodes}
+    plan = {minion: {"remove": sorted(set(nodes[minion] or []) & set(node_of[minion]["labels"]))}
+            for minion in sorted(node_of)}
+    plan = {minion: todo for minion, todo in plan.items() if todo["remove"]}
+    outside = sorted(set(nodes) - set(node_of))
+    note = f"; not in the swarm: {', '.join(outside)}" if outside else ""
+    if not plan:
+        ret["comment"] = "no node carries a label its pillar gives" + note
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes=plan,
+                   comment=f"pillar labels would be removed from {', '.join(plan)}{note}")
+        return ret
+    for minion, todo in plan.items():
+        node = node_of[minion]
+        try:
+            after = __salt__["ag_swarm.node_update"](node["id"], remove_labels=todo["remove"],
+                                                     version=node["version"], spec=node["spec"])
+        except CommandExecutionError as exc:
+            return _fail(ret, f"labels of {minion}: {exc}")
+        ret["changes"][minion] = todo
+        wrong = _unmet(todo, after)
+        if wrong:
+            return _fail(ret, f"the labels of {minion} were removed but the swarm reads back "
+                              f"otherwise ({', '.join(wrong)}): something else labels it (the "
+                              "deploy's swarm step, an admin); re-apply once it is done")
+    ret["comment"] = f"pillar labels removed from {', '.join(plan)}{note}"
+    return ret

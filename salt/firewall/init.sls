@@ -31,8 +31,7 @@ firewall-script-file-managed:
         {%- for rule in rules %}
         iptables -t raw {{ rule }}
         {%- endfor %}
-        iptables -t raw -S PREROUTING | grep -e '-j {{ chain }}$' | cut -d' ' -f2- \
-          | while read -r rule; do iptables -t raw -D $rule; done
+        {{ firewall.unjump }}
         iptables -t raw -I {{ jump }}
 
 firewall-cluster-only-rules-applied:

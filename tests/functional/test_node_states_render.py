@@ -195,3 +195,93 @@ def test_firewall_keeps_cluster_only_ports_to_the_nodes_and_comes_back_at_boot(t
 def test_firewall_leaves_a_minion_outside_the_cluster_alone(tmp_path):
     states = show_sls(tmp_path, "firewall", OSES["noble"], minion="stranger")
     assert not [sid for sid in states if sid.startswith("firewall-")]
+
+
+# --- clean: each concern's clean.sls (ag.retire runs them on the retiring nodes) ------------
+
+
+@pytest.mark.parametrize("init, unit", [("systemd", True), ("sysvinit", False)])
+def test_firewall_clean_removes_rules_script_and_boot_unit(tmp_path, init, unit):
+    # a node no longer in the cluster gets the clean too: what an earlier run made goes
+    states = show_sls(tmp_path, "firewall.clean", {**OSES["bookworm"], "init": init},
+                      minion="stranger")
+    fun, rules = states["firewall-clean-cluster-only-rules-absent"]
+    assert fun == "cmd.run"
+    assert "iptables -t raw -X AG-CLUSTER-ONLY" in rules["name"]
+    assert "iptables -t raw -D $rule" in rules["name"]
+    (onlyif,) = rules["onlyif"]
+    assert "-j AG-CLUSTER-ONLY$" in onlyif
+    for script in (rules["name"], onlyif):  # sh would refuse it, and the state do nothing
+        assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0, script
+    fun, script = states["firewall-clean-script-file-absent"]
+    assert (fun, script["name"]) == ("file.absent", "/usr/local/sbin/ag-cluster-only-firewall")
+    assert script["require"] == [{"cmd": "firewall-clean-cluster-only-rules-absent"}]
+    assert ("firewall-clean-boot-unit-dead" in states) is unit
+    if unit:
+        fun, dead = states["firewall-clean-boot-unit-dead"]
+        assert (fun, dead["name"], dead["enable"]) == (
+            "service.dead", "ag-cluster-only-firewall.service", False)
+        assert states["firewall-clean-boot-unit-file-absent"][1]["name"] == (
+            "/etc/systemd/system/ag-cluster-only-firewall.service")
+
+
+@pytest.mark.parametrize("init, dropins", [("systemd", True), ("sysvinit", False)])
+def test_limits_clean_removes_the_files_limits_wrote(tmp_path, init, dropins):
+    states = show_sls(tmp_path, "limits.clean", {**OSES["noble"], "init": init},
+                      {"limits": {"dropin_name": "80-ag.conf"}})
+    files = {sid: (fun, args["name"]) for sid, (fun, args) in states.items()
+             if fun == "file.absent"}
+    assert files.pop("limits-clean-logins-nofile-file-absent") == (
+        "file.absent", "/etc/security/limits.d/90-autograder-nofile.conf")
+    assert files == ({f"limits-clean-systemd-{u}-dropin-file-absent": (
+        "file.absent", f"/etc/systemd/system/{u}.service.d/80-ag.conf")
+        for u in ("docker", "containerd")} if dropins else {})
+    assert ("limits-clean-systemd-daemon-reload" in states) is dropins
+    if dropins:
+        reload = states["limits-clean-systemd-daemon-reload"][1]
+        assert reload["onchanges"] == [{"file": f"limits-clean-systemd-{u}-dropin-file-absent"}
+                                       for u in ("docker", "containerd")]
+
+
+def test_nfs_clean_unexports_on_the_server_and_unmounts_elsewhere(tmp_path):
+    server = show_sls(tmp_path, "nfs.clean", OSES["bookworm"], minion="nuc1")
+    assert sorted(server) == ["nfs-clean-server-exportfs-reexport",
+                              "nfs-clean-server-exports-file-absent"]
+    assert server["nfs-clean-server-exports-file-absent"][1]["name"] == (
+        "/etc/exports.d/autograder.exports")
+    for minion in ("nuc2", "stranger"):
+        client = show_sls(tmp_path, "nfs.clean", OSES["bookworm"], minion=minion)
+        fun, unmounted = client["nfs-clean-client-checkout-unmounted"]
+        assert (fun, unmounted["name"]) == ("mount.unmounted", "/srv/autograder-full-stack")
+        assert "-t nfs,nfs4" in unmounted["onlyif"]
+        fun, fstab = client["nfs-clean-client-fstab-entry-absent"]
+        assert (fun, fstab["name"], fstab["fs_file"]) == (
+            "mount.fstab_absent", "198.18.0.11:/srv/autograder-full-stack",
+            "/srv/autograder-full-stack")
+
+
+def test_nfs_clean_leaves_shared_storage_alone_when_not_managed(tmp_path):
+    states = show_sls(tmp_path, "nfs.clean", OSES["noble"], {"nfs": {"managed": False}})
+    assert [fun for fun, _ in states.values()] == ["test.succeed_without_changes"]
+
+
+def test_clean_test_mode_reports_then_clean_removes_once(local_minion, tmp_path):
+    """limits.clean and nfs.clean on this machine, their files put under tmp_path by the
+    pillar: test=True reports and keeps them, a run removes them, a second changes nothing."""
+    conf, exports = tmp_path / "limits.conf", tmp_path / "ag.exports"
+    pillar = {"cluster": CLUSTER, "limits": {"conf_file": str(conf)},
+              "nfs": {"exports_file": str(exports)}}
+    minion = local_minion(pillar, minion_id="nuc1", grains={"init": "sysvinit"})
+    for path in (conf, exports):
+        path.write_text("# managed by Salt\n")
+    sls = "limits.clean,nfs.clean"
+    states = minion.apply(sls, test=True)
+    assert states["limits-clean-logins-nofile-file-absent"]["result"] is None
+    assert states["limits-clean-logins-nofile-file-absent"]["changes"] == {"removed": str(conf)}
+    assert states["nfs-clean-server-exports-file-absent"]["changes"] == {"removed": str(exports)}
+    assert conf.exists() and exports.exists()
+    states = minion.apply(sls)
+    assert all(s["result"] is True for s in states.values()), states
+    assert not conf.exists() and not exports.exists()
+    states = minion.apply(sls)
+    assert all(s["result"] is True and not s["changes"] for s in states.values()), states

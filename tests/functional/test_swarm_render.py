@@ -91,3 +91,43 @@ def test_ag_pillar_validate_reports_the_errors(local_minion):
     ret = local_minion(pillar, minion_id="nuc2").call("ag_pillar.validate")
     assert ret["valid"] is False
     assert any("node nuc2: label 'gpu'" in e for e in ret["errors"])
+
+
+def clean_states(local_minion, minion, sls, pillar=PILLAR, *args):
+    """{state id: args} of `sls` on `minion`, the docker.sdk states it includes left out."""
+    ret = local_minion(pillar, minion_id=minion).call("state.show_sls", sls, *args)
+    assert isinstance(ret, dict), ret
+    states = {}
+    for sid, body in ret.items():
+        if body["__sls__"].startswith("docker"):
+            continue
+        mod = next(k for k in body if not k.startswith("__"))
+        states[sid] = {k: v for item in body[mod] if isinstance(item, dict) for k, v in item.items()}
+        states[sid]["__fun__"] = mod + "." + next(f for f in body[mod] if isinstance(f, str))
+    return states
+
+
+def test_swarm_clean_removes_the_pillar_labels_on_the_manager(local_minion):
+    states = clean_states(local_minion, "nuc1", "swarm.clean")
+    absent = states["swarm-clean-labels-absent"]
+    assert absent["__fun__"] == "ag_swarm.labels_absent"
+    assert absent["nodes"] == {node: spec["labels"]
+                               for node, spec in PILLAR["cluster"]["nodes"].items()}
+    assert clean_states(local_minion, "nuc2", "swarm.clean") == {}
+
+
+def test_swarm_clean_of_the_nodes_ag_retire_names(local_minion):
+    states = clean_states(local_minion, "nuc1", "swarm.clean", PILLAR,
+                          'pillar={"ag_retire": ["nuc3"]}')
+    assert states["swarm-clean-labels-absent"]["nodes"] == {"nuc3": ["deferred_grader"]}
+
+
+def test_ag_clean_removes_stack_then_registry_on_the_manager(local_minion):
+    pillar = {**PILLAR, "app": {"stack_name": "ag-test"}, "registry": {"name": "reg"}}
+    states = clean_states(local_minion, "nuc1", "ag.clean", pillar)
+    assert states["ag-clean-stack-absent"]["__fun__"] == "ag_app.stack_absent"
+    assert states["ag-clean-stack-absent"]["name"] == "ag-test"
+    registry = states["ag-clean-registry-absent"]
+    assert (registry["__fun__"], registry["name"]) == ("ag_app.service_absent", "reg")
+    assert registry["require"] == [{"ag_app": "ag-clean-stack-absent"}]
+    assert clean_states(local_minion, "nuc2", "ag.clean", pillar) == {}

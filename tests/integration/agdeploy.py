@@ -15,10 +15,11 @@ SECRETS = f"{CHECKOUT}/autograder-server/autograder/settings/secrets"
 ADMIN, COURSE = "admin@example.edu", "EECS 280"
 
 
-def deploy(bed, *args, timeout=900, follow=False):
-    """The orchestration → (exit code, {step id: step return}, the CLI's whole output); with
-    `follow`, run as `salt-run ag.deploy`, which prints each step as it goes."""
-    command = ["ag.deploy"] if follow else ["state.orchestrate", "ag.deploy"]
+def deploy(bed, *args, timeout=900, follow=False, orchestration="ag.deploy"):
+    """The orchestration (ag.deploy, or ag.retire) → (exit code, {step id: step return}, the
+    CLI's whole output); with `follow`, run as `salt-run ag.deploy`, which prints each step as
+    it goes."""
+    command = ["ag.deploy"] if follow else ["state.orchestrate", orchestration]
     res = bed.salt_raw("salt-run", "--out=json", *command, *args, timeout=timeout)
     output = res.stdout + res.stderr
     try:
@@ -39,7 +40,7 @@ def runner(bed, fun):
 
 def changed_steps(steps):
     """The steps that changed something on a node (the sync step always reports its run)."""
-    return {sid for sid, v in steps.items() if v["changes"] and sid != "ag-deploy-sync"}
+    return {sid for sid, v in steps.items() if v["changes"] and not sid.endswith("-sync")}
 
 
 def minion_changes(step):

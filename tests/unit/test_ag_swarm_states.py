@@ -593,3 +593,29 @@ def test_a_network_created_otherwise_than_asked_fails_naming_the_difference(fake
     assert ret["result"] is False and ret["changes"]["network"]["new"]["attachable"] is False
     assert ("network ag-net was created but reads back otherwise (attachable is False, pillar "
             "wants True)") in ret["comment"]
+
+
+def test_labels_absent_removes_only_the_pillar_labels_of_the_nodes_named(fake):
+    states(fake).labels_reconciled("c", CLUSTER)
+    fake.nodes["id-nuc3"]["labels"]["site.rack"] = "b2"  # a label the site set itself
+    retiring = {"nuc3": CLUSTER["nodes"]["nuc3"]["labels"]}
+    ret = states(fake, test=True).labels_absent("c", retiring)
+    assert ret["result"] is None
+    assert ret["changes"] == {"nuc3": {"remove": ["deferred_grader", "rerun_grader"]}}
+    assert labels_of(fake, "nuc3") == ["deferred_grader", "rerun_grader"]
+    ret = states(fake).labels_absent("c", retiring)
+    assert ret["result"] is True and ret["changes"] == {
+        "nuc3": {"remove": ["deferred_grader", "rerun_grader"]}}
+    assert fake.nodes["id-nuc3"]["labels"] == {"site.rack": "b2"}
+    assert labels_of(fake, "nuc2") == ["fast_grader", "grader", "image_builder"]
+    again = states(fake).labels_absent("c", retiring)
+    assert again["result"] is True and again["changes"] == {}
+
+
+def test_labels_absent_outside_a_swarm_and_on_a_worker(fake):
+    fake.info = {"state": "inactive", "role": None, "node_id": None, "cluster_id": None}
+    ret = states(fake).labels_absent("c", {"nuc2": ["grader"]})
+    assert ret["result"] is True and ret["changes"] == {} and "in no swarm" in ret["comment"]
+    fake.info = {"state": "active", "role": "worker", "node_id": "id-nuc2", "cluster_id": "clusterA"}
+    ret = states(fake, minion="nuc2").labels_absent("c", {"nuc2": ["grader"]})
+    assert ret["result"] is False and "nuc2 is not the swarm's manager" in ret["comment"]

@@ -26,4 +26,4 @@ def test_a_fake_called_without_an_argument_the_real_function_needs_fails():
 
 def test_a_fake_of_a_function_the_module_lacks_fails():
     with pytest.raises(AttributeError):
-        module_fakes({"ag_app.stack_remove": lambda name: True})
+        module_fakes({"ag_app.stack_rollback": lambda name: True})

@@ -1,0 +1,51 @@
+{#- The cluster-only ports' rules undone: where systemd runs, the boot unit stopped, disabled
+    and deleted; the jump from PREROUTING and the chain (raw table) deleted; the script that
+    built them deleted. Whatever autograder:firewall:managed says now, and on a node no longer
+    in the cluster too: what an earlier run made goes. iptables itself stays. #}
+{%- from "firewall/map.jinja" import firewall with context %}
+{%- set chain = firewall.chain %}
+{%- set unit_file = "/etc/systemd/system/" ~ firewall.unit %}
+{%- if firewall.systemd %}
+
+firewall-clean-boot-unit-dead:
+  service.dead:
+    - name: {{ firewall.unit }}
+    - enable: False
+    - onlyif: test -e {{ unit_file }}
+
+firewall-clean-boot-unit-file-absent:
+  file.absent:
+    - name: {{ unit_file }}
+    - require:
+      - service: firewall-clean-boot-unit-dead
+
+firewall-clean-systemd-daemon-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: firewall-clean-boot-unit-file-absent
+{%- endif %}
+
+firewall-clean-cluster-only-rules-absent:
+  cmd.run:
+    - name: |
+        {{ firewall.unjump }}
+        if iptables -t raw -S {{ chain }} >/dev/null 2>&1; then
+          iptables -t raw -F {{ chain }}
+          iptables -t raw -X {{ chain }}
+        fi
+    # the chain, or a jump to it, is still there (one line each: a folded line indented
+    # further would keep its line break, and the shell refuses a line starting with ||)
+    - onlyif:
+      - iptables -t raw -S {{ chain }} >/dev/null 2>&1 || iptables -t raw -S PREROUTING | grep -q -e '-j {{ chain }}$'
+{%- if firewall.systemd %}
+    # not built again at boot first
+    - require:
+      - file: firewall-clean-boot-unit-file-absent
+{%- endif %}
+
+firewall-clean-script-file-absent:
+  file.absent:
+    - name: {{ firewall.script }}
+    - require:
+      - cmd: firewall-clean-cluster-only-rules-absent
