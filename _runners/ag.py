@@ -3,6 +3,7 @@
 ``salt-run ag.validate``: the pillar every accepted minion gets, checked against the cluster
 rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when invalid.
 ``salt-run ag.unanswered``: the cluster's nodes whose minion does not answer (ag.deploy stops on them).
+``salt-run ag.preflight``: both checks in one call, as ag.deploy and ag.retire make them.
 ``salt-run ag.status``: one table of the swarm's nodes and the stack's services, from the manager.
 ``salt-run ag.plan``: what ``state.orchestrate ag.deploy`` would change, changing nothing.
 ``salt-run ag.deploy``: the orchestration ag.deploy, printing each step as it starts and ends.
@@ -29,17 +30,13 @@ def __virtual__():
     return __virtualname__
 
 
-def validate(minion=None):
-    """Check the autograder pillar of `minion` (default: of every accepted minion): the rules
-    of pillar.example, and that every node is an accepted minion. Minions whose pillar has no
-    autograder key are outside the cluster and skipped; minions must all see one cluster.
-
-    CLI Example: salt-run ag.validate
-    """
+def _check(minion=None):
+    """ag.validate's result, and the autograder pillar the checked minions share (None when
+    no minion has one): callers that go on after a valid check need not compile it again."""
     accepted = salt.key.get_key(__opts__).list_status("accepted")["minions"]
     if minion and minion not in accepted:
         return {"valid": False, "minions": [], "retcode": 1,
-                "errors": [f"{minion} is not an accepted minion of this master (salt-key -L)"]}
+                "errors": [f"{minion} is not an accepted minion of this master (salt-key -L)"]}, None
     views = {}
     for target in [minion] if minion else accepted:
         pillar = __salt__["pillar.show_pillar"](target)
@@ -56,15 +53,36 @@ def validate(minion=None):
     for autograder, _ in views.values():
         errors += __utils__["ag_cluster.validate"](autograder, known_minions=accepted)
     checked = sorted(m for _, ms in views.values() for m in ms)
-    return {"valid": not errors, "errors": errors, "minions": checked, "retcode": int(bool(errors))}
+    shared = next(iter(views.values()))[0] if len(views) == 1 else None
+    return {"valid": not errors, "errors": errors, "minions": checked,
+            "retcode": int(bool(errors))}, shared
+
+
+def validate(minion=None):
+    """Check the autograder pillar of `minion` (default: of every accepted minion): the rules
+    of pillar.example, and that every node is an accepted minion. Minions whose pillar has no
+    autograder key are outside the cluster and skipped; minions must all see one cluster.
+
+    CLI Example: salt-run ag.validate
+    """
+    return _check(minion)[0]
 
 
 def _cluster_pillar():
     """The validated autograder pillar; raises naming the errors when it is invalid."""
-    check = validate()
+    check, autograder = _check()
     if not check["valid"]:
         raise CommandExecutionError("invalid autograder pillar:\n" + "\n".join(check["errors"]))
-    return __salt__["pillar.show_pillar"](check["minions"][0])["autograder"]
+    return autograder
+
+
+def _unanswered(autograder, timeout):
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise SaltInvocationError(f"ag.unanswered: timeout must be a whole number of seconds, "
+                                  f"not {timeout!r}")
+    nodes = sorted(autograder["cluster"]["nodes"])
+    answers = __salt__["salt.execute"](nodes, "test.ping", tgt_type="list", timeout=timeout)
+    return [node for node in nodes if answers.get(node) is not True]
 
 
 def unanswered(timeout=10):
@@ -74,12 +92,20 @@ def unanswered(timeout=10):
 
     CLI Example: salt-run ag.unanswered
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
-        raise SaltInvocationError(f"ag.unanswered: timeout must be a whole number of seconds, "
-                                  f"not {timeout!r}")
-    nodes = sorted(_cluster_pillar()["cluster"]["nodes"])
-    answers = __salt__["salt.execute"](nodes, "test.ping", tgt_type="list", timeout=timeout)
-    return [node for node in nodes if answers.get(node) is not True]
+    return _unanswered(_cluster_pillar(), timeout)
+
+
+def preflight(timeout=10):
+    """ag.validate's errors and, when there are none, ag.unanswered's nodes, in one call: what
+    ag.deploy and ag.retire check before any change (each runner call from their rendering
+    compiles every minion's pillar again).
+
+    CLI Example: salt-run ag.preflight
+    """
+    check, autograder = _check()
+    if not check["valid"]:
+        return {"errors": check["errors"], "unanswered": []}
+    return {"errors": [], "unanswered": _unanswered(autograder, timeout)}
 
 
 def _on_manager(manager, fun, *args):
@@ -207,11 +233,11 @@ def swarm_event(tag, sender, manager):
     mods = SWARM_EVENTS.get(tag)
     if mods is None:
         return {"error": f"{tag} is not a swarm event of this project", "retcode": 1}
-    check = validate(manager)
+    check, autograder = _check(manager)
     if not check["valid"]:
         return {"error": f"swarm event {tag} of {sender} ignored: " + "; ".join(check["errors"]),
                 "retcode": 1}
-    cluster = __salt__["pillar.show_pillar"](manager)["autograder"]["cluster"]
+    cluster = autograder["cluster"]
     if manager != cluster["manager"] or sender not in cluster["nodes"]:
         return {"error": f"swarm event {tag} of {sender} ignored: the pillar of {manager} does "
                          f"not name {sender} a node of a cluster {manager} manages",

@@ -1,5 +1,7 @@
 """ag.status and ag.plan texts from their inputs (no master): what a sysadmin reads."""
 
+from types import SimpleNamespace
+
 from tests.extensions import load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
@@ -66,13 +68,21 @@ class LocalClient:
         return "20261205120000000000"
 
 
+def master(monkeypatch, minions, errors=()):
+    """A master whose accepted `minions` get one pillar, found with `errors` by the rules."""
+    keys = SimpleNamespace(list_status=lambda status: {"minions": minions})
+    monkeypatch.setattr(runner.salt.key, "get_key", lambda opts: keys)
+    monkeypatch.setattr(runner, "__utils__",
+                        {"ag_cluster.validate": lambda autograder, known_minions: list(errors)})
+    runner.__opts__ = {}
+    cluster = {"manager": "nuc1", "nodes": {"nuc1": {}, "nuc2": {}}}
+    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": cluster}}}
+
+
 def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined"):
     client = LocalClient()
-    cluster = {"manager": "nuc1", "nodes": {"nuc1": {}, "nuc2": {}}}
-    monkeypatch.setattr(runner, "validate", lambda minion: {"valid": True, "errors": []})
+    master(monkeypatch, ["nuc1", "nuc2", "lab-printer"])
     monkeypatch.setattr(runner.salt.client, "get_local_client", lambda mopts: client)
-    runner.__opts__ = {}
-    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": cluster}}}
     return runner.swarm_event(tag, sender, manager), client.jobs
 
 
@@ -118,3 +128,26 @@ def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on(
     assert lines[2].endswith("the deploy may rebuild and push images")
     assert lines[3].startswith("stack: not known yet: it depends on tweaks, images above")
     assert lines[4].startswith("migrate: not known yet: it depends on tweaks, images, stack above")
+
+
+def preflight(monkeypatch, errors, answers):
+    """ag.preflight over two accepted minions sharing one pillar; the pings it sends."""
+    pings = []
+
+    def execute(tgt, fun, tgt_type, timeout):
+        pings.append(tgt)
+        return answers
+
+    master(monkeypatch, ["nuc1", "nuc2"], errors)
+    runner.__salt__["salt.execute"] = execute
+    return runner.preflight(), pings
+
+
+def test_preflight_of_an_invalid_pillar_names_its_errors_and_pings_nobody(monkeypatch):
+    ret, pings = preflight(monkeypatch, ["nuc2: unknown label 'gpu'"], {})
+    assert ret == {"errors": ["nuc2: unknown label 'gpu'"], "unanswered": []} and pings == []
+
+
+def test_preflight_of_a_valid_pillar_names_the_nodes_that_do_not_answer(monkeypatch):
+    ret, pings = preflight(monkeypatch, [], {"nuc1": True})
+    assert ret == {"errors": [], "unanswered": ["nuc2"]} and pings == [["nuc1", "nuc2"]]
