@@ -48,22 +48,19 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
     }
     try:
         current = __salt__["ag_app.service_get"](name)
+        changes = __utils__["ag_diff.changes"](current or {}, wanted)
+        if changes and not __opts__["test"]:
+            apply = "ag_app.service_create" if current is None else "ag_app.service_update"
+            after = __salt__[apply](name, image, port, publish_mode=publish_mode, volume=volume,
+                                    target=target, constraints=[constraint])
     except CommandExecutionError as exc:
         ret.update(result=False, comment=str(exc))
         return ret
-    changes = __utils__["ag_diff.changes"](current or {}, wanted)
     if not changes:
         ret["comment"] = f"service {name} is as configured"
     elif __opts__["test"]:
         ret.update(result=None, changes=changes, comment=f"service {name} would be set")
     else:
-        apply = "ag_app.service_create" if current is None else "ag_app.service_update"
-        try:
-            after = __salt__[apply](name, image, port, publish_mode=publish_mode, volume=volume,
-                                    target=target, constraints=[constraint])
-        except CommandExecutionError as exc:
-            ret.update(result=False, comment=str(exc))
-            return ret
         ret.update(changes=changes, comment=f"service {name} set")
         left = __utils__["ag_diff.changes"](after or {}, wanted)
         if left:

@@ -144,15 +144,20 @@ class PassedGuests:
     @classmethod
     def record(cls, bed) -> None:
         """Keep the guests' disks, unless a guest is still in a swarm (a worker's leave on the
-        way out did not take): the next session's first highstate would find the swarm half
-        there and form nothing, so it starts from fresh guests instead."""
-        swarm = {node: bed.exec(node, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}",
-                                check=False).stdout.strip() for node in bed.nodes}
-        if any(state not in ("", "inactive") for state in swarm.values()):
-            print(f"\ntier 2 guests not kept: still in a swarm ({swarm})", file=sys.stderr)
+        way out did not take) or cannot tell: the next session's first highstate would find
+        the swarm half there and form nothing, so it starts from fresh guests instead."""
+        # no docker there (a session of the bed tests alone): in no swarm either
+        seen = {node: bed.exec(node, "sh", "-c", "docker info --format '{{.Swarm.LocalNodeState}}' "
+                                                 "2>/dev/null || echo inactive; cat /etc/machine-id",
+                               check=False).stdout.split()
+                for node in bed.nodes}
+        swarm = {node: lines[0] if len(lines) == 2 else "unknown" for node, lines in seen.items()}
+        if any(state != "inactive" for state in swarm.values()):
+            print(f"\ntier 2 guests not kept: still in a swarm or unreadable ({swarm})",
+                  file=sys.stderr)
             cls.ids_file.unlink(missing_ok=True)  # nor the ones kept before: fresh next time
             return
-        ids = {node: bed.exec(node, "cat", "/etc/machine-id").stdout.strip() for node in bed.nodes}
+        ids = {node: lines[1] for node, lines in seen.items()}
         subprocess.run([str(REPO / "testbed"), "down"], check=True)
         vm.keep_passed_disks(bed.nodes)
         cls.ids_file.write_text(json.dumps(ids))
