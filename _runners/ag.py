@@ -177,7 +177,7 @@ def plan_lines(orchestration):
             lines.append(f"{sid}: would fail: {step['comment']}")
             break
         per_minion = step["changes"].get("ret") or {}
-        if sid == "sync" or not isinstance(per_minion, dict):
+        if sid.startswith("sync-") or not isinstance(per_minion, dict):
             continue
         changes = [f"{minion} {state['__id__']}: {state['comment']}"
                    for minion, states in sorted(per_minion.items()) if isinstance(states, dict)
@@ -251,8 +251,11 @@ def _clock():
     return time.strftime("%H:%M:%S")
 
 
-def _job_outcome(ret):
-    """'N changed, M failed' of a state job's return from one minion, or its error text."""
+def _job_outcome(fun, ret):
+    """'N changed, M failed' of a state job's return from one minion, 'N synced' of a sync
+    job's, or its error text."""
+    if fun.startswith("saltutil.sync_") and isinstance(ret, list):
+        return f"{len(ret)} synced"
     if not isinstance(ret, dict):
         return f"error: {str(ret)[:200]}"
     states = [s for s in ret.values() if isinstance(s, dict)]
@@ -261,7 +264,8 @@ def _job_outcome(ret):
     return f"{changed} changed" + (f", {failed} FAILED" if failed else "")
 
 
-FOLLOWED_FUNCTIONS = ("state.sls", "state.apply", "saltutil.sync_all")
+FOLLOWED_FUNCTIONS = ("state.sls", "state.apply", "saltutil.sync_utils", "saltutil.sync_modules",
+                      "saltutil.sync_states")
 
 
 def _follow_jobs(stop, out):
@@ -283,9 +287,9 @@ def _follow_jobs(stop, out):
                 print(f"{_clock()} {what}: started on {minions}", file=out, flush=True)
             elif parts[3] == "ret" and data.get("jid") in started:
                 what, since = started[data["jid"]]
+                outcome = _job_outcome(data.get("fun", ""), data.get("return"))
                 print(f"{_clock()} {what}: {data.get('id')} done in "
-                      f"{time.monotonic() - since:.0f}s ({_job_outcome(data.get('return'))})",
-                      file=out, flush=True)
+                      f"{time.monotonic() - since:.0f}s ({outcome})", file=out, flush=True)
 
 
 

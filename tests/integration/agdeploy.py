@@ -39,8 +39,8 @@ def runner(bed, fun):
 
 
 def changed_steps(steps):
-    """The steps that changed something on a node (the sync step always reports its run)."""
-    return {sid for sid, v in steps.items() if v["changes"] and not sid.endswith("-sync")}
+    """The steps that changed something on a node (the sync steps always report their run)."""
+    return {sid for sid, v in steps.items() if v["changes"] and "-sync-" not in sid}
 
 
 def minion_changes(step):
