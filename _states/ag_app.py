@@ -10,6 +10,7 @@ when nothing differs.
 
 import hashlib
 import json
+import logging
 import os
 import time
 
@@ -17,6 +18,8 @@ import yaml
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ag_app"
+
+log = logging.getLogger(__name__)
 
 DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the deployed hash
 
@@ -245,14 +248,25 @@ def converged(name, timeout=600, interval=2):
     Docker's error) and their last log lines:
     - at once when every service not converged keeps failing (CRASH_LOOP failed tasks each
       since the stack last got further): a crash loop, which waiting does not end;
-    - after `timeout` seconds in which the stack got no further.
+    - after `timeout` seconds in which the stack got no further, or the engine did not
+      answer (its error named).
     Changes nothing."""
     ret = _ret(name)
     start = last_progress = time.monotonic()
     best = {}  # service → the furthest (converged, running, furthest state) it got
     failed_before = None  # service → its failed tasks when the stack last got further
     while True:
-        status = __salt__["ag_app.stack_status"](name)
+        try:
+            status = __salt__["ag_app.stack_status"](name)
+        except CommandExecutionError as exc:
+            # a manager too busy to answer in time while the stack starts (seen on emulated
+            # guests: "rpc error: code = DeadlineExceeded") is no progress and no failure yet
+            if __opts__["test"] or time.monotonic() - last_progress > timeout:
+                ret.update(result=False, comment=f"stack {name}: {exc}")
+                return ret
+            log.warning("stack %s: %s; asking again in %ss", name, exc, interval)
+            time.sleep(interval)
+            continue
         pending = {service: s for service, s in status.items() if not s["converged"]}
         if status and not pending:
             ret["comment"] = f"all {len(status)} services of {name} run their desired tasks"

@@ -6,6 +6,7 @@ names each task's state, exit code, error and last log lines."""
 import re
 
 import pytest
+from salt.exceptions import CommandExecutionError
 
 from tests.extensions import FakeClock, load, module_fakes
 
@@ -120,3 +121,28 @@ def test_every_converged_service_succeeds_at_once(timeout):
                                                          furthest=RUNNING)}, timeout=timeout)
     assert ret["result"] is True and clock.now == 0
     assert ret["comment"] == "all 1 services of ag-stack run their desired tasks"
+
+
+BUSY = CommandExecutionError("reading stack ag-stack failed: rpc error: code = DeadlineExceeded "
+                             "desc = context deadline exceeded")
+
+
+def busy_until(seconds, then):
+    """A manager whose engine does not answer in time for `seconds`, then says `then`."""
+    def at(now):
+        if now < seconds:
+            raise BUSY
+        return then
+    return at
+
+
+def test_an_engine_too_busy_to_answer_is_asked_again():
+    ret, clock = converged(busy_until(120, {"django": service(converged=True, running=1,
+                                                              furthest=RUNNING)}))
+    assert ret["result"] is True and clock.now >= 120
+
+
+def test_an_engine_that_never_answers_fails_after_the_timeout_naming_its_error():
+    ret, clock = converged(busy_until(10_000, {}), timeout=60)
+    assert ret["result"] is False and 60 < clock.now < 70
+    assert "context deadline exceeded" in ret["comment"] and "Traceback" not in ret["comment"]
