@@ -76,7 +76,13 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
         return ret
     deadline = time.monotonic() + timeout
     while True:
-        tasks = __salt__["ag_app.tasks"](service=name)
+        try:
+            tasks = __salt__["ag_app.tasks"](service=name)
+        except CommandExecutionError as exc:  # a manager too busy to answer: ask again
+            if time.monotonic() > deadline:
+                ret.update(result=False, comment=f"service {name}: {exc}")
+                return ret
+            tasks = []
         if any(t["state"] == "running" and t["desired_state"] == "running" for t in tasks):
             return ret
         if time.monotonic() > deadline:

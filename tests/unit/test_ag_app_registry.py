@@ -7,6 +7,7 @@ from unittest import mock
 
 import docker
 import pytest
+from salt.exceptions import CommandExecutionError
 
 from tests.extensions import load, module_fakes, on_engine
 
@@ -64,8 +65,16 @@ class Engine:
     """The registry service as the ag_app execution module reports it; `keeps_image`: an
     update that leaves the image as it was (what the read-back must catch)."""
 
-    def __init__(self, service=None, keeps_image=False):
+    def __init__(self, service=None, keeps_image=False, busy_reads=0):
         self.service, self.keeps_image, self.calls = service, keeps_image, []
+        self.busy_reads = busy_reads  # task reads the engine is too busy to answer
+
+    def tasks(self, service=None, node=None):
+        if self.busy_reads:
+            self.busy_reads -= 1
+            raise CommandExecutionError("listing tasks failed: rpc error: code = "
+                                        "DeadlineExceeded desc = context deadline exceeded")
+        return RUNNING
 
     def get(self, name):
         return dict(self.service) if self.service else None
@@ -85,7 +94,7 @@ class Engine:
         return module_fakes({"ag_app.service_get": self.get,
                              "ag_app.service_create": self.set("create"),
                              "ag_app.service_update": self.set("update"),
-                             "ag_app.tasks": lambda service=None, node=None: RUNNING})
+                             "ag_app.tasks": self.tasks})
 
 
 def apply(ag_app, engine, image="registry:2"):
@@ -119,3 +128,10 @@ def test_a_read_back_that_differs_fails_naming_the_field(ag_app):
     assert ret["result"] is False
     assert ("service registry was set but reads back otherwise (image is registry:2, pillar "
             "wants registry:3)") in ret["comment"]
+
+
+def test_an_engine_too_busy_to_list_the_tasks_is_asked_again(ag_app, monkeypatch):
+    monkeypatch.setattr(ag_app.time, "sleep", lambda seconds: None)
+    engine = Engine(busy_reads=2)
+    ret = apply(ag_app, engine)
+    assert ret["result"] is True and engine.busy_reads == 0
