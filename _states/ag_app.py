@@ -8,6 +8,7 @@ service read back after and failed when it is not as wanted), and returns True w
 when nothing differs.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,6 +36,18 @@ def __virtual__():
 
 def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _failing_as_sentences(state):
+    """`state`, returning result False with the execution module's sentence and the node
+    (a Docker error, a build that failed) where Salt would print a traceback."""
+    @functools.wraps(state)
+    def wrapper(name, *args, **kwargs):
+        try:
+            return state(name, *args, **kwargs)
+        except CommandExecutionError as exc:
+            return {**_ret(name), "result": False, "comment": f"on {__grains__['id']}: {exc}"}
+    return wrapper
 
 
 def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
@@ -109,6 +122,7 @@ def _builds(checkout, compose):
     return found
 
 
+@_failing_as_sentences
 def images_pushed(name, compose_file="docker-compose.yml"):
     """Every image the compose file of checkout `name` builds is in the registry under the
     content hash of its build inputs; only builds whose hash the registry lacks run. Each is
@@ -135,6 +149,7 @@ def images_pushed(name, compose_file="docker-compose.yml"):
     return ret
 
 
+@_failing_as_sentences
 def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres_version=None,
                    web_on_webserver_only=True):
     """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with the
@@ -329,6 +344,7 @@ def _unapplied(showmigrations):
     return found
 
 
+@_failing_as_sentences
 def migrated(name):
     """`manage.py migrate --noinput` in this node's task of service `name` (the stack's
     django); nothing where no task of it runs. Fails with the output's tail on a non-zero
@@ -397,6 +413,7 @@ print('AG-BOOTSTRAP ' + json.dumps(todo))
 """
 
 
+@_failing_as_sentences
 def bootstrapped(name, admins=(), course=None):
     """The bootstrap of the guide through this node's task of service `name` (django):
     `admins` are superusers and admins of the course named `course`; what exists is left

@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 import yaml
+from salt.exceptions import CommandExecutionError
 
 from bed.config import REPO
 from tests.extensions import load, module_fakes
@@ -189,6 +190,17 @@ def test_a_failed_migrate_fails_with_the_output_tail(ag_app, docker):
     assert ret["result"] is False
     assert ret["comment"].startswith("manage.py migrate in ag-stack_django on nuc1 failed (exit 1):")
     assert ret["comment"].endswith("OperationalError: could not connect")
+
+
+def test_an_engine_error_fails_the_state_as_a_sentence_naming_the_node(ag_app):
+    def unreachable(service, cmd):
+        raise CommandExecutionError("exec in a task of ag-stack_django failed: Cannot connect "
+                                    "to the Docker daemon at unix:///var/run/docker.sock")
+    ag_app.__salt__["ag_app.local_task_exec"] = unreachable
+    ret = ag_app.migrated("ag-stack_django")
+    assert ret == {"name": "ag-stack_django", "result": False, "changes": {},
+                   "comment": "on nuc1: exec in a task of ag-stack_django failed: Cannot connect "
+                              "to the Docker daemon at unix:///var/run/docker.sock"}
 
 
 def test_no_django_task_on_this_node_is_nothing_to_do(ag_app, docker):
