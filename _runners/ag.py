@@ -76,10 +76,15 @@ def _cluster_pillar():
     return autograder
 
 
-def _unanswered(autograder, timeout):
+def _checked_timeout(timeout):
+    """`timeout` when it is a whole number of seconds; checked before any pillar is compiled."""
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
         raise SaltInvocationError(f"ag.unanswered: timeout must be a whole number of seconds, "
                                   f"not {timeout!r}")
+    return timeout
+
+
+def _unanswered(autograder, timeout):
     nodes = sorted(autograder["cluster"]["nodes"])
     answers = __salt__["salt.execute"](nodes, "test.ping", tgt_type="list", timeout=timeout)
     return [node for node in nodes if answers.get(node) is not True]
@@ -92,6 +97,7 @@ def unanswered(timeout=10):
 
     CLI Example: salt-run ag.unanswered
     """
+    timeout = _checked_timeout(timeout)
     return _unanswered(_cluster_pillar(), timeout)
 
 
@@ -102,6 +108,7 @@ def preflight(timeout=10):
 
     CLI Example: salt-run ag.preflight
     """
+    timeout = _checked_timeout(timeout)
     check, autograder = _check()
     if not check["valid"]:
         return {"errors": check["errors"], "unanswered": []}

@@ -2,6 +2,9 @@
 
 from types import SimpleNamespace
 
+import pytest
+from salt.exceptions import SaltInvocationError
+
 from tests.extensions import load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
@@ -157,3 +160,14 @@ def test_preflight_of_an_invalid_pillar_names_its_errors_and_pings_nobody(monkey
 def test_preflight_of_a_valid_pillar_names_the_nodes_that_do_not_answer(monkeypatch):
     ret, pings = preflight(monkeypatch, [], {"nuc1": True})
     assert ret == {"errors": [], "unanswered": ["nuc2"]} and pings == [["nuc1", "nuc2"]]
+
+
+@pytest.mark.parametrize("command", ["preflight", "unanswered"])
+@pytest.mark.parametrize("timeout", [0, -5, 2.5, "10", True])
+def test_a_bad_timeout_is_refused_before_any_pillar_is_compiled(monkeypatch, command, timeout):
+    master(monkeypatch, ["nuc1", "nuc2"])
+    compiled = []
+    runner.__salt__["pillar.show_pillar"] = compiled.append
+    with pytest.raises(SaltInvocationError, match=f"not {timeout!r}"):
+        getattr(runner, command)(timeout=timeout)
+    assert compiled == []
