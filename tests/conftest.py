@@ -4,8 +4,11 @@ tier 2; the others on tier 1. Tests run in that order, so the bed switches tier 
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -187,10 +190,29 @@ def vm_bed(request) -> Bed:
     bed = _bed("vm", count, fresh=fresh)
     bed.count, bed.fresh, bed.passed_machine_ids = count, fresh, passed
     request.session.tier2_bed = bed
+    _watch_for_lost_guests(request.session, bed)
     return bed
 
 
+def _watch_for_lost_guests(session, bed) -> None:
+    """A guest whose disk stopped answering fails every test after it, each only at its
+    timeouts (in CI, for 50 min): interrupt the session as soon as one shows it, saying so.
+    The session then exits with the status on which `./testbed test` runs tier 2 again."""
+    def watch():
+        while not (lost := vm.lost_guests(bed.nodes)):
+            time.sleep(20)
+        session.lost_guests = "; ".join(f"{name}: {line}" for name, line in lost.items())
+        print("\ntier 2 lost a guest, its virtual disk stopped answering (the emulator, not the "
+              f"product): {session.lost_guests}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="lost-guests", daemon=True).start()
+
+
 def pytest_sessionfinish(session, exitstatus):
+    if getattr(session, "lost_guests", None):
+        session.exitstatus = vm.GUEST_LOST
+        return
     bed = getattr(session, "tier2_bed", None)
     # the guests as they were are not checked whole; a vm_stack session's carry the stack
     if bed and exitstatus == 0 and not GUESTS_AS_THEY_ARE and not _deploys_the_stack(session):
