@@ -7,6 +7,7 @@ what a site gets from the internet they get from bed/upstream.py on the host's b
 
 import fcntl
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -104,9 +105,10 @@ def console_log(name: str) -> Path:
     return VM_DIR / f"{name}.console"
 
 
-# what a guest's kernel prints when its virtual disk stops answering: seen once in CI (qemu 7.2,
-# TCG), the guest alive but every write blocked for the rest of the session
-DISK_STALL = "blocked for more than"
+# what a guest's kernel prints when its virtual disk stops answering (the root disk's journal
+# thread hung; a hard NFS mount waiting on its server shows other tasks): seen once in CI
+# (qemu 7.2, TCG), the guest alive but every write blocked for the rest of the session
+DISK_STALL = re.compile(r"^.*task jbd2/vda\S* blocked for more than.*$", re.MULTILINE)
 # a session that lost a guest so exits (EX_TEMPFAIL): `./testbed test` runs tier 2 again
 GUEST_LOST = 75
 
@@ -117,12 +119,11 @@ def lost_guests(names) -> dict:
     lost = {}
     for name in names:
         try:
-            text = console_log(name).read_text(errors="replace")
+            stall = DISK_STALL.search(console_log(name).read_text(errors="replace"))
         except FileNotFoundError:
             continue
-        at = text.find(DISK_STALL)
-        if at >= 0:
-            lost[name] = text[text.rfind("\n", 0, at) + 1:text.find("\n", at)].strip()
+        if stall:
+            lost[name] = stall.group().strip()
     return lost
 
 

@@ -14,6 +14,9 @@ HEALTHY = """\
 Debian GNU/Linux 12 nuc2 ttyS0
 [  479.157548] bridge: filtering via arp/ip/ip6tables is no longer available by default.
 [  688.129750] RPC: Registered named UNIX socket transport module.
+[  900.312211] INFO: task python3:2211 blocked for more than 120 seconds.
+[  900.312988] Call Trace:
+[  900.313410]  rpc_wait_bit_killable+0x1d/0x80 [sunrpc]
 """
 
 
@@ -22,10 +25,10 @@ def test_a_guest_whose_disk_stopped_is_named_with_its_first_report(tmp_path, mon
     (tmp_path / "nuc1.console").write_text(STALLED)
     (tmp_path / "nuc2.console").write_text(HEALTHY)
     assert vm.lost_guests(["nuc1", "nuc2", "nuc3"]) == {
-        "nuc1": "[  605.106599] INFO: task kworker/u2:1:24 blocked for more than 120 seconds."}
+        "nuc1": "[  605.126837] INFO: task jbd2/vda-8:137 blocked for more than 120 seconds."}
 
 
-def test_healthy_guests_are_not_lost(tmp_path, monkeypatch):
+def test_a_task_waiting_on_a_hard_nfs_mount_is_no_lost_guest(tmp_path, monkeypatch):
     monkeypatch.setattr(vm, "VM_DIR", tmp_path)
     (tmp_path / "nuc2.console").write_text(HEALTHY)
     assert vm.lost_guests(["nuc2"]) == {}
