@@ -50,6 +50,7 @@ def _failing_as_sentences(state):
     return wrapper
 
 
+@_failing_as_sentences
 def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
              target="/var/lib/registry", constraint="node.labels.registry == true",
              timeout=120):
@@ -62,16 +63,12 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
         "mounts": [f"{volume}:{target}"] if volume else [],
         "constraints": [constraint],
     }
-    try:
-        current = __salt__["ag_app.service_get"](name)
-        changes = __utils__["ag_diff.changes"](current or {}, wanted)
-        if changes and not __opts__["test"]:
-            apply = "ag_app.service_create" if current is None else "ag_app.service_update"
-            after = __salt__[apply](name, image, port, publish_mode=publish_mode, volume=volume,
-                                    target=target, constraints=[constraint])
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
-        return ret
+    current = __salt__["ag_app.service_get"](name)
+    changes = __utils__["ag_diff.changes"](current or {}, wanted)
+    if changes and not __opts__["test"]:
+        apply = "ag_app.service_create" if current is None else "ag_app.service_update"
+        after = __salt__[apply](name, image, port, publish_mode=publish_mode, volume=volume,
+                                target=target, constraints=[constraint])
     if not changes:
         ret["comment"] = f"service {name} is as configured"
     elif __opts__["test"]:
@@ -465,15 +462,13 @@ def _wait_gone(tasks, timeout):
         time.sleep(GONE_POLL)
 
 
+@_failing_as_sentences
 def service_absent(name, timeout=120):
     """No swarm service `name` (the registry), and none of its tasks left (waited for at most
     `timeout` seconds, so its port is free again). Its volume, and the images in it, stay."""
     ret = _ret(name)
     node = __grains__["id"]
-    try:
-        found = [s["id"] for s in __salt__["ag_app.services"]() if s["name"] == name]
-    except CommandExecutionError as exc:
-        return _fail(ret, str(exc))
+    found = [s["id"] for s in __salt__["ag_app.services"]() if s["name"] == name]
     if not found:
         ret["comment"] = f"no service {name} in the swarm of {node}"
         return ret
@@ -481,14 +476,11 @@ def service_absent(name, timeout=120):
     if __opts__["test"]:
         ret.update(result=None, changes=changes, comment=f"service {name} would be removed")
         return ret
-    try:
-        __salt__["ag_app.service_remove"](name)
-        # by ID: a task filter naming a removed service finds nothing
-        left = _wait_gone(lambda: [t["id"] for t in __salt__["ag_app.tasks"]()
-                                   if t["service_id"] in found], timeout)
-        after = __salt__["ag_app.service_get"](name)
-    except CommandExecutionError as exc:
-        return _fail(ret, str(exc))
+    __salt__["ag_app.service_remove"](name)
+    # by ID: a task filter naming a removed service finds nothing
+    left = _wait_gone(lambda: [t["id"] for t in __salt__["ag_app.tasks"]()
+                               if t["service_id"] in found], timeout)
+    after = __salt__["ag_app.service_get"](name)
     if after is not None or left:
         return _fail(ret, f"service {name} was removed on {node}, but "
                           + ("it is back" if after is not None else
@@ -498,6 +490,7 @@ def service_absent(name, timeout=120):
     return ret
 
 
+@_failing_as_sentences
 def stack_absent(name, timeout=120):
     """No stack `name`: its services removed, then, once their tasks are gone (waited for at
     most `timeout` seconds), its networks, secrets and configs, as `docker stack rm` does; and
@@ -507,10 +500,7 @@ def stack_absent(name, timeout=120):
     node = __grains__["id"]
     records = [path for path in (os.path.join(DEPLOYED_DIR, f"{name}.{kind}") for kind in RECORDS)
                if os.path.exists(path)]
-    try:
-        current = __salt__["ag_app.stack_objects"](name)
-    except CommandExecutionError as exc:
-        return _fail(ret, str(exc))
+    current = __salt__["ag_app.stack_objects"](name)
     held = {kind: names for kind, names in current.items() if names and kind != "tasks"}
     if records:
         held["files"] = records
@@ -521,19 +511,16 @@ def stack_absent(name, timeout=120):
     if __opts__["test"]:
         ret.update(result=None, changes=changes, comment=f"stack {name} would be removed")
         return ret
-    try:
-        __salt__["ag_app.stack_remove"](name, "services")
-        tasks = _wait_gone(lambda: __salt__["ag_app.stack_objects"](name)["tasks"], timeout)
-        if tasks:
-            return _fail(ret, f"the services of stack {name} were removed on {node}, but "
-                              f"{len(tasks)} of its tasks did not stop within {timeout}s, so its "
-                              f"networks stay: see docker stack ps {name} and re-apply", changes)
-        for kind in ("networks", "secrets", "configs"):
-            __salt__["ag_app.stack_remove"](name, kind)
-        left = {kind: names for kind, names in __salt__["ag_app.stack_objects"](name).items()
-                if names}
-    except CommandExecutionError as exc:
-        return _fail(ret, str(exc))
+    __salt__["ag_app.stack_remove"](name, "services")
+    tasks = _wait_gone(lambda: __salt__["ag_app.stack_objects"](name)["tasks"], timeout)
+    if tasks:
+        return _fail(ret, f"the services of stack {name} were removed on {node}, but "
+                          f"{len(tasks)} of its tasks did not stop within {timeout}s, so its "
+                          f"networks stay: see docker stack ps {name} and re-apply", changes)
+    for kind in ("networks", "secrets", "configs"):
+        __salt__["ag_app.stack_remove"](name, kind)
+    left = {kind: names for kind, names in __salt__["ag_app.stack_objects"](name).items()
+            if names}
     for path in records:
         os.remove(path)
     if left:

@@ -23,6 +23,14 @@ from bed.__main__ import tier_module  # noqa: E402
 TIER_ORDER = ("unit", "functional", "integration")
 
 
+def pytest_configure(config):
+    """Log records of the modules under test go to pytest's capture, shown with a failing test;
+    Salt's deferred stderr handler would keep them and write them out after pytest closed it."""
+    import salt._logging
+
+    salt._logging.shutdown_temp_handler()
+
+
 def pytest_collection_modifyitems(items):
     def rank(item):
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts

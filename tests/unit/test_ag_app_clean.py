@@ -3,6 +3,7 @@ fake engine (no daemons): test mode reports and removes nothing; applied, the se
 first and the stack's networks only once their tasks are gone, the deploy's files with
 them; a second run changes nothing; tasks that do not stop fail naming the node."""
 
+import docker.errors
 import pytest
 
 from tests.extensions import FakeClock, load, module_fakes
@@ -129,3 +130,19 @@ def test_service_absent_removes_the_registry_and_waits_for_its_task(engine, tmp_
     assert not any(t["ServiceID"] == "s-registry" for t in engine.tasks)
     again = states(engine, tmp_path).service_absent("registry")
     assert again["result"] is True and again["changes"] == {}
+
+
+@pytest.mark.parametrize("state", ["stack_absent", "service_absent"])
+def test_an_engine_that_cannot_list_fails_the_state_as_a_sentence_naming_the_node(
+        engine, tmp_path, state):
+    def refuse(kind, filters=None):
+        raise docker.errors.APIError("500 Server Error", explanation="rpc error: code = "
+                                     "DeadlineExceeded desc = context deadline exceeded")
+
+    engine.list = refuse
+    ret = getattr(states(engine, tmp_path), state)("ag-stack")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith("on nuc1: ")
+    assert ret["comment"].endswith("failed: rpc error: code = DeadlineExceeded desc = context "
+                                   "deadline exceeded")
+    assert engine.removed == []
