@@ -10,6 +10,8 @@ rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when inva
 ``ag.swarm_event``: the reactor's answer to the swarm events of the cluster's nodes only.
 """
 
+import contextlib
+import logging
 import sys
 import threading
 import time
@@ -221,7 +223,8 @@ def plan():
 
     CLI Example: salt-run ag.plan
     """
-    return "\n".join(plan_lines(__salt__["state.orchestrate"]("ag.deploy", test=True)))
+    with _quiet_salt_leak_notices():
+        return "\n".join(plan_lines(__salt__["state.orchestrate"]("ag.deploy", test=True)))
 
 
 # the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the manager
@@ -300,6 +303,29 @@ def _follow_jobs(stop, out):
 
 
 
+def _salt_leak_notice(record) -> bool:
+    """Salt 3008's notice, when it collects a client its orchestrate left open, that the client
+    was not closed: its own bookkeeping, not the deploy's."""
+    return record.levelno == logging.WARNING and str(record.msg).startswith("unclosed ") \
+        and "``destroy()``" in str(record.msg)
+
+
+@contextlib.contextmanager
+def _quiet_salt_leak_notices():
+    """Keep Salt's leak notices out of what the sysadmin reads while an orchestration runs."""
+    def keep(record):
+        return not _salt_leak_notice(record)
+
+    handlers = list(logging.root.handlers)
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+
 def deploy(test=False):
     """`salt-run state.orchestrate ag.deploy` that shows how far it got while it runs: each
     step as it starts on its nodes and as each node ends it (duration, changes, failures), on
@@ -313,7 +339,8 @@ def deploy(test=False):
     print(f"{_clock()} ag.deploy: checking the pillar and that every node's minion answers",
           file=sys.stderr, flush=True)
     try:
-        return __salt__["state.orchestrate"]("ag.deploy", test=test)
+        with _quiet_salt_leak_notices():
+            return __salt__["state.orchestrate"]("ag.deploy", test=test)
     finally:
         stop.set()
         follower.join(timeout=5)

@@ -1,5 +1,6 @@
 """ag.status and ag.plan texts from their inputs (no master): what a sysadmin reads."""
 
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -171,3 +172,14 @@ def test_a_bad_timeout_is_refused_before_any_pillar_is_compiled(monkeypatch, com
     with pytest.raises(SaltInvocationError, match=f"not {timeout!r}"):
         getattr(runner, command)(timeout=timeout)
     assert compiled == []
+
+
+def test_salt_s_leak_notices_are_kept_out_of_the_deploy_s_output_and_nothing_else():
+    def record(level, msg):
+        return logging.LogRecord("salt.runner", level, __file__, 1, msg, None, None)
+
+    notice = ("unclosed RunnerClient <salt.runner.RunnerClient object at 0x7fc812531d50>; call "
+              "``destroy()`` or use as a context manager")
+    assert runner._salt_leak_notice(record(logging.WARNING, notice))
+    assert not runner._salt_leak_notice(record(logging.WARNING, "unclosed quote in the pillar"))
+    assert not runner._salt_leak_notice(record(logging.ERROR, "Minion nuc2 did not respond"))
