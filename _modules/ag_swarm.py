@@ -30,6 +30,7 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "ag_swarm"
 
 SWARM_PORT = 2377
+NANOSECONDS = 10**9  # the Engine API's unit of durations
 # the swarm node certificate: subject O = cluster ID, OU = role, CN = node ID
 NODE_CERT = "swarm/certificates/swarm-node.crt"
 
@@ -88,16 +89,45 @@ def swarm_info():
 
 
 def swarm_init(advertise_addr, default_addr_pool=None, subnet_size=None,
-               listen_addr=f"0.0.0.0:{SWARM_PORT}"):
-    """Make this node the manager of a new swarm; returns swarm_info after.
+               listen_addr=f"0.0.0.0:{SWARM_PORT}", dispatcher_heartbeat=None):
+    """Make this node the manager of a new swarm (`dispatcher_heartbeat`: seconds, Docker's
+    own when None); returns swarm_info after.
 
     CLI Example: salt nuc1 ag_swarm.swarm_init 198.18.0.11 default_addr_pool='[198.19.64.0/18]'
     """
+    spec = ({"dispatcher_heartbeat_period": dispatcher_heartbeat * NANOSECONDS}
+            if dispatcher_heartbeat else {})
     with _engine("swarm init") as client:
         client.swarm.init(advertise_addr=advertise_addr, listen_addr=listen_addr,
                           default_addr_pool=default_addr_pool or None,
-                          subnet_size=subnet_size if default_addr_pool else None)
+                          subnet_size=subnet_size if default_addr_pool else None, **spec)
     return swarm_info()
+
+
+def swarm_settings():
+    """The settings of the swarm this manager manages that the pillar sets:
+    dispatcher_heartbeat (seconds).
+
+    CLI Example: salt nuc1 ag_swarm.swarm_settings
+    """
+    with _engine("reading the swarm's settings") as client:
+        spec = client.api.inspect_swarm()["Spec"]
+    return {"dispatcher_heartbeat":
+            (spec.get("Dispatcher") or {}).get("HeartbeatPeriod", 0) // NANOSECONDS}
+
+
+def swarm_settings_update(dispatcher_heartbeat):
+    """Set the swarm's dispatcher heartbeat (seconds), every other setting of its spec kept;
+    returns swarm_settings after.
+
+    CLI Example: salt nuc1 ag_swarm.swarm_settings_update dispatcher_heartbeat=20
+    """
+    with _engine("updating the swarm's settings") as client:
+        swarm = client.api.inspect_swarm()
+        spec = swarm["Spec"]
+        spec.setdefault("Dispatcher", {})["HeartbeatPeriod"] = dispatcher_heartbeat * NANOSECONDS
+        client.api.update_swarm(version=swarm["Version"]["Index"], swarm_spec=spec)
+    return swarm_settings()
 
 
 def _join_tokens():

@@ -238,10 +238,24 @@ def _task_line(task):
     return f"task {task['id'][:12]} on {task['node'] or 'no node'}: {', '.join(parts)}"
 
 
+def _nodes_not_ready():
+    """A line per swarm node that is not Ready: the swarm starts its tasks elsewhere, or
+    nowhere, so nothing that runs there converges."""
+    try:
+        nodes = __salt__["ag_swarm.nodes"]()
+    except CommandExecutionError as exc:
+        return [f"(no node list: {exc})"]
+    return [f"node {n['hostname']} ({n['role']}) is {n['state']}: the swarm restarts its "
+            "tasks elsewhere or nowhere; if it is alive but busy, it missed its heartbeats "
+            "(autograder:swarm:dispatcher_heartbeat)"
+            for n in sorted(nodes, key=lambda n: n["hostname"] or "") if n["state"] != "ready"]
+
+
 def _why_unconverged(stack, status):
-    """Each service not converged with its recent tasks (state, exit code, Docker's error)
-    and the last lines each task logged: what a sysadmin needs to tell a crash from a wait."""
-    lines = []
+    """The swarm nodes that are not Ready, then each service not converged with its recent
+    tasks (state, exit code, Docker's error) and the last lines each task logged: what a
+    sysadmin needs to tell a crash from a wait."""
+    lines = _nodes_not_ready()
     for service, s in sorted(status.items()):
         if s["converged"]:
             continue

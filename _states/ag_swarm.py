@@ -75,11 +75,12 @@ def _fail(ret, comment):
 
 
 def initialized(name, advertise_addr, members=None, default_addr_pool=None,
-                default_addr_pool_mask_length=24):
-    """This node manages a swarm, advertising `advertise_addr`; new swarms take their overlay
-    subnets from `default_addr_pool` in blocks of `default_addr_pool_mask_length`. `members`:
-    the other nodes' minion ids with their role; those not in the swarm yet may read the join
-    token of their role."""
+                default_addr_pool_mask_length=24, dispatcher_heartbeat=None):
+    """This node manages a swarm, advertising `advertise_addr`, whose nodes send heartbeats
+    every `dispatcher_heartbeat` seconds (None: as the swarm has it); new swarms take their
+    overlay subnets from `default_addr_pool` in blocks of `default_addr_pool_mask_length`.
+    `members`: the other nodes' minion ids with their role; those not in the swarm yet may
+    read the join token of their role."""
     ret = _ret(name)
     try:
         info = __salt__["ag_swarm.swarm_info"]()
@@ -100,7 +101,8 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         try:
             info = __salt__["ag_swarm.swarm_init"](
                 advertise_addr, default_addr_pool=default_addr_pool,
-                subnet_size=default_addr_pool_mask_length)
+                subnet_size=default_addr_pool_mask_length,
+                dispatcher_heartbeat=dispatcher_heartbeat)
         except CommandExecutionError as exc:
             return _fail(ret, str(exc))
         ret["changes"]["swarm"]["new"] = {"cluster_id": info["cluster_id"],
@@ -111,6 +113,10 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         if info["node_addr"] != advertise_addr:
             ret["comment"] += (f" (it advertises {info['node_addr']}, pillar says {advertise_addr}:"
                                " a manager's address cannot change in place)")
+        if dispatcher_heartbeat:
+            ret = _settings_reconciled(ret, {"dispatcher_heartbeat": dispatcher_heartbeat})
+            if ret["result"] is False:
+                return ret
     if __opts__["test"]:
         return ret
     try:
@@ -124,6 +130,28 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
                                            "its mine, so no node can join: check the master log")
     if waiting:
         ret["comment"] += f"; join tokens published for {', '.join(sorted(waiting))}"
+    return ret
+
+
+def _settings_reconciled(ret, wanted):
+    """`ret` with the swarm's `wanted` settings (swarm_settings' keys) set, or in test mode
+    reported; re-read after, failing when they read back otherwise."""
+    try:
+        diff = __utils__["ag_diff.changes"](__salt__["ag_swarm.swarm_settings"](), wanted)
+        if diff and not __opts__["test"]:
+            left = __utils__["ag_diff.changes"](
+                __salt__["ag_swarm.swarm_settings_update"](**wanted), wanted)
+            if left:
+                return _fail(ret, f"the swarm's settings were updated but read back otherwise "
+                                  f"({__utils__['ag_diff.described'](left)})")
+    except CommandExecutionError as exc:
+        return _fail(ret, str(exc))
+    if diff:
+        ret["changes"].update(diff)
+        ret["comment"] += "; settings " + ("would be " if __opts__["test"] else "") + \
+            "set: " + ", ".join(f"{key} {d['new']}" for key, d in diff.items())
+        if __opts__["test"]:
+            ret["result"] = None
     return ret
 
 

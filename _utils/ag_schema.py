@@ -457,6 +457,12 @@ SWARM = Section("the swarm (salt/swarm)", {
         address pools for swarm overlay networks, and their subnet size (empty: Docker's own)
         """, [], of=Network("a pool", like="198.19.64.0/18"), null_ok=True),
     "default_addr_pool_mask_length": Int("", 24, low=8, high=30),
+    "dispatcher_heartbeat": seconds("""
+        seconds between the heartbeats each node sends the managers; a node silent for
+        three of them is marked Down and its tasks start elsewhere. Docker's 5 suits real
+        machines; raise it where a busy manager misses its own heartbeats and restarts every
+        task it runs (seen on the test bed's emulated guests)
+        """, 5),
     "drain_timeout": seconds("""
         seconds swarm.labels waits for the tasks of a drained node (availability drain, or a
         node taken out) to stop before it changes the node's labels; past it the state fails

@@ -58,6 +58,9 @@ def bed_pillar(tier: str, indexes) -> dict:
 
         pillar["autograder"]["docker"]["daemon"] = upstream.docker_daemon_keys()
         pillar["autograder"]["app"] = {"git_url": upstream.GIT_URL}
+        # an emulated manager starting the stack missed its own 5 s heartbeats: the swarm
+        # marked it Down and restarted every task on it (registry and postgres among them)
+        pillar["autograder"]["swarm"]["dispatcher_heartbeat"] = 30
     return pillar
 
 

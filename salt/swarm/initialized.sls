@@ -12,6 +12,7 @@ swarm-initialized:
     - members: {{ swarm.members | json }}
     - default_addr_pool: {{ swarm.default_addr_pool | json }}
     - default_addr_pool_mask_length: {{ swarm.default_addr_pool_mask_length }}
+    - dispatcher_heartbeat: {{ swarm.dispatcher_heartbeat }}
     - require:
       - sls: docker
 {%- endif %}

@@ -36,7 +36,10 @@ class Stack:
         return self.at(self.clock.now)
 
 
-def converged(at, timeout=600, test=False):
+READY = [{"hostname": n, "role": "worker", "state": "ready"} for n in ("nuc1", "nuc2")]
+
+
+def converged(at, timeout=600, test=False, nodes=READY):
     clock = FakeClock()
     stack = Stack(clock, at)
     module = load("_states/ag_app.py", "ag_app")
@@ -46,6 +49,7 @@ def converged(at, timeout=600, test=False):
         "ag_app.stack_status": stack.status,
         "ag_app.task_logs": lambda service, ids, tail: {
             i: ['nginx: [emerg] host not found in upstream "django"'] for i in ids},
+        "ag_swarm.nodes": lambda: [dict(n, id=n["hostname"]) for n in nodes],
     })
     return module.converged("ag-stack", timeout=timeout, interval=2), clock
 
@@ -146,3 +150,16 @@ def test_an_engine_that_never_answers_fails_after_the_timeout_naming_its_error()
     ret, clock = converged(busy_until(10_000, {}), timeout=60)
     assert ret["result"] is False and 60 < clock.now < 70
     assert "context deadline exceeded" in ret["comment"] and "Traceback" not in ret["comment"]
+
+
+def test_a_node_the_swarm_marked_down_is_named_first():
+    # seen on emulated guests: the manager, too busy starting the stack, missed its own
+    # heartbeats; the swarm marked it Down and restarted every task on it, over and over
+    manager_down = [{"hostname": "nuc1", "role": "manager", "state": "down"}, READY[1]]
+    ret, _ = converged(lambda now: {"django": service(furthest=PREPARING)}, timeout=60,
+                       nodes=manager_down)
+    assert ret["result"] is False
+    first = ret["comment"].splitlines()[1]
+    assert first.startswith("node nuc1 (manager) is down: the swarm restarts its tasks")
+    assert "autograder:swarm:dispatcher_heartbeat" in first
+    assert "nuc2" not in ret["comment"]

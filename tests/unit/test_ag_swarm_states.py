@@ -48,6 +48,8 @@ class FakeSwarm:
         self.mine = {n: {"state": "active", "node_id": f"id-{n}", "cluster_id": self.cluster_id,
                          "role": "manager" if n == "nuc1" else "worker"}
                      for n in ("nuc1", "nuc2", "nuc3")}
+        self.settings = {"dispatcher_heartbeat": 5}
+        self.settings_stick = True  # False: an update the engine ignores (the read-back fails)
         self.calls = []
         self.events = []
         self.networks = []
@@ -88,12 +90,25 @@ class FakeSwarm:
             "ag_swarm.join_token_published": record("token?", lambda manager, role: True),
             "ag_swarm.swarm_join": record("join", self.join),
             "ag_swarm.swarm_cancel_pending_join": record("cancel", self.cancel_pending),
-            "ag_swarm.swarm_init": record("init", lambda *a, **k: dict(self.info)),
+            "ag_swarm.swarm_init": record("init", self.init),
+            "ag_swarm.swarm_settings": record("settings", lambda: dict(self.settings)),
+            "ag_swarm.swarm_settings_update": record("settings_update", self.update_settings),
             "ag_swarm.networks": record("networks", lambda name=None: [
                 n for n in self.networks if name is None or n["name"] == name]),
             "ag_swarm.network_create": record("network_create", self.network_create),
         })
         return {**fakes, "event.fire_master": lambda data, tag: self.events.append((tag, data))}
+
+    def init(self, advertise_addr, default_addr_pool=None, subnet_size=None,
+             listen_addr=None, dispatcher_heartbeat=None):
+        self.settings = {"dispatcher_heartbeat": dispatcher_heartbeat or 5}
+        return dict(self.info)
+
+    def update_settings(self, dispatcher_heartbeat):
+        if not self.settings_stick:
+            return dict(self.settings)
+        self.settings = {"dispatcher_heartbeat": dispatcher_heartbeat}
+        return dict(self.settings)
 
     def network_create(self, name, driver="overlay", attachable=False, subnet=None, labels=None):
         self.networks.append({"id": f"net-{name}", "name": name, "driver": driver, "scope": "swarm",
@@ -296,6 +311,34 @@ def test_initialized_test_mode_on_a_fresh_node(fake):
     ret = states(fake, test=True).initialized("nuc1", "198.18.9.11")
     assert ret["result"] is None and ret["changes"]
     assert "init" not in fake.calls and "publish_tokens" not in fake.calls
+
+
+def test_initialized_sets_the_heartbeat_of_a_new_swarm_at_its_init(fake):
+    fake.info = {"state": "inactive", "role": None, "node_id": None, "cluster_id": None}
+    ret = states(fake).initialized("nuc1", "198.18.9.11", dispatcher_heartbeat=30)
+    assert ret["result"] is True and fake.settings == {"dispatcher_heartbeat": 30}
+    assert "settings_update" not in fake.calls
+
+
+def test_initialized_reconciles_the_heartbeat_of_a_swarm_test_mode_first(fake):
+    ret = states(fake, test=True).initialized("nuc1", "198.18.9.11", dispatcher_heartbeat=30)
+    assert ret["result"] is None and "settings_update" not in fake.calls
+    assert ret["changes"] == {"dispatcher_heartbeat": {"old": 5, "new": 30}}
+    assert ret["comment"].endswith("settings would be set: dispatcher_heartbeat 30")
+    ret = states(fake).initialized("nuc1", "198.18.9.11", dispatcher_heartbeat=30)
+    assert ret["result"] is True and fake.settings == {"dispatcher_heartbeat": 30}
+    assert ret["changes"] == {"dispatcher_heartbeat": {"old": 5, "new": 30}}
+    fake.calls.clear()
+    again = states(fake).initialized("nuc1", "198.18.9.11", dispatcher_heartbeat=30)
+    assert again["result"] is True and again["changes"] == {}
+    assert "settings_update" not in fake.calls
+
+
+def test_a_heartbeat_that_reads_back_otherwise_fails_naming_it(fake):
+    fake.settings_stick = False
+    ret = states(fake).initialized("nuc1", "198.18.9.11", dispatcher_heartbeat=30)
+    assert ret["result"] is False
+    assert "read back otherwise (dispatcher_heartbeat is 5, pillar wants 30)" in ret["comment"]
 
 
 def test_initialized_refuses_a_worker(fake):
