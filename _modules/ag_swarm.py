@@ -25,12 +25,17 @@ try:
 except ImportError:
     HAS_CRYPTOGRAPHY = False
 
+import time
+
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ag_swarm"
 
 SWARM_PORT = 2377
 NANOSECONDS = 10**9  # the Engine API's unit of durations
+# a new overlay network reads back without driver and subnet until the swarm's allocator has
+# taken it, which a busy manager can delay by seconds
+NETWORK_ALLOCATION_WAIT = 30
 # the swarm node certificate: subject O = cluster ID, OU = role, CN = node ID
 NODE_CERT = "swarm/certificates/swarm-node.crt"
 
@@ -316,7 +321,8 @@ def networks(name=None):
 
 
 def network_create(name, driver="overlay", attachable=False, subnet=None, labels=None):
-    """Create a network (an overlay network needs a manager); returns it as read after.
+    """Create a network (an overlay network needs a manager); returns it as read once the swarm
+    allocated it (or as read after NETWORK_ALLOCATION_WAIT seconds).
 
     CLI Example: salt nuc1 ag_swarm.network_create ag-swarm-network
     """
@@ -326,4 +332,9 @@ def network_create(name, driver="overlay", attachable=False, subnet=None, labels
     with _engine(f"creating network {name}") as client:
         created = client.api.create_network(name, driver=driver, attachable=attachable,
                                             ipam=ipam, labels=labels, check_duplicate=True)
-        return _network(client.api.inspect_network(created["Id"]))
+        deadline = time.monotonic() + NETWORK_ALLOCATION_WAIT
+        while True:
+            found = client.api.inspect_network(created["Id"])
+            if found.get("Driver") or time.monotonic() >= deadline:
+                return _network(found)
+            time.sleep(0.5)
