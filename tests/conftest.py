@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from bed import config, host, vm  # noqa: E402
 from bed.__main__ import tier_module  # noqa: E402
+from bed.util import wait_for  # noqa: E402
 
 TIER_ORDER = ("unit", "functional", "integration")
 
@@ -70,6 +71,15 @@ class Bed:
         if check and res.returncode != 0:
             raise AssertionError(f"{node}: {' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
         return res
+
+    def leave_swarm(self, node: str) -> None:
+        """`node` out of any swarm, as its engine says: a leave not taken (a busy engine, a
+        join still being retried) once kept a tier 2 worker in the swarm after its tests."""
+        def left():
+            self.exec(node, "docker", "swarm", "leave", "--force", check=False)
+            return self.exec(node, "docker", "info", "-f", "{{.Swarm.LocalNodeState}}",
+                             check=False).stdout.strip() == "inactive"
+        wait_for(left, 120, f"{node} to leave its swarm", interval=3)
 
     def addr(self, node: str) -> str:
         return config.node_addr(self.tier, config.node_index(node))

@@ -150,12 +150,13 @@ def teardown(bed):
     sh(bed, MANAGER, f"docker stack rm {STACK} >/dev/null 2>&1 || true; "
                      "docker service rm registry >/dev/null 2>&1 || true; rm -rf /var/lib/ag-deploy/*")
     for node in sorted(bed.nodes, key=lambda n: n == MANAGER):  # the manager last
-        sh(bed, node, f"""
+        sh(bed, node, """
             for i in $(seq 60); do
               [ -z "$(docker ps -aq -f label=com.docker.swarm.task)" ] && break
               sleep 0.5
-            done
-            docker swarm leave --force >/dev/null 2>&1 || true
+            done""")
+        bed.leave_swarm(node)
+        sh(bed, node, f"""
             docker volume ls -q | grep -E '^({STACK}_|ag-registry$)' \
               | xargs -r docker volume rm >/dev/null 2>&1 || true
             """)

@@ -66,7 +66,7 @@ def teardown(bed, nodes, manager, made):
             """)
     if made["swarm"]:
         for node in sorted(nodes, key=lambda n: n == manager):  # the manager last
-            sh(bed, node, "docker swarm leave --force >/dev/null 2>&1 || true")
+            bed.leave_swarm(node)
     elif made["network"]:
         sh(bed, manager, "docker network rm ag-swarm-network >/dev/null 2>&1 || true")
 

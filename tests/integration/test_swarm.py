@@ -94,7 +94,7 @@ def edit_pillar(bed, edit):
 
 def leave_swarms(bed):
     for node in json.loads(config.STATE_FILE.read_text())["nodes"]:
-        bed.exec(node, "docker", "swarm", "leave", "--force", check=False)
+        bed.leave_swarm(node)
     bed.salt("*", "mine.flush")
 
 
@@ -285,7 +285,7 @@ def test_a_fourth_node_joins_and_is_labelled_by_its_own_highstate(bed):
     edit_pillar(bed, add)
     bed.cli("add", NEW)
     if NEW in swarm_nodes(bed):  # left over from an earlier run of this file
-        bed.exec(NEW, "docker", "swarm", "leave", "--force", check=False)
+        bed.leave_swarm(NEW)
         bed.exec("nuc1", "docker", "node", "rm", "--force", NEW, check=False)
     returns, code = apply(bed, target=[NEW])
     assert code == 0, not_true(returns) or returns

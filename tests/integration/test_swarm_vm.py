@@ -67,7 +67,7 @@ def swarm(vm_bed, measured):
         yield {"cluster": cluster, "first": first}
     finally:
         for node in sorted(vm_bed.nodes, key=lambda n: n == MANAGER):  # the manager last
-            vm_bed.exec(node, "docker", "swarm", "leave", "--force", check=False)
+            vm_bed.leave_swarm(node)
 
 
 def test_highstate_forms_the_swarm_with_network_labels_and_firewall(vm_bed, swarm, measured):
