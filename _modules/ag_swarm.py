@@ -245,6 +245,23 @@ def nodes():
         return [_node(attrs) for attrs in client.api.nodes()]
 
 
+def label_holders(cluster):
+    """{label: sorted holders} of the managed labels in the swarm this node manages, each
+    holder named by its minion id (else "swarm node ID (hostname)"); {} when this node
+    manages no swarm. `cluster`: autograder:cluster. What ag.validate checks a move of a data
+    label against before a deploy changes anything.
+
+    CLI Example: salt nuc1 ag_swarm.label_holders "$(salt-call --out=json pillar.get autograder:cluster)"
+    """
+    me = swarm_info()
+    if me["role"] != "manager":
+        return {}
+    swarm_nodes = {node["id"]: node for node in nodes()}
+    minion_of = __utils__["ag_mine.minions_by_node_id"](
+        published_swarm_nodes(), cluster["nodes"], me["cluster_id"], swarm_nodes)
+    return __utils__["ag_cluster.swarm_holders"](swarm_nodes, minion_of)
+
+
 def node_update(node_id, availability=None, set_labels=(), remove_labels=(), version=None,
                 spec=None):
     """Set a swarm node's `availability` (active, pause or drain; drain makes the swarm stop

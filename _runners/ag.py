@@ -22,6 +22,7 @@ import salt.utils.event
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "ag"
+LIVE_TIMEOUT = 10  # seconds for the cluster's nodes to answer ag.validate's live checks
 
 
 def __virtual__():
@@ -56,6 +57,8 @@ def _check(minion=None):
         errors += __utils__["ag_cluster.validate"](autograder, known_minions=accepted)
     checked = sorted(m for _, ms in views.values() for m in ms)
     shared = next(iter(views.values()))[0] if len(views) == 1 else None
+    if shared is not None and not errors:
+        errors += _live_errors(shared)
     return {"valid": not errors, "errors": errors, "minions": checked,
             "retcode": int(bool(errors))}, shared
 
@@ -68,6 +71,32 @@ def validate(minion=None):
     CLI Example: salt-run ag.validate
     """
     return _check(minion)[0]
+
+
+def _live_errors(autograder):
+    """What the pillar gets wrong about the cluster as it is: a data label moved off the node
+    whose data it is, and a node address on none of that node's interfaces. A node that does
+    not answer is checked by ag.unanswered; a manager without this project's modules yet
+    (synced later in the deploy) is checked by swarm.labels."""
+    cluster = autograder["cluster"]
+    nodes = sorted(cluster["nodes"])
+    errors = []
+    holders = __salt__["salt.execute"](cluster["manager"], "ag_swarm.label_holders",
+                                       arg=[cluster], timeout=LIVE_TIMEOUT).get(cluster["manager"])
+    if isinstance(holders, dict):
+        errors += __utils__["ag_cluster.move_errors"](cluster, holders)
+    grains = __salt__["salt.execute"](nodes, "grains.item", arg=["ipv4", "ipv6"],
+                                      tgt_type="list", timeout=LIVE_TIMEOUT)
+    for node in nodes:
+        if not isinstance(grains.get(node), dict):
+            continue
+        have = [a for a in grains[node].get("ipv4", []) + grains[node].get("ipv6", [])
+                if a not in ("127.0.0.1", "::1")]
+        wanted = cluster["nodes"][node]["address"]
+        if wanted not in have:
+            errors.append(f"autograder:cluster:nodes:{node}:address: {wanted} is on no interface "
+                          f"of {node} (it has {', '.join(have) or 'no address but loopback'})")
+    return errors
 
 
 def _cluster_pillar():

@@ -280,17 +280,8 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
 
 
 def _minions_by_node_id(cluster, cluster_id, swarm_nodes):
-    """Swarm node ID → minion id, from what every minion published about itself (also those
-    no longer in the pillar: that is how a former node is known). A pillar minion wins over a
-    stale entry of another minion id claiming the same node."""
-    published = __salt__["ag_swarm.published_swarm_nodes"]()
-    pillar_last = sorted(published, key=lambda minion: minion in cluster["nodes"])
-    return {
-        published[minion]["node_id"]: minion
-        for minion in pillar_last
-        if published[minion].get("cluster_id") == cluster_id
-        and published[minion].get("node_id") in swarm_nodes
-    }
+    return __utils__["ag_mine.minions_by_node_id"](
+        __salt__["ag_swarm.published_swarm_nodes"](), cluster["nodes"], cluster_id, swarm_nodes)
 
 
 def _leaving(cluster, me, swarm_nodes, minion_of, node_id_of):
@@ -404,10 +395,7 @@ def labels_reconciled(name, cluster, drain_timeout=300):
                                         "would be set as the nodes join")
         return ret
     minion_of = _minions_by_node_id(cluster, me["cluster_id"], swarm_nodes)
-    holder = {node_id: minion_of.get(node_id, f"swarm node {node_id} ({node['hostname']})")
-              for node_id, node in swarm_nodes.items()}
-    current = __utils__["ag_cluster.label_holders"](
-        {holder[node_id]: node["labels"] for node_id, node in swarm_nodes.items()})
+    current = __utils__["ag_cluster.swarm_holders"](swarm_nodes, minion_of)
     errors = __utils__["ag_cluster.validate"]({"cluster": cluster}, current_holders=current)
     if errors:
         return _fail(ret, "refused, nothing changed:\n" + "\n".join(errors))

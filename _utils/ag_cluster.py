@@ -179,6 +179,14 @@ def label_holders(labels_by_node: dict) -> dict:
     return {label: sorted(nodes) for label, nodes in holders.items()}
 
 
+def swarm_holders(swarm_nodes: dict, minion_of: dict) -> dict:
+    """label_holders of the swarm's nodes ({node ID: ag_swarm.nodes entry}), each holder
+    named by its minion (`minion_of`: node ID → minion id) or, when no minion claims it, as
+    "swarm node ID (hostname)"."""
+    return label_holders({minion_of.get(node_id, f"swarm node {node_id} ({node['hostname']})"):
+                          node["labels"] for node_id, node in swarm_nodes.items()})
+
+
 def managed_labels(labels: dict) -> list:
     """The labels of a swarm node's label mapping that this project manages."""
     return sorted(label for label in labels if label in schema.LABELS)

@@ -50,6 +50,20 @@ def published_nodes(mine_get, minions=None) -> dict:
             if (minions is None or m in minions) and isinstance(info, dict)}
 
 
+def minions_by_node_id(published: dict, pillar_nodes, cluster_id: str, swarm_nodes) -> dict:
+    """Swarm node ID → minion id, from what the minions `published` about themselves (also
+    those no longer in the pillar: that is how a former node is known), for the nodes of
+    `swarm_nodes` in swarm `cluster_id`. A minion of `pillar_nodes` wins over a stale entry
+    of another minion id claiming the same node."""
+    pillar_last = sorted(published, key=lambda minion: minion in pillar_nodes)
+    return {
+        published[minion]["node_id"]: minion
+        for minion in pillar_last
+        if published[minion].get("cluster_id") == cluster_id
+        and published[minion].get("node_id") in swarm_nodes
+    }
+
+
 def publish_join_tokens(opts: dict, tokens: dict, waiting: dict) -> bool:
     """Store each role's token of `tokens` readable only by the minions `waiting` ({minion:
     role}) with that role; withdraw the entry of a role nobody waits for. Whether the master

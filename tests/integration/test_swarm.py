@@ -232,6 +232,11 @@ def test_a_database_move_is_refused_until_allowed(bed):
 
     before = swarm_nodes(bed)
     edit_pillar(bed, move)
+    # the check before any change, as ag.deploy's first step and the sysadmin run it
+    checked = bed.salt_run("ag.validate")
+    assert checked["valid"] is False and checked["errors"] == [
+        "label database would move from nuc1 to nuc2, but its data lives on nuc1; move the "
+        "data first, then add database to autograder:cluster:allow_label_moves"]
     returns, code = apply(bed, "swarm", target=["nuc1"])
     assert code != 0
     labels = next(s for s in returns["nuc1"] if s["__id__"] == "swarm-labels-reconciled")
@@ -244,6 +249,21 @@ def test_a_database_move_is_refused_until_allowed(bed):
     assert code == 0
     assert swarm_nodes(bed)["nuc2"][1]["database"] == "true"
     assert "database" not in swarm_nodes(bed)["nuc1"][1]
+
+
+def test_an_address_on_no_interface_of_its_node_is_named_by_validate(bed):
+    good = bed.read_pillar()
+    wrong = config.node_addr("netns", 9)  # a bed address no node has
+    try:
+        edit_pillar(bed, lambda cluster: cluster["nodes"]["nuc2"].update(address=wrong))
+        checked = bed.salt_run("ag.validate")
+        assert checked["valid"] is False and len(checked["errors"]) == 1
+        error = checked["errors"][0]
+        assert error.startswith(f"autograder:cluster:nodes:nuc2:address: {wrong} is on no "
+                                "interface of nuc2 (it has ")
+        assert config.node_addr("netns", 2) in error  # its own address, named for the fix
+    finally:
+        bed.write_pillar(good)
 
 
 BAD_PILLARS = [

@@ -72,15 +72,42 @@ class LocalClient:
         return "20261205120000000000"
 
 
-def master(monkeypatch, minions, errors=()):
-    """A master whose accepted `minions` get one pillar, found with `errors` by the rules."""
+CLUSTER = {"manager": "nuc1",
+           "nodes": {"nuc1": {"address": "198.18.9.11", "labels": ["database", "webserver"]},
+                     "nuc2": {"address": "198.18.9.12", "labels": ["grader"]}}}
+
+
+class Cluster:
+    """The nodes' minions as the master's salt.execute reaches them: the swarm's label
+    holders on the manager, each node's addresses; the jobs sent."""
+
+    def __init__(self, answering=("nuc1", "nuc2"), holders=None, addrs=None):
+        self.answering, self.jobs = answering, []
+        self.holders = {"database": ["nuc1"], "webserver": ["nuc1"]} if holders is None else holders
+        self.addrs = addrs or {n: ["127.0.0.1", v["address"]] for n, v in CLUSTER["nodes"].items()}
+
+    def execute(self, tgt, fun, arg=(), tgt_type="glob", timeout=None):
+        self.jobs.append((fun, tgt))
+        targets = [tgt] if isinstance(tgt, str) else tgt
+        answer = {"test.ping": lambda node: True,
+                  "ag_swarm.label_holders": lambda node: self.holders,
+                  "grains.item": lambda node: {"ipv4": self.addrs[node], "ipv6": ["::1"]}}[fun]
+        return {node: answer(node) for node in targets if node in self.answering}
+
+
+def master(monkeypatch, minions, errors=(), cluster=None):
+    """A master whose accepted `minions` get one pillar (CLUSTER), found with `errors` by the
+    rules, whose nodes answer as `cluster` (a Cluster) says."""
     keys = SimpleNamespace(list_status=lambda status: {"minions": minions})
     monkeypatch.setattr(runner.salt.key, "get_key", lambda opts: keys)
     monkeypatch.setattr(runner, "__utils__",
-                        {"ag_cluster.validate": lambda autograder, known_minions: list(errors)})
+                        {"ag_cluster.validate": lambda autograder, known_minions: list(errors),
+                         "ag_cluster.move_errors": ag_cluster.move_errors})
     runner.__opts__ = {}
-    cluster = {"manager": "nuc1", "nodes": {"nuc1": {}, "nuc2": {}}}
-    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": cluster}}}
+    cluster = cluster or Cluster()
+    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": CLUSTER}},
+                       "salt.execute": cluster.execute}
+    return cluster
 
 
 def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined"):
@@ -140,27 +167,47 @@ def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on(
     assert lines[4].startswith("migrate: not known yet: it depends on tweaks, images, stack above")
 
 
-def preflight(monkeypatch, errors, answers):
-    """ag.preflight over two accepted minions sharing one pillar; the pings it sends."""
-    pings = []
-
-    def execute(tgt, fun, tgt_type, timeout):
-        pings.append(tgt)
-        return answers
-
-    master(monkeypatch, ["nuc1", "nuc2"], errors)
-    runner.__salt__["salt.execute"] = execute
-    return runner.preflight(), pings
-
-
-def test_preflight_of_an_invalid_pillar_names_its_errors_and_pings_nobody(monkeypatch):
-    ret, pings = preflight(monkeypatch, ["nuc2: unknown label 'gpu'"], {})
-    assert ret == {"errors": ["nuc2: unknown label 'gpu'"], "unanswered": []} and pings == []
+def test_preflight_of_an_invalid_pillar_names_its_errors_and_asks_no_node(monkeypatch):
+    cluster = master(monkeypatch, ["nuc1", "nuc2"], ["nuc2: unknown label 'gpu'"])
+    ret = runner.preflight()
+    assert ret == {"errors": ["nuc2: unknown label 'gpu'"], "unanswered": []}
+    assert cluster.jobs == []
 
 
 def test_preflight_of_a_valid_pillar_names_the_nodes_that_do_not_answer(monkeypatch):
-    ret, pings = preflight(monkeypatch, [], {"nuc1": True})
-    assert ret == {"errors": [], "unanswered": ["nuc2"]} and pings == [["nuc1", "nuc2"]]
+    cluster = master(monkeypatch, ["nuc1", "nuc2"], cluster=Cluster(answering=["nuc1"]))
+    assert runner.preflight() == {"errors": [], "unanswered": ["nuc2"]}
+    assert ("test.ping", ["nuc1", "nuc2"]) in cluster.jobs
+
+
+def test_validate_refuses_a_data_label_the_pillar_moves_off_its_data(monkeypatch):
+    # the swarm has database on nuc2, the pillar puts it on nuc1: its data lives on nuc2
+    master(monkeypatch, ["nuc1", "nuc2"], cluster=Cluster(holders={"database": ["nuc2"]}))
+    ret = runner.validate()
+    assert ret["valid"] is False
+    assert ret["errors"] == ["label database would move from nuc2 to nuc1, but its data lives "
+                             "on nuc2; move the data first, then add database to "
+                             "autograder:cluster:allow_label_moves"]
+
+
+def test_validate_refuses_an_address_on_no_interface_of_its_node(monkeypatch):
+    addrs = {"nuc1": ["127.0.0.1", "198.18.9.11"], "nuc2": ["127.0.0.1", "198.18.9.77"]}
+    master(monkeypatch, ["nuc1", "nuc2"], cluster=Cluster(addrs=addrs))
+    assert runner.validate()["errors"] == [
+        "autograder:cluster:nodes:nuc2:address: 198.18.9.12 is on no interface of nuc2 (it has "
+        "198.18.9.77)"]
+
+
+def test_validate_passes_what_the_live_cluster_agrees_with_and_skips_who_cannot_answer(
+        monkeypatch):
+    # as it is; a fresh cluster (no swarm); a manager without the project's modules yet
+    # (synced later in the deploy) and a node down
+    for holders, answering in ((None, ("nuc1", "nuc2")), ({}, ("nuc1", "nuc2")),
+                               ("'ag_swarm.label_holders' is not available.", ("nuc1",))):
+        master(monkeypatch, ["nuc1", "nuc2"], cluster=Cluster(holders=holders,
+                                                               answering=answering))
+        assert runner.validate() == {"valid": True, "errors": [], "minions": ["nuc1", "nuc2"],
+                                     "retcode": 0}
 
 
 @pytest.mark.parametrize("command", ["preflight", "unanswered"])

@@ -12,6 +12,7 @@ from tests.extensions import FakeClock, load, module_fakes
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 ag_diff = load("_utils/ag_diff.py", "ag_diff")
+ag_mine = load("_utils/ag_mine.py", "ag_mine")
 
 CLUSTER = {
     "manager": "nuc1",
@@ -189,10 +190,11 @@ def states(fake, test=False, minion="nuc1"):
     module.__opts__ = {"test": test, "id": minion}
     module.__context__ = {}
     module.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f)
-                        for f in ("validate", "label_holders", "label_changes",
+                        for f in ("validate", "label_holders", "swarm_holders", "label_changes",
                                   "apply_label_changes", "managed_labels", "node_availability",
                                   "live_tasks", "same_host")}
     module.__utils__.update({f"ag_diff.{f}": getattr(ag_diff, f) for f in ("changes", "described")})
+    module.__utils__["ag_mine.minions_by_node_id"] = ag_mine.minions_by_node_id
     module.time = fake.clock
     return module
 
