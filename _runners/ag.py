@@ -75,7 +75,8 @@ def validate(minion=None):
 
 def _live_errors(autograder):
     """What the pillar gets wrong about the cluster as it is: a data label moved off the node
-    whose data it is, and a node address on none of that node's interfaces. A node that does
+    whose data it is without its one-shot approval, an approval already used, and a node
+    address on none of that node's interfaces. A node that does
     not answer is checked by ag.unanswered; a manager without this project's modules yet
     (synced later in the deploy) is checked by swarm.labels."""
     cluster = autograder["cluster"]
@@ -84,7 +85,8 @@ def _live_errors(autograder):
     holders = __salt__["salt.execute"](cluster["manager"], "ag_swarm.label_holders",
                                        arg=[cluster], timeout=LIVE_TIMEOUT).get(cluster["manager"])
     if isinstance(holders, dict):
-        errors += __utils__["ag_cluster.move_errors"](cluster, holders)
+        errors += (__utils__["ag_cluster.move_errors"](cluster, holders)
+                   + __utils__["ag_cluster.done_approvals"](cluster, holders))
     grains = __salt__["salt.execute"](nodes, "grains.item", arg=["ipv4", "ipv6"],
                                       tgt_type="list", timeout=LIVE_TIMEOUT)
     for node in nodes:

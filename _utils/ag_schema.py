@@ -129,6 +129,9 @@ class Text(Key):
                 and (self.pattern is None or self.pattern.fullmatch(value) is not None))
 
 
+# a move of a data label, as allow_label_moves approves it: 'database: nuc1 -> nuc2'
+NODES_JOINED = r"[^\s:]+( and [^\s:]+)*"
+MOVE = rf"({'|'.join(DATA_LABELS)}): {NODES_JOINED} -> {NODES_JOINED}"
 # names Docker and iptables accept (stacks, volumes, services, networks)
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 DOMAIN_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -363,9 +366,13 @@ CLUSTER = Section("the cluster: which machines, who manages, which labels where"
         "nuc3": {"address": "198.18.0.13", "labels": ["deferred_grader", "rerun_grader"]},
     }),
     "allow_label_moves": List("""
-        labels whose node may change although their data lives on the old node (database,
-        registry). Default: none, and a move of those labels is refused.
-        """, [], of=Choice("a data label", choices=DATA_LABELS), null_ok=True),
+        one-shot approvals of moves of the labels whose data lives on their node (database,
+        registry), each naming the move as 'LABEL: FROM -> TO' (several nodes joined with
+        ' and '), e.g. 'database: nuc1 -> nuc2'. An approval lets that move alone happen;
+        once it is done, ag.validate (and so the next deploy) asks you to remove it, so it
+        never approves a later move. Default: none, and such a move is refused.
+        """, [], of=Text("a move", pattern=MOVE, like="'database: nuc1 -> nuc2'"),
+        null_ok=True),
 }, required=f"describe the manager and the nodes ({SEE})")
 
 

@@ -236,7 +236,8 @@ def test_a_database_move_is_refused_until_allowed(bed):
     checked = bed.salt_run("ag.validate")
     assert checked["valid"] is False and checked["errors"] == [
         "label database would move from nuc1 to nuc2, but its data lives on nuc1; move the "
-        "data first, then add database to autograder:cluster:allow_label_moves"]
+        "data first, then approve this move once: add 'database: nuc1 -> nuc2' to "
+        "autograder:cluster:allow_label_moves"]
     returns, code = apply(bed, "swarm", target=["nuc1"])
     assert code != 0
     labels = next(s for s in returns["nuc1"] if s["__id__"] == "swarm-labels-reconciled")
@@ -244,11 +245,19 @@ def test_a_database_move_is_refused_until_allowed(bed):
     assert "database would move from nuc1 to nuc2" in labels["comment"]
     assert swarm_nodes(bed) == before
 
-    edit_pillar(bed, lambda cluster: cluster.update(allow_label_moves=["database"]))
+    edit_pillar(bed, lambda cluster: cluster.update(allow_label_moves=["database: nuc1 -> nuc2"]))
+    assert bed.salt_run("ag.validate")["valid"] is True
     returns, code = apply(bed, "swarm", target=["nuc1"])
     assert code == 0
     assert swarm_nodes(bed)["nuc2"][1]["database"] == "true"
     assert "database" not in swarm_nodes(bed)["nuc1"][1]
+    # done: the approval is refused from now on, so it can approve no later move
+    checked = bed.salt_run("ag.validate")
+    assert checked["valid"] is False
+    assert checked["errors"][0].startswith("autograder:cluster:allow_label_moves: 'database: "
+                                           "nuc1 -> nuc2' approves no move the pillar makes now")
+    edit_pillar(bed, lambda cluster: cluster.update(allow_label_moves=[]))
+    assert bed.salt_run("ag.validate")["valid"] is True
 
 
 def test_an_address_on_no_interface_of_its_node_is_named_by_validate(bed):

@@ -87,12 +87,40 @@ def test_data_label_move_is_refused():
     assert "allow_label_moves" in errors[0]
 
 
-def test_data_label_move_allowed_explicitly():
-    def allow(data):
+def approving(move):
+    def edit(data):
         moved_database(data)
-        data["cluster"]["allow_label_moves"] = ["database"]
+        data["cluster"]["allow_label_moves"] = [move]
+    return edited(edit)
 
-    assert ag_cluster.validate(edited(allow), current_holders={"database": ["nuc1"]}) == []
+
+def test_data_label_move_approved_by_naming_it():
+    data = approving("database: nuc1 -> nuc2")
+    assert ag_cluster.validate(data, current_holders={"database": ["nuc1"]}) == []
+    assert ag_cluster.done_approvals(data["cluster"], {"database": ["nuc1"]}) == []
+
+
+def test_an_approval_of_another_move_approves_nothing():
+    data = approving("database: nuc3 -> nuc2")
+    errors = ag_cluster.validate(data, current_holders={"database": ["nuc1"]})
+    assert errors == ["label database would move from nuc1 to nuc2, but its data lives on nuc1; "
+                      "move the data first, then approve this move once: add 'database: nuc1 "
+                      "-> nuc2' to autograder:cluster:allow_label_moves"]
+
+
+def test_an_approval_is_good_for_one_move_and_is_named_once_done():
+    data = approving("database: nuc1 -> nuc2")
+    assert ag_cluster.move_errors(data["cluster"], {"database": ["nuc2"]}) == []  # done
+    assert ag_cluster.done_approvals(data["cluster"], {"database": ["nuc2"]}) == [
+        "autograder:cluster:allow_label_moves: 'database: nuc1 -> nuc2' approves no move the "
+        "pillar makes now (it is done, or it is not the move the pillar says); remove it: an "
+        "approval is good for one move"]
+
+
+def test_a_standing_permission_is_no_approval():
+    errors = ag_cluster.validate(approving("database"))
+    assert len(errors) == 1 and errors[0].startswith("autograder:cluster:allow_label_moves[0]")
+    assert "'database: nuc1 -> nuc2'" in errors[0]
 
 
 def test_other_singletons_move_freely():

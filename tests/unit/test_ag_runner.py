@@ -102,7 +102,8 @@ def master(monkeypatch, minions, errors=(), cluster=None):
     monkeypatch.setattr(runner.salt.key, "get_key", lambda opts: keys)
     monkeypatch.setattr(runner, "__utils__",
                         {"ag_cluster.validate": lambda autograder, known_minions: list(errors),
-                         "ag_cluster.move_errors": ag_cluster.move_errors})
+                         "ag_cluster.move_errors": ag_cluster.move_errors,
+                         "ag_cluster.done_approvals": ag_cluster.done_approvals})
     runner.__opts__ = {}
     cluster = cluster or Cluster()
     runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": CLUSTER}},
@@ -186,8 +187,8 @@ def test_validate_refuses_a_data_label_the_pillar_moves_off_its_data(monkeypatch
     ret = runner.validate()
     assert ret["valid"] is False
     assert ret["errors"] == ["label database would move from nuc2 to nuc1, but its data lives "
-                             "on nuc2; move the data first, then add database to "
-                             "autograder:cluster:allow_label_moves"]
+                             "on nuc2; move the data first, then approve this move once: add "
+                             "'database: nuc2 -> nuc1' to autograder:cluster:allow_label_moves"]
 
 
 def test_validate_refuses_an_address_on_no_interface_of_its_node(monkeypatch):
