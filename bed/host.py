@@ -95,6 +95,10 @@ def master_up(tier: str) -> None:
         log("starting salt-master on " + config.BRIDGE_ADDR)
         run([str(config.SALT_BIN / "salt-master"), "-c", str(config.MASTER_DIR), "-d"])
         wait_for(lambda: read_pid(MASTER_PIDFILE), 30, "salt-master pidfile")
+    # as a site after every update of its checkout (README): the runners and utils an earlier
+    # sync copied to the master's extmods shadow runner_dirs, so a bed kept up across commits
+    # would run ag.validate as it was at that sync
+    run(salt_cmd("salt-run", "saltutil.sync_all"))
 
 
 def master_down() -> None:
