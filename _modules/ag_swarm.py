@@ -321,6 +321,7 @@ def _network(attrs: dict) -> dict:
         "driver": attrs.get("Driver"),
         "scope": attrs.get("Scope"),
         "attachable": bool(attrs.get("Attachable")),
+        "encrypted": "encrypted" in (attrs.get("Options") or {}),
         "subnets": sorted(c["Subnet"] for c in configs if c.get("Subnet")),
         "labels": attrs.get("Labels") or {},
     }
@@ -328,7 +329,7 @@ def _network(attrs: dict) -> dict:
 
 def networks(name=None):
     """Networks of this node (a manager sees the swarm's overlay networks), optionally the one
-    named exactly `name`: id, name, driver, scope, attachable, subnets, labels.
+    named exactly `name`: id, name, driver, scope, attachable, encrypted, subnets, labels.
 
     CLI Example: salt nuc1 ag_swarm.networks name=ag-swarm-network
     """
@@ -337,7 +338,8 @@ def networks(name=None):
     return [_network(n) for n in found if name is None or n["Name"] == name]
 
 
-def network_create(name, driver="overlay", attachable=False, subnet=None, labels=None):
+def network_create(name, driver="overlay", attachable=False, subnet=None, labels=None,
+                   encrypted=False):
     """Create a network (an overlay network needs a manager); returns it as read once the swarm
     allocated it (or as read after NETWORK_ALLOCATION_WAIT seconds).
 
@@ -348,7 +350,8 @@ def network_create(name, driver="overlay", attachable=False, subnet=None, labels
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
     with _engine(f"creating network {name}") as client:
         created = client.api.create_network(name, driver=driver, attachable=attachable,
-                                            ipam=ipam, labels=labels, check_duplicate=True)
+                                            ipam=ipam, labels=labels, check_duplicate=True,
+                                            options={"encrypted": ""} if encrypted else None)
         deadline = time.monotonic() + NETWORK_ALLOCATION_WAIT
         while True:
             found = client.api.inspect_network(created["Id"])

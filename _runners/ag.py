@@ -258,22 +258,26 @@ def plan():
         return "\n".join(plan_lines(__salt__["state.orchestrate"]("ag.deploy", test=True)))
 
 
-# the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the manager
-SWARM_EVENTS = {"ag/swarm/node/joined": "swarm.labels",
-                "ag/swarm/token/wanted": "swarm.initialized"}
+# the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the
+# manager, and the one on the cluster's other nodes (None: nothing there). A node new to the
+# pillar asks for its join token: every other node's firewall lets it in first (the swarm's
+# ports are the cluster's only), the manager's in the same job that publishes the token.
+SWARM_EVENTS = {"ag/swarm/node/joined": ("swarm.labels", None),
+                "ag/swarm/token/wanted": ("firewall,swarm.initialized", "firewall")}
 
 
 def swarm_event(tag, sender, manager):
     """The reactor's answer to a swarm event of minion `sender` naming `manager`: the SLS of
-    SWARM_EVENTS[tag] applied on the manager (queued behind its running state, not waited
-    for), only when the manager's own pillar names `sender` a node of its cluster and
-    `manager` its manager. An event from any other minion starts nothing.
+    SWARM_EVENTS[tag] applied on the manager, and on the other nodes where it names one
+    (queued behind their running states, not waited for), only when the manager's own pillar
+    names `sender` a node of its cluster and `manager` its manager. An event from any other
+    minion starts nothing.
 
     CLI Example: salt-run ag.swarm_event ag/swarm/node/joined nuc4 nuc1
     """
-    mods = SWARM_EVENTS.get(tag)
-    if mods is None:
+    if tag not in SWARM_EVENTS:
         return {"error": f"{tag} is not a swarm event of this project", "retcode": 1}
+    mods, others_mods = SWARM_EVENTS[tag]
     check, autograder = _check(manager)
     if not check["valid"]:
         return {"error": f"swarm event {tag} of {sender} ignored: " + "; ".join(check["errors"]),
@@ -283,9 +287,16 @@ def swarm_event(tag, sender, manager):
         return {"error": f"swarm event {tag} of {sender} ignored: the pillar of {manager} does "
                          f"not name {sender} a node of a cluster {manager} manages",
                 "retcode": 1}
-    jid = salt.client.get_local_client(mopts=__opts__).cmd_async(
-        manager, "state.sls", [mods], kwarg={"queue": True})
-    return f"{mods} on {manager} for {sender}'s {tag} (job {jid})"
+    client = salt.client.get_local_client(mopts=__opts__)
+    others = sorted(set(cluster["nodes"]) - {manager, sender})
+    answered = []
+    if others_mods and others:
+        jid = client.cmd_async(others, "state.sls", [others_mods], tgt_type="list",
+                               kwarg={"queue": True})
+        answered.append(f"{others_mods} on {', '.join(others)} (job {jid})")
+    jid = client.cmd_async(manager, "state.sls", [mods], kwarg={"queue": True})
+    answered.append(f"{mods} on {manager} (job {jid})")
+    return f"for {sender}'s {tag}: " + "; ".join(answered)
 
 
 def _clock():

@@ -239,14 +239,15 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     return ret
 
 
-def network_present(name, driver="overlay", attachable=False, subnet=None):
-    """The network `name` exists with this driver, attachability and (if given) subnet."""
+def network_present(name, driver="overlay", attachable=False, subnet=None, encrypted=False):
+    """The network `name` exists with this driver, attachability, encryption and (if given)
+    subnet."""
     ret = _ret(name)
     try:
         found = __salt__["ag_swarm.networks"](name=name)
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
-    wanted = {"driver": driver, "attachable": bool(attachable)}
+    wanted = {"driver": driver, "attachable": bool(attachable), "encrypted": bool(encrypted)}
     if subnet:
         wanted["subnets"] = [subnet]
     if found:
@@ -264,12 +265,12 @@ def network_present(name, driver="overlay", attachable=False, subnet=None):
         return ret
     try:
         created = __salt__["ag_swarm.network_create"](name, driver=driver, attachable=attachable,
-                                                      subnet=subnet)
+                                                      subnet=subnet, encrypted=encrypted)
     except CommandExecutionError as exc:
         ret["changes"] = {}
         return _fail(ret, str(exc))
     ret["changes"]["network"]["new"] = {k: created[k] for k in ("id", "driver", "attachable",
-                                                               "subnets")}
+                                                               "encrypted", "subnets")}
     left = __utils__["ag_diff.changes"](created, wanted)
     if left:
         return _fail(ret, f"network {name} was created but reads back otherwise "

@@ -480,6 +480,11 @@ SWARM = Section("the swarm (salt/swarm)", {
         """, {
         "name": Text("", "ag-swarm-network", pattern=NAME, like="ag-swarm-network"),
         "attachable": Bool("", False),
+        "encrypted": Bool("""
+            true: the overlay's traffic between nodes is encrypted (IPsec, Docker's
+            --opt encrypted; costs CPU on every node). A network in use cannot change: set it
+            before the first deploy, or remove the stack and the network to change it
+            """, False),
         "subnet": Network("""
             optional subnet for the network (default: taken from the pools above)
             """, like="198.19.192.0/24"),
@@ -522,15 +527,19 @@ NFS = Section("NFS share of the autograder-full-stack checkout (salt/nfs)", {
 
 FIREWALL = Section("who may connect to the cluster's internal services (salt/firewall)", {
     "managed": Bool("""
-        the registries are published on every node through the ingress mesh and the NFS
-        export listens on the server node; true: new connections to them from any address but
-        the cluster nodes' are dropped (iptables raw table, chain below; where systemd runs,
+        the registries are published on every node through the ingress mesh, the NFS export
+        listens on the server node, and the swarm's control and data ports on every node
+        (2377/tcp, 7946/tcp+udp, 4789/udp: the overlay's VXLAN, unauthenticated, into the
+        network where rabbitmq and redis listen without passwords); true: new connections to
+        them from any address but the cluster nodes' are dropped, in IPv4 and IPv6 (iptables
+        and ip6tables raw table, chain below; where systemd runs,
         ag-cluster-only-firewall.service builds the rules again at boot, before Docker). The
-        nodes themselves pull from 127.0.0.1:5000, which never passes the filter.
+        nodes themselves pull from 127.0.0.1:5000, which never passes the filter. A node new
+        to the pillar is let in by the others when it asks the manager for its join token.
         """, True),
     "cluster_only_ports": List("""
         ports open to the cluster's nodes only (the registry, sandboximageregistry); the NFS
-        server node adds 2049 when nfs:managed
+        server node adds 2049 when nfs:managed, every node the swarm's ports
         """, [5000, 5001], of=port("a port")),
     "chain": Text("""
         iptables chain (raw table, before Docker's ingress DNAT) holding the allowed sources

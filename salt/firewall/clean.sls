@@ -1,5 +1,5 @@
 {#- The cluster-only ports' rules undone: where systemd runs, the boot unit stopped, disabled
-    and deleted; the jump from PREROUTING and the chain (raw table) deleted; the script that
+    and deleted; the jumps from PREROUTING and the chain (raw table, IPv4 and IPv6) deleted; the script that
     built them deleted. Whatever autograder:firewall:managed says now, and on a node no longer
     in the cluster too: what an earlier run made goes. iptables itself stays. #}
 {%- from "firewall/map.jinja" import firewall with context %}
@@ -29,15 +29,17 @@ firewall-clean-systemd-daemon-reload:
 firewall-clean-cluster-only-rules-absent:
   cmd.run:
     - name: |
-        {{ firewall.unjump }}
-        if iptables -t raw -S {{ chain }} >/dev/null 2>&1; then
-          iptables -t raw -F {{ chain }}
-          iptables -t raw -X {{ chain }}
-        fi
-    # the chain, or a jump to it, is still there (one line each: a folded line indented
-    # further would keep its line break, and the shell refuses a line starting with ||)
+        for t in {{ firewall.families }}; do
+          {{ firewall.unjump }}
+          if $t -t raw -S {{ chain }} >/dev/null 2>&1; then
+            $t -t raw -F {{ chain }}
+            $t -t raw -X {{ chain }}
+          fi
+        done
+    # the chain, or a jump to it, is still there in a family (one line: a folded line
+    # indented further would keep its line break, and the shell refuses a line starting with ||)
     - onlyif:
-      - iptables -t raw -S {{ chain }} >/dev/null 2>&1 || iptables -t raw -S PREROUTING | grep -q -e '-j {{ chain }}$'
+      - for t in {{ firewall.families }}; do $t -t raw -S {{ chain }} >/dev/null 2>&1 || $t -t raw -S PREROUTING | grep -q -e '-j {{ chain }}$' && exit 0; done; exit 1
 {%- if firewall.systemd %}
     # not built again at boot first
     - require:

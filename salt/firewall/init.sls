@@ -1,19 +1,20 @@
-{#- New connections to the cluster-only ports (the registries; NFS on the server node) from
-    any address but the cluster nodes' are dropped in the raw table, before Docker's ingress
-    DNAT. The node's own traffic (dockerd's pulls from 127.0.0.1:5000) comes in on lo, which
-    passes PREROUTING too: it is let through. One script builds the rules; the state runs it
-    when the live rules differ from the pillar's, and where systemd runs, a unit runs it at
-    boot before Docker, so a rebooted node never opens those ports. #}
+{#- New connections to the cluster-only ports (the registries, the swarm's control and data
+    ports; NFS on the server node) from any address but the cluster nodes' are dropped in the
+    raw table, before Docker's ingress DNAT, in IPv4 and, where the kernel has it, IPv6 (a
+    family without node addresses drops them all). The node's own traffic (dockerd's pulls
+    from 127.0.0.1:5000) comes in on lo, which passes PREROUTING too: it is let through. One
+    script builds the rules and, with --check, tells whether the live rules are those; the
+    state runs it when they are not, and where systemd runs, a unit runs it at boot before
+    Docker, so a rebooted node never opens those ports. #}
 {%- from "firewall/map.jinja" import firewall with context %}
 {%- if firewall.managed and firewall.in_cluster %}
 {%- set chain = firewall.chain %}
-{%- set rules = [] %}
-{%- for source in firewall.sources %}
-{%-   do rules.append("-A " ~ chain ~ " -s " ~ source ~ "/32 -j RETURN") %}
+{%- set jumps = [] %}
+{%- for proto in ("tcp", "udp") %}
+{%-   do jumps.append("PREROUTING ! -i lo -p " ~ proto ~ " -m multiport --dports "
+                      ~ firewall[proto ~ "_ports"] | join(",")
+                      ~ " -m addrtype --dst-type LOCAL -j " ~ chain) %}
 {%- endfor %}
-{%- do rules.append("-A " ~ chain ~ " -j DROP") %}
-{%- set jump = "PREROUTING ! -i lo -p tcp -m multiport --dports " ~ firewall.ports | join(",")
-               ~ " -m addrtype --dst-type LOCAL -j " ~ chain %}
 
 firewall-iptables-pkg-installed:
   pkg.installed:
@@ -25,24 +26,40 @@ firewall-script-file-managed:
     - mode: '0755'
     - contents: |
         #!/bin/sh
-        # managed by Salt (autograder firewall): the cluster-only ports' rules, rebuilt
+        # managed by Salt (autograder firewall): the cluster-only ports' rules, built again;
+        # with --check, exit 0 when the live rules are these already and change nothing
         set -e
-        iptables -t raw -N {{ chain }} 2>/dev/null || iptables -t raw -F {{ chain }}
-        {%- for rule in rules %}
-        iptables -t raw {{ rule }}
+        rules() {  # the chain's rules in family $t, as $t -S prints them
+          echo '-N {{ chain }}'
+          case $t in
+        {%- for family, sources in firewall.sources | dictsort %}
+            {{ family }}){% for source in sources %} echo '-A {{ chain }} -s {{ source }} -j RETURN';{% endfor %} ;;
         {%- endfor %}
-        {{ firewall.unjump }}
-        iptables -t raw -I {{ jump }}
+          esac
+          echo '-A {{ chain }} -j DROP'
+        }
+        jumps() {
+        {%- for jump in jumps %}
+          echo '{{ jump }}'
+        {%- endfor %}
+        }
+        for t in {{ firewall.families }}; do
+          if [ "$1" = --check ]; then
+            test "$($t -t raw -S {{ chain }} 2>/dev/null)" = "$(rules)"
+            test "$($t -t raw -S PREROUTING | grep -c -e '-j {{ chain }}$')" = {{ jumps | length }}
+            jumps | while read -r jump; do $t -t raw -C $jump; done
+            continue
+          fi
+          $t -t raw -N {{ chain }} 2>/dev/null || $t -t raw -F {{ chain }}
+          rules | grep -e '^-A' | while read -r rule; do $t -t raw $rule; done
+          {{ firewall.unjump }}
+          jumps | while read -r jump; do $t -t raw -I $jump; done
+        done
 
 firewall-cluster-only-rules-applied:
   cmd.run:
     - name: {{ firewall.script }}
-    # iptables -S prints the chain as -N then its rules; exactly one jump to it
-    - unless: >-
-        test "$(iptables -t raw -S {{ chain }} 2>/dev/null)"
-        = "$(printf '%s\n' '-N {{ chain }}' {% for rule in rules %}'{{ rule }}' {% endfor %})"
-        && test "$(iptables -t raw -S PREROUTING | grep -c -e '-j {{ chain }}$')" = 1
-        && iptables -t raw -C {{ jump }}
+    - unless: {{ firewall.script }} --check
     - require:
       - pkg: firewall-iptables-pkg-installed
       - file: firewall-script-file-managed

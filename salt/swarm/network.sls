@@ -8,6 +8,7 @@ swarm-network-present:
     - name: {{ swarm.network.name }}
     - driver: overlay
     - attachable: {{ swarm.network.attachable | json }}
+    - encrypted: {{ swarm.network.encrypted | json }}
     - subnet: {{ swarm.network.subnet | json }}
     - require:
       - ag_swarm: swarm-initialized

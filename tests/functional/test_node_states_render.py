@@ -2,7 +2,9 @@
 state.show_sls) for the OS releases the project supports, where the bed cannot run them for
 real: Docker's repository is out of reach and tier 1 has neither systemd nor NFS."""
 
+import base64
 import json
+import shlex
 import subprocess
 
 import pytest
@@ -173,23 +175,69 @@ def test_nfs_not_managed_renders_no_nfs_state(tmp_path):
     assert [fun for fun, _ in states.values()] == ["test.succeed_without_changes"]
 
 
+def in_own_netns(*scripts):
+    """Each shell script's exit code and output, run one after the other in a network namespace
+    of their own (its iptables and ip6tables rules start empty and go with it)."""
+    steps = "".join(f"sh -c {shlex.quote(script)} >$out 2>&1; echo \"$? $(base64 -w0 $out)\"\n"
+                    for script in scripts)
+    res = subprocess.run(["unshare", "-n", "sh", "-c", f"out=$(mktemp)\n{steps}rm $out"],
+                         capture_output=True, text=True, check=True)
+    return [(int(code), base64.b64decode(out).decode()) for code, _, out in
+            (line.partition(" ") for line in res.stdout.splitlines())]
+
+
+FIREWALL_CLUSTER = {"manager": "nuc1", "nodes": {
+    "nuc1": {"address": "198.18.0.11", "labels": []},
+    "nuc2": {"address": "198.18.0.12", "labels": []},
+    "nuc3": {"address": "fd00:198:18::13", "labels": []}}}
+SHOW_RULES = "iptables -t raw -S; ip6tables -t raw -S"
+
+
 @pytest.mark.parametrize("init, unit", [("systemd", True), ("sysvinit", False)])
-def test_firewall_keeps_cluster_only_ports_to_the_nodes_and_comes_back_at_boot(tmp_path, init, unit):
-    states = show_sls(tmp_path, "firewall", {**OSES["bookworm"], "init": init}, minion="nuc1")
+def test_firewall_keeps_cluster_only_and_swarm_ports_to_the_nodes_and_comes_back_at_boot(
+        tmp_path, init, unit):
+    states = show_sls(tmp_path, "firewall", {**OSES["bookworm"], "init": init},
+                      {"cluster": FIREWALL_CLUSTER}, minion="nuc1")
     script = states["firewall-script-file-managed"][1]
-    rules = [line.split()[3:] for line in script["contents"].splitlines()
-             if line.startswith("iptables -t raw -A ")]
-    assert rules == [["-A", "AG-CLUSTER-ONLY", "-s", f"198.18.0.1{i}/32", "-j", "RETURN"]
-                     for i in (1, 2, 3)] + [["-A", "AG-CLUSTER-ONLY", "-j", "DROP"]]
-    # the NFS server node keeps 2049 to the cluster too
-    assert "--dports 5000,5001,2049 " in script["contents"]
     applied = states["firewall-cluster-only-rules-applied"][1]
-    assert applied["name"] == script["name"]
+    assert (applied["name"], applied["unless"]) == (script["name"], f"{script['name']} --check")
     assert ("firewall-boot-unit-enabled" in states) is unit
     if unit:
         service = states["firewall-boot-unit-file-managed"][1]["contents"]
         assert f"ExecStart={script['name']}" in service.splitlines()
         assert "Before=docker.service nfs-server.service" in service.splitlines()
+    clean = show_sls(tmp_path, "firewall.clean", {**OSES["bookworm"], "init": init},
+                     {"cluster": FIREWALL_CLUSTER}, minion="nuc1")
+    clean_rules = clean["firewall-clean-cluster-only-rules-absent"][1]
+    (clean_needed,) = clean_rules["onlyif"]
+    (tmp_path / "fw").write_text(script["contents"])
+    fw = f"sh {tmp_path / 'fw'}"
+    lose_a_jump = ("iptables -t raw -D PREROUTING $(iptables -t raw -S PREROUTING | "
+                   "grep -e '-p udp.*-j AG-CLUSTER-ONLY$' | cut -d' ' -f3-)")
+    steps = in_own_netns(f"{fw} --check", fw, f"{fw} --check", SHOW_RULES, fw, SHOW_RULES,
+                         lose_a_jump, f"{fw} --check", fw, f"{fw} --check",
+                         clean_needed, clean_rules["name"], clean_needed, SHOW_RULES)
+    codes = [code for code, _ in steps]
+    # no rules yet: check says so; built; checked; built again, the same rules
+    assert codes[:6] == [1, 0, 0, 0, 0, 0], steps
+    assert steps[3] == steps[5]
+    rules = steps[3][1].splitlines()
+    v4, v6 = rules[:rules.index("-P PREROUTING ACCEPT", 1)], rules[rules.index(
+        "-P PREROUTING ACCEPT", 1):]
+    for family, sources in ((v4, ["198.18.0.11/32", "198.18.0.12/32"]),
+                            (v6, ["fd00:198:18::13/128"])):
+        assert [r for r in family if r.startswith("-A AG-CLUSTER-ONLY")] == [
+            f"-A AG-CLUSTER-ONLY -s {s} -j RETURN" for s in sources] + ["-A AG-CLUSTER-ONLY -j DROP"]
+        jumps = sorted(r for r in family if r.startswith("-A PREROUTING"))
+        # the registries, the swarm's control and gossip ports, NFS (nuc1 is the NFS server);
+        # gossip and VXLAN over UDP
+        assert jumps == [f"-A PREROUTING ! -i lo -p {proto} -m multiport --dports {ports} -m "
+                         "addrtype --dst-type LOCAL -j AG-CLUSTER-ONLY"
+                         for proto, ports in (("tcp", "5000,5001,2377,7946,2049"),
+                                              ("udp", "4789,7946"))]
+    # a lost jump is seen and built again; the clean is needed, removes all, and is done
+    assert codes[6:] == [0, 1, 0, 0, 0, 0, 1, 0], steps
+    assert "AG-CLUSTER-ONLY" not in steps[-1][1]
 
 
 def test_firewall_leaves_a_minion_outside_the_cluster_alone(tmp_path):
@@ -205,14 +253,9 @@ def test_firewall_clean_removes_rules_script_and_boot_unit(tmp_path, init, unit)
     # a node no longer in the cluster gets the clean too: what an earlier run made goes
     states = show_sls(tmp_path, "firewall.clean", {**OSES["bookworm"], "init": init},
                       minion="stranger")
+    # what its commands do to live rules: test_firewall_keeps_cluster_only_and_swarm_ports...
     fun, rules = states["firewall-clean-cluster-only-rules-absent"]
     assert fun == "cmd.run"
-    assert "iptables -t raw -X AG-CLUSTER-ONLY" in rules["name"]
-    assert "iptables -t raw -D $rule" in rules["name"]
-    (onlyif,) = rules["onlyif"]
-    assert "-j AG-CLUSTER-ONLY$" in onlyif
-    for script in (rules["name"], onlyif):  # sh would refuse it, and the state do nothing
-        assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0, script
     fun, script = states["firewall-clean-script-file-absent"]
     assert (fun, script["name"]) == ("file.absent", "/usr/local/sbin/ag-cluster-only-firewall")
     assert script["require"] == [{"cmd": "firewall-clean-cluster-only-rules-absent"}]

@@ -1,11 +1,12 @@
 """Tier 2, on the guests test_node_states_vm.py installed (issues 5 and 7): the highstate forms
-the guests' swarm with the overlay network and every pillar label (the reactor labels the
-joiners) and builds the firewall; a second highstate changes nothing. Then, on the ingress
-routing mesh (IPVS, which tier 1 lacks), seen from this machine, which is on the bed but not a
-cluster node: a published port answers on every guest, yet the registries (the guide's registry
-service, created by ag.registry, on 5000; 5001) and the NFS export refuse it while the cluster's
-nodes reach them; web ports published as upstream's compose file publishes nginx's, deployed
-with the deploy's override, answer on the webserver node only."""
+the guests' swarm with the (encrypted) overlay network and every pillar label (the reactor
+labels the joiners) and builds the firewall; a second highstate changes nothing. Then, on the
+ingress routing mesh (IPVS, which tier 1 lacks), seen from this machine, which is on the bed
+but not a cluster node: a published port answers on every guest, yet the registries (the
+guide's registry service, created by ag.registry, on 5000; 5001), the NFS export and the
+swarm's own ports (TCP and UDP, IPv4 and IPv6) refuse it while the cluster's nodes reach
+them; web ports published as upstream's compose file publishes nginx's, deployed with the
+deploy's override, answer on the webserver node only."""
 
 import json
 import shlex
@@ -15,6 +16,7 @@ import time
 import pytest
 from agdeploy import MANAGER, apply, changed, sh, swarm_labels
 
+from bed import config
 from bed.util import wait_for
 from tests.extensions import load
 
@@ -80,6 +82,7 @@ def test_highstate_forms_the_swarm_with_network_labels_and_firewall(vm_bed, swar
     measured(f"swarm labels all set {time.monotonic() - started:.0f} s after the highstate")
     network = json.loads(sh(vm_bed, MANAGER, "docker network inspect ag-swarm-network"))[0]
     assert network["Driver"] == "overlay" and network["Scope"] == "swarm"
+    assert "encrypted" in network["Options"]  # tier 2's pillar: autograder:swarm:network
     for node in vm_bed.nodes:
         assert "AG-CLUSTER-ONLY" in sh(vm_bed, node, "iptables -t raw -S PREROUTING"), node
 
@@ -127,10 +130,41 @@ def test_mesh_answers_everyone_but_the_cluster_only_ports_answer_cluster_nodes_o
         wait_reaches(vm_bed, vm_bed.addr(worker), port, via=MANAGER)
         assert reaches(vm_bed, vm_bed.addr(MANAGER), port, via=worker)
     assert reaches(vm_bed, vm_bed.addr(MANAGER), 2049, via=worker)
-    for node in vm_bed.nodes:  # ...and this machine does not
-        for port in (5000, 5001):
+    for node in vm_bed.nodes:  # ...and this machine does not, nor the swarm's ports
+        for port in (5000, 5001, 2377, 7946):
             assert not reaches(vm_bed, vm_bed.addr(node), port), (node, port)
     assert not reaches(vm_bed, vm_bed.addr(MANAGER), 2049)
+    assert reaches(vm_bed, vm_bed.addr(MANAGER), 2377, via=worker)
+
+
+def dropped(bed, node, family="iptables"):
+    """Packets the chain's DROP rule on `node` has dropped so far."""
+    rules = sh(bed, node, f"{family} -t raw -L AG-CLUSTER-ONLY -v -x -n").splitlines()
+    return int(next(line.split()[0] for line in rules if " DROP " in f" {line} "))
+
+
+def test_udp_to_the_overlay_and_gossip_ports_from_outside_is_dropped(vm_bed, swarm):
+    """VXLAN (4789) would put this machine's packets into the overlay network unauthenticated;
+    UDP has no connection to refuse, so the DROP rule's counter shows them go."""
+    before = dropped(vm_bed, MANAGER)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for port in (4789, 7946):
+            for _ in range(5):
+                sock.sendto(b"not from the cluster", (vm_bed.addr(MANAGER), port))
+    wait_for(lambda: dropped(vm_bed, MANAGER) >= before + 10, 10, "10 more packets dropped")
+
+
+def test_ipv6_is_closed_to_outsiders_too(vm_bed, swarm):
+    """The NFS server listens on IPv6 as well: its link-local address on the bed's bridge is no
+    way around the filter."""
+    link_local = sh(vm_bed, MANAGER, "ip -6 -o addr show scope link | awk '{print $4}' | "
+                                     "cut -d/ -f1 | head -1")
+    assert link_local.startswith("fe80:"), link_local
+    assert "AG-CLUSTER-ONLY" in sh(vm_bed, MANAGER, "ip6tables -t raw -S PREROUTING")
+    before = dropped(vm_bed, MANAGER, "ip6tables")
+    with pytest.raises(OSError):
+        socket.create_connection((f"{link_local}%{config.BRIDGE}", 2049), timeout=3).close()
+    assert dropped(vm_bed, MANAGER, "ip6tables") > before
 
 
 def test_web_ports_answer_on_the_webserver_node_only(vm_bed, swarm):

@@ -67,8 +67,8 @@ class LocalClient:
     def __init__(self):
         self.jobs = []
 
-    def cmd_async(self, tgt, fun, arg, kwarg):
-        self.jobs.append((tgt, fun, arg, kwarg))
+    def cmd_async(self, tgt, fun, arg, kwarg, tgt_type="glob"):
+        self.jobs.append((tgt, fun, arg, kwarg) + ((tgt_type,) if tgt_type != "glob" else ()))
         return "20261205120000000000"
 
 
@@ -95,7 +95,7 @@ class Cluster:
         return {node: answer(node) for node in targets if node in self.answering}
 
 
-def master(monkeypatch, minions, errors=(), cluster=None):
+def master(monkeypatch, minions, errors=(), cluster=None, pillar=CLUSTER):
     """A master whose accepted `minions` get one pillar (CLUSTER), found with `errors` by the
     rules, whose nodes answer as `cluster` (a Cluster) says."""
     keys = SimpleNamespace(list_status=lambda status: {"minions": minions})
@@ -106,14 +106,14 @@ def master(monkeypatch, minions, errors=(), cluster=None):
                          "ag_cluster.done_approvals": ag_cluster.done_approvals})
     runner.__opts__ = {}
     cluster = cluster or Cluster()
-    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": CLUSTER}},
+    runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": pillar}},
                        "salt.execute": cluster.execute}
     return cluster
 
 
-def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined"):
+def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined", pillar=CLUSTER):
     client = LocalClient()
-    master(monkeypatch, ["nuc1", "nuc2", "lab-printer"])
+    master(monkeypatch, ["nuc1", "nuc2", "nuc3", "lab-printer"], pillar=pillar)
     monkeypatch.setattr(runner.salt.client, "get_local_client", lambda mopts: client)
     return runner.swarm_event(tag, sender, manager), client.jobs
 
@@ -121,7 +121,17 @@ def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined")
 def test_a_cluster_node_s_event_applies_its_sls_on_the_manager(monkeypatch):
     ret, jobs = swarm_event(monkeypatch, "nuc2")
     assert jobs == [("nuc1", "state.sls", ["swarm.labels"], {"queue": True})]
-    assert ret.startswith("swarm.labels on nuc1 for nuc2's ag/swarm/node/joined")
+    assert ret.startswith("for nuc2's ag/swarm/node/joined: swarm.labels on nuc1 (job ")
+
+
+def test_a_new_node_s_token_request_opens_the_others_firewalls_then_the_manager_publishes(
+        monkeypatch):
+    three = {**CLUSTER, "nodes": {**CLUSTER["nodes"],
+                                  "nuc3": {"address": "198.18.9.13", "labels": []}}}
+    ret, jobs = swarm_event(monkeypatch, "nuc3", tag="ag/swarm/token/wanted", pillar=three)
+    assert jobs == [(["nuc2"], "state.sls", ["firewall"], {"queue": True}, "list"),
+                    ("nuc1", "state.sls", ["firewall,swarm.initialized"], {"queue": True})]
+    assert ret.startswith("for nuc3's ag/swarm/token/wanted: firewall on nuc2 (job ")
 
 
 def test_an_outsider_s_event_starts_nothing(monkeypatch):

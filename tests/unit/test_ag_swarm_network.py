@@ -34,6 +34,13 @@ def test_a_network_is_returned_once_the_swarm_allocated_it(monkeypatch):
     assert api.inspect_network.call_count == 3
 
 
+def test_an_encrypted_network_is_asked_for_with_docker_s_option_and_read_back_so(monkeypatch):
+    api = manager(monkeypatch, [dict(ALLOCATED, Options={"encrypted": ""})])
+    created = ag_swarm.network_create("ag-net", encrypted=True)
+    assert api.create_network.call_args.kwargs["options"] == {"encrypted": ""}
+    assert created["encrypted"] is True
+
+
 def test_a_network_never_allocated_is_returned_as_read_after_the_wait(monkeypatch):
     api = manager(monkeypatch, lambda net_id: dict(UNALLOCATED))
     created = ag_swarm.network_create("ag-net", subnet="198.19.0.0/24")

@@ -111,9 +111,11 @@ class FakeSwarm:
         self.settings = {"dispatcher_heartbeat": dispatcher_heartbeat}
         return dict(self.settings)
 
-    def network_create(self, name, driver="overlay", attachable=False, subnet=None, labels=None):
+    def network_create(self, name, driver="overlay", attachable=False, subnet=None, labels=None,
+                       encrypted=False):
         self.networks.append({"id": f"net-{name}", "name": name, "driver": driver, "scope": "swarm",
-                              "attachable": attachable, "subnets": [subnet] if subnet else [],
+                              "attachable": attachable, "encrypted": encrypted,
+                              "subnets": [subnet] if subnet else [],
                               "labels": labels or {}})
         return dict(self.networks[-1])
 
@@ -611,7 +613,8 @@ def test_a_database_on_a_former_node_is_not_moved_by_taking_it_out(fake):
 
 
 def test_network_test_mode_reports_then_apply_creates_then_nothing_to_do(fake):
-    wanted = {"driver": "overlay", "attachable": True, "subnets": ["198.19.200.0/24"]}
+    wanted = {"driver": "overlay", "attachable": True, "encrypted": False,
+              "subnets": ["198.19.200.0/24"]}
     ret = states(fake, test=True).network_present("ag-net", attachable=True, subnet="198.19.200.0/24")
     assert ret["result"] is None and ret["changes"] == {"network": {"old": None, "new": wanted}}
     assert "network_create" not in fake.calls
@@ -629,6 +632,17 @@ def test_a_network_that_differs_fails_naming_each_difference(fake):
     assert ("network ag-net exists but differs (driver is bridge, pillar wants overlay; "
             "attachable is False, pillar wants True)") in ret["comment"]
     assert fake.calls.count("network_create") == 0
+
+
+def test_an_encrypted_network_is_created_so_and_an_unencrypted_one_is_named_not_changed(fake):
+    ret = states(fake).network_present("ag-net", encrypted=True)
+    assert ret["result"] is True and ret["changes"]["network"]["new"]["encrypted"] is True
+    assert states(fake).network_present("ag-net", encrypted=True)["changes"] == {}
+    fake.networks.clear()
+    fake.network_create("ag-net")
+    ret = states(fake).network_present("ag-net", encrypted=True)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert "(encrypted is False, pillar wants True)" in ret["comment"]
 
 
 def test_a_network_created_otherwise_than_asked_fails_naming_the_difference(fake):
