@@ -92,12 +92,12 @@ def _live_errors(autograder):
     for node in nodes:
         if not isinstance(grains.get(node), dict):
             continue
-        have = [a for a in grains[node].get("ipv4", []) + grains[node].get("ipv6", [])
-                if a not in ("127.0.0.1", "::1")]
+        have = grains[node].get("ipv4", []) + grains[node].get("ipv6", [])
         wanted = cluster["nodes"][node]["address"]
         if wanted not in have:
+            named = [a for a in have if a not in ("127.0.0.1", "::1")]
             errors.append(f"autograder:cluster:nodes:{node}:address: {wanted} is on no interface "
-                          f"of {node} (it has {', '.join(have) or 'no address but loopback'})")
+                          f"of {node} (it has {', '.join(named) or 'no address but loopback'})")
     return errors
 
 

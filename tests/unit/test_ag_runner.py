@@ -209,6 +209,15 @@ def test_validate_refuses_an_address_on_no_interface_of_its_node(monkeypatch):
         "198.18.9.77)"]
 
 
+def test_a_loopback_address_is_on_its_node(monkeypatch):
+    # a one-node cluster may advertise 127.0.0.1 (as the master-install test's does)
+    addrs = {"nuc1": ["127.0.0.1"], "nuc2": ["127.0.0.1"]}
+    pillar = {"manager": "nuc1", "nodes": {n: dict(v, address="127.0.0.1")
+                                           for n, v in CLUSTER["nodes"].items()}}
+    master(monkeypatch, ["nuc1", "nuc2"], cluster=Cluster(addrs=addrs), pillar=pillar)
+    assert runner.validate()["errors"] == []
+
+
 def test_validate_passes_what_the_live_cluster_agrees_with_and_skips_who_cannot_answer(
         monkeypatch):
     # as it is; a fresh cluster (no swarm); a manager without the project's modules yet
