@@ -2,7 +2,7 @@
 file order on one deploy: test=True removes nothing; one node retired loses its pillar labels,
 its firewall and its limits file while the others keep theirs; the manager alone is refused;
 the whole cluster retired leaves nothing of ours (the stack, the registry service, the node
-labels, the raw table's chain and jump, the firewall script, the limits file) but the
+labels, the raw tables' chain and jumps, the firewall script, the limits file) but the
 volumes; a second retire changes nothing; a deploy after brings it all back."""
 
 import pytest
@@ -19,10 +19,11 @@ def retire(bed, *args):
 
 
 def ours(bed, node):
-    """What the node states left on `node`: their files, and the raw table's rules of the
-    cluster-only chain (its -N, its rules, the PREROUTING jump)."""
+    """What the node states left on `node`: their files, and the raw tables' rules of the
+    cluster-only chain (its -N, its rules, the PREROUTING jumps), IPv4's then IPv6's."""
     found = [path for path in FILES if bed.exec(node, "test", "-e", path, check=False).returncode == 0]
-    return found + [rule for rule in sh(bed, node, "iptables -t raw -S").splitlines() if CHAIN in rule]
+    return found + [f"{family} {rule}" for family in ("iptables", "ip6tables")
+                    for rule in sh(bed, node, f"{family} -t raw -S").splitlines() if CHAIN in rule]
 
 
 def cluster(bed):
@@ -108,8 +109,10 @@ def test_a_second_retire_changes_nothing(bed):
 def test_a_deploy_after_brings_it_all_back(bed):
     code, steps, output = deploy(bed)
     assert code == 0, output
-    for node in bed.nodes:  # the files; the chain's -N, a rule a node, its DROP; the jump
-        assert len(ours(bed, node)) == len(FILES) + 1 + len(bed.nodes) + 1 + 1, node
+    for node in bed.nodes:
+        # the files; IPv4: the chain's -N, a rule a node, its DROP, the TCP and UDP jumps;
+        # IPv6 the same without a rule a node (the nodes' addresses are IPv4)
+        assert len(ours(bed, node)) == len(FILES) + (4 + len(bed.nodes)) + 4, ours(bed, node)
     assert cluster(bed)["labels"] == pillar_labels(bed)
     assert placement_errors(bed, bed.read_pillar()) == []
     # the registry kept its images: nothing was built again
