@@ -19,9 +19,10 @@ SHARED_CHECKOUT = config.BED_DIR / "shared/autograder-full-stack"
 # beside the checkout, not in it: the template's digest when the stand-in was last written
 STANDIN_STAMP = config.BED_DIR / "shared/standin.revision"
 MINION_PIDFILE = "/run/salt-minion.pid"
+DOCKERD_PIDFILE = "/run/docker-ssd.pid"  # written by the node's /etc/init.d/docker
 # pidfiles of the node's daemons, in the node's /run; dockerd last, it owns the containers
 NODE_DAEMON_PIDFILES = (MINION_PIDFILE, *map(config.mesh_pidfile, config.MESH_PORTS),
-                        "/run/docker-ssd.pid")
+                        DOCKERD_PIDFILE)
 
 
 def netns(name: str) -> str:
@@ -225,6 +226,6 @@ def running(name: str) -> dict:
     alive = _namespaces_alive(name)
     return {
         "namespaces": alive,
-        "dockerd": bool(alive and node_pid(name, "/run/docker-ssd.pid")),
+        "dockerd": bool(alive and node_pid(name, DOCKERD_PIDFILE)),
         "salt-minion": bool(alive and node_pid(name, MINION_PIDFILE)),
     }
