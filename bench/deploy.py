@@ -1,10 +1,14 @@
-"""The deploy on tier 1 of the bed (issue 6), the guide by hand against the orchestration: a full
-deploy from nodes without a swarm (stand-in checkout: 5 builds, 8 images, 19 services, migrate)
-and a no-op redeploy, each way on the same bed from the same clean start, with their ratio;
-then `ag.plan` and a tweak (gunicorn workers) that rolls one service.
+"""The deploy on tier 1 of the bed (issues 6 and 21), three ways: the guide by hand
+(bench/guide_by_hand.sh), an Ansible playbook of the same steps (bench/guide_by_ansible.yml) and
+the orchestration. For each, a full deploy from nodes without a swarm (stand-in checkout:
+5 builds, 8 images, 19 services, migrate) and a no-op redeploy, each way on the same bed from
+the same clean start; then the ratios, and `ag.plan` and a tweak (gunicorn workers) that rolls
+one service.
 
   AG_BED_ID=K /var/tmp/agbed/venv/bin/python bench/deploy.py
 
+Ansible runs from the bench's own venv, which the script makes and fills first where needed
+(bench/by_ansible.py: `python3 -m venv` and pip from bench/requirements.txt).
 Before each way: the stack, the registry, the swarm, their volumes and the stack's images go,
 and the checkout gets upstream's files back. The pillar is restored at the end; the
 orchestration's stack is left running. Prints one line per measurement.
@@ -20,6 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bed import config, host, netns  # noqa: E402
+from bench import by_ansible  # noqa: E402
 from tests import standin  # noqa: E402
 
 TESTBED = str(config.REPO / "testbed")
@@ -61,17 +66,27 @@ def write_pillar(data):
                    capture_output=True)
 
 
+def print_ratios(times):
+    for i, what in enumerate(("full deploy", "no-op redeploy")):
+        for other in ("by hand", "Ansible"):
+            print(f"ratio ag.deploy / {other}, {what}: {times['ag.deploy'][i] / times[other][i]:.2f}")
+    for way, (full, noop) in times.items():
+        print(f"{way}: no-op redeploy is {100 * noop / full:.0f}% of the full deploy")
+
+
 def main():
+    by_ansible.make_venv()
     subprocess.run([TESTBED, "up", "--nodes", "3"], check=True)
     saved = yaml.safe_load(PILLAR.read_text())
     cluster = saved["autograder"]["cluster"]
     nodes, manager = sorted(cluster["nodes"]), cluster["manager"]
+    ansible = by_ansible.playbook_cmd(by_ansible.write_inventory(nodes), PILLAR)
     times = {}
-    for way, argv in (("by hand", BY_HAND), ("ag.deploy", ORCHESTRATE)):
+    # ag.deploy last: ag.plan and the tweak below work on its stack
+    for way, argv in (("by hand", BY_HAND), ("Ansible", ansible), ("ag.deploy", ORCHESTRATE)):
         clean(nodes, manager)
         times[way] = (timed(f"{way}: full deploy", argv), timed(f"{way}: no-op redeploy", argv))
-    for i, what in enumerate(("full deploy", "no-op redeploy")):
-        print(f"ratio ag.deploy / by hand, {what}: {times['ag.deploy'][i] / times['by hand'][i]:.2f}")
+    print_ratios(times)
     timed("ag.plan", host.salt_cmd("salt-run", "ag.plan"))
     tweaked = yaml.safe_load(yaml.safe_dump(saved))
     tweaked["autograder"].setdefault("app", {})["gunicorn_workers"] = 3
