@@ -33,9 +33,11 @@ def __virtual__():
     return __virtualname__
 
 
-def _check(minion=None):
+def _check(minion=None, live=False):
     """ag.validate's result, and the autograder pillar the checked minions share (None when
-    no minion has one): callers that go on after a valid check need not compile it again."""
+    no minion has one): callers that go on after a valid check need not compile it again.
+    `live`: also check it against the cluster as it is (jobs on every node; only before a
+    change, not for the reactor or ag.status)."""
     accepted = salt.key.get_key(__opts__).list_status("accepted")["minions"]
     if minion and minion not in accepted:
         return {"valid": False, "minions": [], "retcode": 1,
@@ -57,7 +59,7 @@ def _check(minion=None):
         errors += __utils__["ag_cluster.validate"](autograder, known_minions=accepted)
     checked = sorted(m for _, ms in views.values() for m in ms)
     shared = next(iter(views.values()))[0] if len(views) == 1 else None
-    if shared is not None and not errors:
+    if live and shared is not None and not errors:
         errors += _live_errors(shared)
     return {"valid": not errors, "errors": errors, "minions": checked,
             "retcode": int(bool(errors))}, shared
@@ -67,10 +69,11 @@ def validate(minion=None):
     """Check the autograder pillar of `minion` (default: of every accepted minion): the rules
     of pillar.example, and that every node is an accepted minion. Minions whose pillar has no
     autograder key are outside the cluster and skipped; minions must all see one cluster.
+    A valid pillar is then checked against the cluster as it is (see _live_errors).
 
     CLI Example: salt-run ag.validate
     """
-    return _check(minion)[0]
+    return _check(minion, live=True)[0]
 
 
 def _live_errors(autograder):
@@ -142,7 +145,7 @@ def preflight(timeout=10):
     CLI Example: salt-run ag.preflight
     """
     timeout = _checked_timeout(timeout)
-    check, autograder = _check()
+    check, autograder = _check(live=True)
     if not check["valid"]:
         return {"errors": check["errors"], "unanswered": []}
     return {"errors": [], "unanswered": _unanswered(autograder, timeout)}

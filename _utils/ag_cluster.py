@@ -132,32 +132,38 @@ def _cluster_rules(autograder: dict) -> list:
 
 
 def _moves(cluster: dict, current_holders: dict) -> dict:
-    """{data label: its move as allow_label_moves names it} for each data label the pillar
-    puts on other nodes than those carrying it in the swarm now (`current_holders`: a label
-    → the nodes carrying it, minion ids, or a description of a swarm node no minion claims)."""
+    """{data label: (the nodes carrying it now, those the pillar puts it on)} for each data
+    label the pillar puts on other nodes than those carrying it in the swarm now
+    (`current_holders`: a label → the nodes carrying it, minion ids, or a description of a
+    swarm node no minion claims)."""
     wanted = label_holders({n: node_labels(v) for n, v in cluster["nodes"].items()})
     moves = {}
     for label in schema.DATA_LABELS:
         now, new = current_holders.get(label, []), wanted.get(label, [])
         if now and new and not set(new) <= set(now):
-            moves[label] = f"{label}: {' and '.join(now)} -> {' and '.join(new)}"
+            moves[label] = (" and ".join(now), " and ".join(new))
     return moves
+
+
+def _approval(label: str, now: str, new: str) -> str:
+    """A move as allow_label_moves names it."""
+    return f"{label}: {now} -> {new}"
 
 
 def move_errors(cluster: dict, current_holders: dict) -> list:
     """Refused moves of data labels: those allow_label_moves does not name."""
     approved = cluster.get("allow_label_moves") or []
-    return [f"label {label} would move from {move.split(': ', 1)[1].replace(' -> ', ' to ')}, "
-            f"but its data lives on {' and '.join(current_holders[label])}; move the data "
-            f"first, then approve this move once: add '{move}' to "
-            "autograder:cluster:allow_label_moves"
-            for label, move in _moves(cluster, current_holders).items() if move not in approved]
+    return [f"label {label} would move from {now} to {new}, but its data lives on {now}; move "
+            f"the data first, then approve this move once: add '{_approval(label, now, new)}' "
+            "to autograder:cluster:allow_label_moves"
+            for label, (now, new) in _moves(cluster, current_holders).items()
+            if _approval(label, now, new) not in approved]
 
 
 def done_approvals(cluster: dict, current_holders: dict) -> list:
     """An error for each approval of allow_label_moves that names no move the pillar makes
     now (done, or never what the pillar says): an approval is good for one move."""
-    pending = set(_moves(cluster, current_holders).values())
+    pending = {_approval(label, *move) for label, move in _moves(cluster, current_holders).items()}
     return [f"autograder:cluster:allow_label_moves: '{approval}' approves no move the pillar "
             "makes now (it is done, or it is not the move the pillar says); remove it: an "
             "approval is good for one move"

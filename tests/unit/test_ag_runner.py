@@ -230,6 +230,17 @@ def test_validate_passes_what_the_live_cluster_agrees_with_and_skips_who_cannot_
                                      "retcode": 0}
 
 
+def test_only_the_checks_before_a_change_ask_the_live_cluster(monkeypatch):
+    # the reactor's answer to every join and ag.unanswered would otherwise wait on them
+    cluster = master(monkeypatch, ["nuc1", "nuc2"])
+    monkeypatch.setattr(runner.salt.client, "get_local_client", lambda mopts: LocalClient())
+    runner.swarm_event("ag/swarm/node/joined", "nuc2", "nuc1")
+    runner.unanswered()
+    assert cluster.jobs == [("test.ping", ["nuc1", "nuc2"])]
+    runner.preflight()
+    assert {fun for fun, _ in cluster.jobs} == {"test.ping", "ag_swarm.label_holders", "grains.item"}
+
+
 @pytest.mark.parametrize("command", ["preflight", "unanswered"])
 @pytest.mark.parametrize("timeout", [0, -5, 2.5, "10", True])
 def test_a_bad_timeout_is_refused_before_any_pillar_is_compiled(monkeypatch, command, timeout):
