@@ -4,8 +4,8 @@ and for a cluster's retirement (salt/ag/clean.sls), the stack and the registry s
 
 Each computes what should be, compares it with what is (through the ag_app execution module),
 returns result None with the would-be changes under test=True, applies otherwise (the registry
-service read back after and failed when it is not as wanted), and returns True with no changes
-when nothing differs.
+service, the pushed images' digests and the deployed stack's services read back after, failed
+when they are not as wanted), and returns True with no changes when nothing differs.
 """
 
 import functools
@@ -138,10 +138,17 @@ def images_pushed(name, compose_file="docker-compose.yml"):
         ret.update(result=None, changes=changes,
                    comment=f"{len(changes)} image(s) would be built and pushed")
         return ret
+    pushed = {}
     for path, dockerfile, images, tag in todo:
         # one build per context and Dockerfile, tagged and pushed under each image's names
-        __salt__["ag_app.image_build_push"](
-            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")])
+        pushed.update(__salt__["ag_app.image_build_push"](
+            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")]))
+    unlike = sorted(ref for ref, digest in pushed.items()
+                    if __salt__["ag_app.image_digest"](ref) != digest)
+    if unlike:
+        ret.update(result=False, changes=changes,
+                   comment=f"pushed, but the registry reads back otherwise: {', '.join(unlike)}")
+        return ret
     ret.update(changes=changes, comment=f"{len(changes)} image(s) built and pushed")
     return ret
 
@@ -211,6 +218,11 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     # it so a site's own extra files still win, the image pins last
     ordered = [compose_files[0], files["override"], *compose_files[1:], files["images"]]
     __salt__["ag_app.stack_deploy"](name, ordered, checkout)
+    unread = sorted(set(compose.get("services") or {}) - set(__salt__["ag_app.stack_status"](name)))
+    if unread:  # no record: the next run deploys again
+        ret.update(result=False, changes=changes,
+                   comment=f"stack {name} was deployed but reads back without {', '.join(unread)}")
+        return ret
     with open(record, "w") as fh:
         fh.write(content + "\n")
     ret.update(changes=changes, comment=f"stack {name} deployed")

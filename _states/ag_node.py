@@ -8,7 +8,8 @@
 ``ag_node.nfs_mounted``
     An NFS mount with its fstab entry that never remounts a mount that is already right (Salt's
     mount.mounted remounts NFS on every run), corrects a wrong source or wrong options, and
-    leaves fstab and the mount point alone when the server cannot be reached.
+    leaves fstab and the mount point alone when the server cannot be reached. A mount is read
+    back from the kernel before fstab is written.
 
 Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
 """
@@ -154,6 +155,17 @@ def live_mount(mountinfo_text, path):
     return found
 
 
+def _mount_wrong(live, device, opts):
+    """What is wrong with `live` (live_mount's view of the mount point) for `device` mounted
+    with `opts`, in words; None when nothing is."""
+    if live is None:
+        return "not mounted"
+    if live[0].rstrip("/") != device.rstrip("/") or not live[1].startswith("nfs"):
+        return f"{live[0]} ({live[1]}) is mounted there"
+    wrong = options_differ(opts, live[2])
+    return f"mounted without {','.join(wrong)}" if wrong else None
+
+
 def options_differ(wanted, live) -> list:
     """The wanted options a live mount contradicts. Only what the kernel reports is checked:
     userspace options are skipped, flags fail on their listed opposite, key=value on another
@@ -205,15 +217,7 @@ def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_
     server = device.split(":", 1)[0]
 
     live = live_mount(_read("/proc/self/mountinfo"), name)
-    mount_wrong = None
-    if live is None:
-        mount_wrong = "not mounted"
-    elif live[0].rstrip("/") != device.rstrip("/") or not live[1].startswith("nfs"):
-        mount_wrong = f"{live[0]} ({live[1]}) is mounted there"
-    else:
-        wrong = options_differ(opts, live[2])
-        if wrong:
-            mount_wrong = f"mounted without {','.join(wrong)}"
+    mount_wrong = _mount_wrong(live, device, opts)
 
     lines = _read(fstab).splitlines()
     new_lines, old_entry = fstab_wanted(lines, name, device, fstype, opts)
@@ -253,6 +257,13 @@ def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_
             ret["changes"] = {}
             ret["result"] = False
             ret["comment"] = f"{node}: {error}; {fstab} was left as it was."
+            return ret
+        still = _mount_wrong(live_mount(_read("/proc/self/mountinfo"), name), device, opts)
+        if still:
+            ret["changes"] = {}
+            ret["result"] = False
+            ret["comment"] = (f"{node}: {device} was mounted on {name} but reads back "
+                              f"{still}; {fstab} was left as it was.")
             return ret
     if "fstab" in changes:
         tmp = f"{fstab}.salt-tmp"

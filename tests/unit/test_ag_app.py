@@ -27,6 +27,8 @@ class Docker:
         self.unpushed = set()  # image names the registry lacks (at any tag)
         self.services = set(SERVICES)
         self.deploys = []
+        self.builds = []
+        self.not_created = set()  # services a stack deploy leaves out
         self.manage = None  # manage.py's result: {"retcode", "stdout", "stderr"}, None: no task
         self.commands = []
 
@@ -38,9 +40,14 @@ class Docker:
     def stack_status(self, name, settle=5):
         return {service: {} for service in self.services}
 
+    def image_build_push(self, path, dockerfile, tags):
+        self.builds.append((path, dockerfile))
+        self.unpushed -= {tag.rsplit(":", 1)[0] for tag in tags}
+        return {tag: self.image_digest(tag) for tag in tags}
+
     def stack_deploy(self, name, compose_files, cwd):
         self.deploys.append(compose_files)
-        self.services = set(SERVICES)
+        self.services = set(SERVICES) - self.not_created
 
     def local_task_exec(self, service, cmd):
         self.commands.append(cmd)
@@ -57,7 +64,7 @@ def ag_app(docker, tmp_path, monkeypatch):
     """ag_app with the dunders Salt's loader puts in; `ag_app.test(True)` sets test mode."""
     module = load("_states/ag_app.py", "ag_app")
     module.__salt__ = module_fakes({f"ag_app.{name}": getattr(docker, name) for name in (
-        "image_digest", "stack_status", "stack_deploy", "local_task_exec")})
+        "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec")})
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned")}
     module.__opts__ = {"test": False}
@@ -74,6 +81,29 @@ def deploy(ag_app, workers=4):
 
 def output(stdout, retcode=0, stderr=""):
     return {"retcode": retcode, "stdout": stdout, "stderr": stderr}
+
+
+# --- images_pushed ---------------------------------------------------------------------------
+
+
+def test_only_the_unpushed_context_is_built_then_nothing(ag_app, docker):
+    docker.unpushed.add("127.0.0.1:5000/nginx")
+    ret = ag_app.images_pushed(str(CHECKOUT))
+    assert ret["result"] is True and list(ret["changes"]) == ["127.0.0.1:5000/nginx"]
+    assert docker.builds == [(str(CHECKOUT / "nginx/production"), "Dockerfile")]
+    assert ag_app.images_pushed(str(CHECKOUT))["changes"] == {}
+
+
+def test_a_push_the_registry_reads_back_otherwise_fails_naming_it(ag_app, docker, monkeypatch):
+    docker.unpushed.add("127.0.0.1:5000/nginx")
+    push = docker.image_build_push
+    monkeypatch.setattr(docker, "image_build_push",
+                        lambda *args: {tag: "sha256:other" for tag in push(*args)})
+    ag_app.__salt__["ag_app.image_build_push"].side_effect = docker.image_build_push
+    ret = ag_app.images_pushed(str(CHECKOUT))
+    assert ret["result"] is False
+    assert ret["comment"].startswith("pushed, but the registry reads back otherwise: "
+                                     "127.0.0.1:5000/nginx:")
 
 
 # --- stack_deployed -------------------------------------------------------------------------
@@ -114,6 +144,16 @@ def test_a_missing_service_is_deployed_again_with_the_same_content(ag_app, docke
     assert ret["changes"] == {"content": {"old": content, "new": content},
                               "services": {"new": ["nginx", "redis"]}}
     assert len(docker.deploys) == 2
+
+
+def test_a_service_the_deploy_did_not_create_fails_it_and_the_next_run_deploys_again(
+        ag_app, docker):
+    docker.not_created = {"redis"}
+    ret = deploy(ag_app)
+    assert ret["result"] is False
+    assert ret["comment"] == "stack ag-stack was deployed but reads back without redis"
+    docker.not_created = set()
+    assert deploy(ag_app)["comment"] == "stack ag-stack deployed"
 
 
 def test_an_unpushed_image_is_reported_in_test_mode(ag_app, docker):

@@ -122,14 +122,18 @@ def mountinfo(source="198.18.0.11:/srv/ag", fstype="nfs4", opts="rw,relatime",
 
 @pytest.fixture
 def node(tmp_path, monkeypatch, salt_env):
-    """A node whose mount table, fstab and server reachability the test sets."""
-    state = {"mountinfo": mountinfo(), "reachable": True}
+    """A node whose mount table (before a mount command, and after one: the wanted mount),
+    fstab and server reachability the test sets."""
+    state = {"mountinfo": mountinfo(), "after_mount": mountinfo(), "reachable": True}
     fstab = tmp_path / "fstab"
     fstab.write_text("/dev/sda1 / ext4 defaults 0 1\n" + GOOD_FSTAB + "\n")
     real_read = ag_node._read
 
     def fake_read(path, default=""):
-        return state["mountinfo"] if path == "/proc/self/mountinfo" else real_read(path, default)
+        if path != "/proc/self/mountinfo":
+            return real_read(path, default)
+        mounted = any(cmd[0] == "mount" for cmd in salt_env)
+        return state["after_mount" if mounted else "mountinfo"]
 
     monkeypatch.setattr(ag_node, "_read", fake_read)
     monkeypatch.setattr(ag_node, "server_reachable", lambda host, wait=0: state["reachable"])
@@ -169,6 +173,17 @@ def test_wrong_mount_is_replaced(node, info, why):
     assert why in ret["changes"]["mount"]["old"]
     assert node["calls"][0] == ["umount", "/srv/ag"]
     assert node["calls"][1][0] == "mount"
+
+
+def test_a_mount_the_kernel_shows_otherwise_fails_and_leaves_fstab(node):
+    node["mountinfo"] = mountinfo().splitlines()[0] + "\n"
+    node["after_mount"] = mountinfo(sopts="rw,vers=4.2,soft,proto=tcp")
+    node["fstab"].write_text("/dev/sda1 / ext4 defaults 0 1\n")
+    ret = apply(node)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == (f"nuc2: {DEVICE} was mounted on /srv/ag but reads back mounted "
+                              f"without hard; {node['fstab']} was left as it was.")
+    assert node["fstab"].read_text() == "/dev/sda1 / ext4 defaults 0 1\n"
 
 
 def test_wrong_fstab_entry_is_replaced_in_place(node):
