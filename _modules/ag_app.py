@@ -30,8 +30,9 @@ def __virtual__():
     return __utils__["ag_engine.virtual"](__virtualname__, HAS_DOCKER)
 
 
-def _engine(what):
-    return __utils__["ag_engine.session"](__context__, __salt__["config.get"], what)
+def _engine(what, patient=False):
+    return __utils__["ag_engine.session"](__context__, __salt__["config.get"], what,
+                                          patient=patient)
 
 
 # --- services and tasks -----------------------------------------------------------------------
@@ -407,7 +408,8 @@ def local_task_exec(service, cmd):
 
     CLI Example: salt nuc1 ag_app.local_task_exec ag-stack_django '[python3, manage.py, check]'
     """
-    with _engine(f"running {cmd[0]} in the {service} container") as client:
+    # patient: a migration may print nothing for longer than the client's read timeout
+    with _engine(f"running {cmd[0]} in the {service} container", patient=True) as client:
         found = client.containers.list(
             filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"})
         if not found:

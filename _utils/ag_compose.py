@@ -115,7 +115,15 @@ def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET
             entry["volumes"] = [f"./autograder-server/{p}:{APP_DIR}/{p}:ro" for p in secret_paths]
         if entry:
             services[name] = entry
-    return {"version": compose.get("version", "3.7"), "services": services}
+    return _override_of(compose, services)
+
+
+def _override_of(compose: dict, services: dict) -> dict:
+    """A compose file of `services` that docker stack deploy merges with `compose`: of its
+    version, or like it without one (the Compose spec's form; another version is refused as
+    "version mismatched")."""
+    return {**({"version": compose["version"]} if "version" in compose else {}),
+            "services": services}
 
 
 def builds(compose: dict) -> dict:
@@ -165,7 +173,7 @@ def pinned(compose: dict, digests: dict) -> dict:
         image = service.get("image")
         if image in digests:
             services[name] = {"image": f"{image}@{digests[image]}"}
-    return {"version": compose.get("version", "3.7"), "services": services}
+    return _override_of(compose, services)
 
 
 def existing_secrets(checkout: str) -> list:

@@ -50,13 +50,25 @@ def _client(context: dict, config_get):
 
 
 @contextlib.contextmanager
-def session(context: dict, config_get, what: str, secret: str = None):
+def session(context: dict, config_get, what: str, secret: str = None, patient: bool = False):
     """The client, for a block whose docker SDK errors (the client's own included) raise as
-    _api_error(`what`): each Docker call of the modules is one such block."""
+    _api_error(`what`): each Docker call of the modules is one such block. `patient`: no read
+    timeout in the block (a command in a container may print nothing for minutes)."""
+    client = _client(context, config_get)
     try:
-        yield _client(context, config_get)
+        with _no_read_timeout(client.api) if patient else contextlib.nullcontext():
+            yield client
     except docker.errors.DockerException as exc:
         raise _api_error(what, exc, secret) from exc
+
+
+@contextlib.contextmanager
+def _no_read_timeout(api):
+    kept, api.timeout = api.timeout, None
+    try:
+        yield
+    finally:
+        api.timeout = kept
 
 
 def _api_error(what: str, exc: Exception, secret: str = None) -> CommandExecutionError:

@@ -95,3 +95,14 @@ def test_checkout_override_names_the_generated_password_file_never_its_value(tmp
         "/run/secrets/db_password"
     assert "./autograder-server/autograder/settings/secrets:/usr/src/app/autograder/settings/secrets:ro" \
         in out["services"]["django"]["volumes"]
+
+
+def test_the_override_and_the_pins_follow_the_compose_file_s_version_or_its_lack(compose):
+    # stack deploy refuses files of different versions ("version mismatched"); newer
+    # upstream releases write the Compose spec's form, without a version
+    unversioned = {k: v for k, v in compose.items() if k != "version"}
+    for upstream, version in ((compose, {"version": compose["version"]}), (unversioned, {})):
+        out = ag_compose.override(upstream, 4, UPSTREAM_CONCURRENCY)
+        pins = ag_compose.pinned(upstream, {"127.0.0.1:5000/nginx": "sha256:abc"})
+        assert {k: v for k, v in out.items() if k != "services"} == version
+        assert {k: v for k, v in pins.items() if k != "services"} == version

@@ -29,3 +29,16 @@ def test_an_sdk_error_is_a_sentence_without_the_join_token():
         with ag_engine.session(context, None, "joining the swarm of nuc1", secret=TOKEN):
             raise docker.errors.APIError("500", explanation=f"invalid join token {TOKEN}")
     assert str(raised.value) == "joining the swarm of nuc1 failed: invalid join token <join token>"
+
+
+def test_a_patient_session_has_no_read_timeout_and_gives_it_back():
+    # a migration may print nothing for minutes; every other call keeps the client's 60 s
+    client = docker.DockerClient(base_url="unix:///nowhere", version="1.41", timeout=60)
+    context = {ag_engine.CONTEXT_KEY: client}
+    with ag_engine.session(context, None, "running manage.py", patient=True):
+        assert client.api.timeout is None
+    assert client.api.timeout == 60
+    with pytest.raises(CommandExecutionError):
+        with ag_engine.session(context, None, "running manage.py", patient=True):
+            raise docker.errors.APIError("500", explanation="gone")
+    assert client.api.timeout == 60
