@@ -11,6 +11,10 @@
     leaves fstab and the mount point alone when the server cannot be reached. A mount is read
     back from the kernel before fstab is written.
 
+``ag_node.script_applied``
+    Runs a script when its own check says what it builds is not live, then checks again (the
+    firewall's rules).
+
 Every function: desired → actual → diff → (test: result None + would-be changes) → apply.
 """
 
@@ -104,6 +108,41 @@ def daemon_json(name, keys):
         os.chmod(tmp, st.st_mode & 0o7777)
     os.replace(tmp, name)
     ret["comment"] = f"{name} updated: {', '.join(sorted(changes))}."
+    return ret
+
+
+# --- a script with a check ------------------------------------------------------------------
+
+
+def script_applied(name, check="--check"):
+    """What the script ``name`` builds is live: ``name check`` exits 0 when it is. Otherwise
+    run ``name`` and check again, failing when the check still fails. (Salt's ``unless``
+    would do the first check, but costs seconds in every run: looking ``cmd.retcode`` up
+    loads every execution module.)"""
+    ret = _ret(name)
+    node = __grains__.get("id", "this node")
+    run = __salt__["cmd.run_all"]
+
+    def live():
+        return run([name, check], python_shell=False, ignore_retcode=True)["retcode"] == 0
+
+    if live():
+        ret["comment"] = f"{name} {check}: what it builds is live on {node}"
+        return ret
+    ret["changes"] = {"applied": {"old": f"{name} {check} fails", "new": f"{name} {check} passes"}}
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"{name} would run on {node} ({name} {check} fails)"
+        return ret
+    res = run([name], python_shell=False, ignore_retcode=True)
+    if res["retcode"] or not live():
+        ret["changes"] = {}
+        ret["result"] = False
+        why = (f"exited {res['retcode']}: {(res['stderr'] or res['stdout']).strip()[-500:]}"
+               if res["retcode"] else f"ran, but {name} {check} still fails")
+        ret["comment"] = f"{name} on {node} {why}"
+        return ret
+    ret["comment"] = f"{name} ran on {node}; {name} {check} passes"
     return ret
 
 

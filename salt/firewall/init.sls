@@ -57,9 +57,9 @@ firewall-script-file-managed:
         done
 
 firewall-cluster-only-rules-applied:
-  cmd.run:
+  ag_node.script_applied:
     - name: {{ firewall.script }}
-    - unless: {{ firewall.script }} --check
+    - check: --check
     - require:
       - pkg: firewall-iptables-pkg-installed
       - file: firewall-script-file-managed

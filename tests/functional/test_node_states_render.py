@@ -199,8 +199,9 @@ def test_firewall_keeps_cluster_only_and_swarm_ports_to_the_nodes_and_comes_back
     states = show_sls(tmp_path, "firewall", {**OSES["bookworm"], "init": init},
                       {"cluster": FIREWALL_CLUSTER}, minion="nuc1")
     script = states["firewall-script-file-managed"][1]
-    applied = states["firewall-cluster-only-rules-applied"][1]
-    assert (applied["name"], applied["unless"]) == (script["name"], f"{script['name']} --check")
+    fun, applied = states["firewall-cluster-only-rules-applied"]
+    assert (fun, applied["name"], applied["check"]) == ("ag_node.script_applied", script["name"],
+                                                        "--check")
     assert ("firewall-boot-unit-enabled" in states) is unit
     if unit:
         service = states["firewall-boot-unit-file-managed"][1]["contents"]

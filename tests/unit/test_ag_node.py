@@ -105,6 +105,55 @@ def test_daemon_json_invalid_json_fails_and_is_left_alone(tmp_path, salt_env):
     assert path.read_text() == "{ not json"
 
 
+# --- a script with a check ------------------------------------------------------------------
+
+SCRIPT = "/usr/local/sbin/ag-cluster-only-firewall"
+
+
+@pytest.fixture
+def script(salt_env):
+    """A script whose check passes once it has run (unless `builds` is False), exiting with
+    `exit`; the commands run are in `calls`."""
+    state = {"live": False, "builds": True, "exit": 0, "calls": salt_env}
+
+    def run_all(cmd, **_):
+        salt_env.append(cmd)
+        if cmd == [SCRIPT, "--check"]:
+            return {"retcode": 0 if state["live"] else 1, "stdout": "", "stderr": ""}
+        state["live"] = state["builds"] and not state["exit"]
+        return {"retcode": state["exit"], "stdout": "", "stderr": "iptables: not found"}
+
+    ag_node.__salt__["cmd.run_all"] = run_all
+    return state
+
+
+def test_a_script_whose_check_fails_runs_then_nothing_to_do(script):
+    ret = ag_node.script_applied(SCRIPT)
+    assert ret["result"] is True and set(ret["changes"]) == {"applied"}
+    assert script["calls"] == [[SCRIPT, "--check"], [SCRIPT], [SCRIPT, "--check"]]
+    again = ag_node.script_applied(SCRIPT)
+    assert again["result"] is True and again["changes"] == {}
+    assert len(script["calls"]) == 4
+
+
+def test_test_mode_says_the_script_would_run_and_runs_only_the_check(script):
+    ag_node.__opts__["test"] = True
+    ret = ag_node.script_applied(SCRIPT)
+    assert ret["result"] is None and set(ret["changes"]) == {"applied"}
+    assert script["calls"] == [[SCRIPT, "--check"]]
+
+
+@pytest.mark.parametrize("builds, exit, words", [
+    (True, 3, "exited 3: iptables: not found"),
+    (False, 0, "ran, but /usr/local/sbin/ag-cluster-only-firewall --check still fails")])
+def test_a_script_that_fails_or_builds_otherwise_fails_naming_node_and_cause(script, builds, exit,
+                                                                            words):
+    script.update(builds=builds, exit=exit)
+    ret = ag_node.script_applied(SCRIPT)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == f"{SCRIPT} on nuc2 {words}"
+
+
 # --- NFS mount ------------------------------------------------------------------------------
 
 DEVICE = "198.18.0.11:/srv/ag"
