@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 
 import pytest
+import yaml
 from agdeploy import (
     CHECKOUT,
     MANAGER,
@@ -35,6 +36,8 @@ from agdeploy import (
 )
 
 from bed import config, netns
+from tests import standin
+from tests.extensions import load
 
 # the site's own secret files on the NFS server node (the manager), named by the pillar
 SITE_DIR = "/etc/ag-site"
@@ -369,3 +372,40 @@ def test_no_secret_and_no_secret_file_in_any_pushed_image(bed, secret_values):
     assert found == {}
     assert sorted(m for m in members if "autograder/settings/secrets" in m
                   or m.endswith("oauth2_secrets.json")) == []
+
+
+# What the product puts into a build context beside upstream's files: nothing. Its
+# edits (ag.tweaks) change tracked files in place; its secrets and the site's secret files
+# are in the checkout but kept out by .dockerignore; file.replace's .bak copies are never made.
+PRODUCT_FILES_IN_CONTEXTS = set()
+# builds a context as image_build_push does (the docker SDK, the context's .dockerignore),
+# with a Dockerfile of the test's own (outside the context) that lists what arrived
+CONTEXT_LISTING = """
+import json, sys, docker
+client = docker.DockerClient(base_url="unix:///run/docker.sock")
+probe, listed = sys.argv[1], {}
+for context in sys.argv[2:]:
+    image, _ = client.images.build(path=context, dockerfile=probe, rm=True)
+    listed[context] = client.containers.run(image.id, remove=True).decode().splitlines()
+    client.images.remove(image.id)
+print(json.dumps(listed))
+"""
+PROBE_DOCKERFILE = 'FROM agbed/busybox\nCOPY . /context\nCMD ["find", "/context", "!", "-type", "d"]\n'
+
+
+def test_every_build_context_holds_upstream_s_files_and_nothing_else(bed):
+    compose = yaml.safe_load(sh(bed, MANAGER, f"cat {CHECKOUT}/docker-compose.yml"))
+    contexts = sorted({context for context, _ in load("_utils/ag_compose.py", "ag_compose")
+                      .builds(compose)})
+    # upstream's files: here the stand-in's, which the bed writes into the checkout
+    upstream = {str(path.relative_to(standin.TEMPLATE)) for path in standin.TEMPLATE.rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts}
+    write_on(MANAGER, "/tmp/ag-context-probe/Dockerfile", PROBE_DOCKERFILE)
+    listed = json.loads(bed.exec(MANAGER, str(config.SALT_BIN / "python"), "-c", CONTEXT_LISTING,
+                                 "/tmp/ag-context-probe/Dockerfile",
+                                 *[f"{CHECKOUT}/{context}" for context in contexts]).stdout)
+    received = {f"{context}/{path.removeprefix('/context/')}"
+                for context in contexts for path in listed[f"{CHECKOUT}/{context}"]
+                if not path.startswith("/context/.dockerfile.")}  # the probe, as the SDK names it
+    assert "autograder-server/manage.py" in received  # the listing lists
+    assert received - upstream == PRODUCT_FILES_IN_CONTEXTS
