@@ -220,7 +220,7 @@ def plan_lines(orchestration):
             lines.append(f"{sid}: would fail: {step['comment']}")
             break
         per_minion = step["changes"].get("ret") or {}
-        if sid.startswith("sync-") or not isinstance(per_minion, dict):
+        if sid == "sync" or not isinstance(per_minion, dict):
             continue
         changes = [f"{minion} {state['__id__']}: {state['comment']}"
                    for minion, states in sorted(per_minion.items()) if isinstance(states, dict)
@@ -306,11 +306,8 @@ def _clock():
     return time.strftime("%H:%M:%S")
 
 
-def _job_outcome(fun, ret):
-    """'N changed, M failed' of a state job's return from one minion, 'N synced' of a sync
-    job's, or its error text."""
-    if fun.startswith("saltutil.sync_") and isinstance(ret, list):
-        return f"{len(ret)} synced"
+def _job_outcome(ret):
+    """'N changed, M failed' of a state job's return from one minion, or its error text."""
     if not isinstance(ret, dict):
         return f"error: {str(ret)[:200]}"
     states = [s for s in ret.values() if isinstance(s, dict)]
@@ -319,12 +316,11 @@ def _job_outcome(fun, ret):
     return f"{changed} changed" + (f", {failed} FAILED" if failed else "")
 
 
-FOLLOWED_FUNCTIONS = ("state.sls", "state.apply", "saltutil.sync_utils", "saltutil.sync_modules",
-                      "saltutil.sync_states")
+FOLLOWED_FUNCTIONS = ("state.sls", "state.apply")
 
 
 def _follow_jobs(stop, out):
-    """Print, as the master sees them, each state or sync job as it starts (on which minions)
+    """Print, as the master sees them, each state job as it starts (on which minions)
     and as each minion returns it (after how long, what it changed), until `stop` is set."""
     started = {}
     with salt.utils.event.get_event("master", __opts__["sock_dir"], opts=__opts__,
@@ -342,7 +338,7 @@ def _follow_jobs(stop, out):
                 print(f"{_clock()} {what}: started on {minions}", file=out, flush=True)
             elif parts[3] == "ret" and data.get("jid") in started:
                 what, since = started[data["jid"]]
-                outcome = _job_outcome(data.get("fun", ""), data.get("return"))
+                outcome = _job_outcome(data.get("return"))
                 print(f"{_clock()} {what}: {data.get('id')} done in "
                       f"{time.monotonic() - since:.0f}s ({outcome})", file=out, flush=True)
 

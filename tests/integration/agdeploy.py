@@ -39,8 +39,9 @@ def runner(bed, fun):
 
 
 def changed_steps(steps):
-    """The steps that changed something on a node (the sync steps always report their run)."""
-    return {sid for sid, v in steps.items() if v["changes"] and "-sync-" not in sid}
+    """The steps that changed something on a node (the sync step: only when it brought
+    something)."""
+    return {sid for sid, v in steps.items() if v["changes"]}
 
 
 def minion_changes(step):

@@ -71,8 +71,7 @@ def test_one_node_retired_loses_its_labels_and_node_states_only(bed):
     before = cluster(bed)
     code, steps, output = retire(bed, 'pillar={"ag_retire": ["nuc3"]}')
     assert code == 0, output
-    assert set(steps) == {"ag-retire-sync-utils", "ag-retire-sync-modules", "ag-retire-sync-states",
-                          "ag-retire-labels", "ag-retire-nodes"}, output
+    assert set(steps) == {"ag-retire-sync", "ag-retire-labels", "ag-retire-nodes"}, output
     assert ours(bed, "nuc3") == []
     assert ours(bed, "nuc1") and ours(bed, "nuc2")
     after = cluster(bed)

@@ -48,7 +48,7 @@ def test_plan_names_each_step_and_what_it_would_change():
                           "comment": "stack ag-stack would be deployed"},
                     "k2": {"__id__": "ag-stack-converged", "__run_num__": 1, "changes": {},
                            "comment": "would wait"}}}
-    steps = {**step("ag-deploy-sync-states", 0, result=None, ret={"nuc1": True}),
+    steps = {**step("ag-deploy-sync", 0, result=None, ret={"nuc1": True}),
              **step("ag-deploy-images", 1), **step("ag-deploy-stack", 2, result=None, ret=ret)}
     lines = runner.plan_lines({"data": {"master": steps}})
     assert lines == ["images: no change",
@@ -153,14 +153,8 @@ def test_an_unknown_tag_starts_nothing(monkeypatch):
 def test_a_job_outcome_counts_changes_and_failures():
     ret = {"a": {"result": True, "changes": {"x": 1}}, "b": {"result": False, "changes": {}},
            "c": {"result": True, "changes": {}}}
-    assert runner._job_outcome("state.sls", ret) == "1 changed, 1 FAILED"
-    assert runner._job_outcome("state.sls", ["Rendering SLS failed"]).startswith("error: ")
-
-
-def test_a_sync_job_outcome_counts_what_it_brought():
-    assert runner._job_outcome("saltutil.sync_states", ["states.ag_app", "states.ag_swarm"]) \
-        == "2 synced"
-    assert runner._job_outcome("saltutil.sync_utils", []) == "0 synced"
+    assert runner._job_outcome(ret) == "1 changed, 1 FAILED"
+    assert runner._job_outcome(["Rendering SLS failed"]).startswith("error: ")
 
 
 def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on():
