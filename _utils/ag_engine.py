@@ -12,8 +12,12 @@ the client of ``session``, which turns its errors into sentences.
 try:
     import docker
     import docker.errors
+    import requests.exceptions
 
     HAS_DOCKER = True
+    # what a call of the SDK raises: its own errors, and the transport's (an engine that does
+    # not answer within the client's timeout raises requests' ReadTimeout unwrapped)
+    ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 except ImportError:
     HAS_DOCKER = False
 
@@ -58,7 +62,7 @@ def session(context: dict, config_get, what: str, secret: str = None, patient: b
     try:
         with _no_read_timeout(client.api) if patient else contextlib.nullcontext():
             yield client
-    except docker.errors.DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise _api_error(what, exc, secret) from exc
 
 
@@ -101,5 +105,5 @@ def versioned_update(what: str, update):
                         "sequence); read again, attempt %d of %d", what, attempt + 1,
                         UPDATE_ATTEMPTS)
             time.sleep(0.1 * attempt)
-        except docker.errors.DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise _api_error(what, exc) from exc

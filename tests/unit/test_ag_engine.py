@@ -3,6 +3,7 @@ __context__), and an SDK error in a session raised as a sentence without the joi
 
 import docker
 import pytest
+import requests.exceptions
 from salt.exceptions import CommandExecutionError
 
 from tests.extensions import load
@@ -42,3 +43,16 @@ def test_a_patient_session_has_no_read_timeout_and_gives_it_back():
         with ag_engine.session(context, None, "running manage.py", patient=True):
             raise docker.errors.APIError("500", explanation="gone")
     assert client.api.timeout == 60
+
+
+def test_an_engine_that_does_not_answer_in_time_is_a_sentence_too():
+    # seen on an emulated manager starting the stack: requests' ReadTimeout, not the SDK's
+    context = {ag_engine.CONTEXT_KEY: object()}
+    with pytest.raises(CommandExecutionError) as raised:
+        with ag_engine.session(context, None, "reading stack ag-stack"):
+            raise requests.exceptions.ReadTimeout("UnixHTTPConnectionPool(host='localhost', "
+                                                  "port=None): Read timed out. (read timeout=60)")
+    assert str(raised.value).startswith("reading stack ag-stack failed: UnixHTTPConnectionPool")
+    with pytest.raises(CommandExecutionError, match="updating swarm node n2 failed: .*timed out"):
+        ag_engine.versioned_update("updating swarm node n2", lambda fresh: (_ for _ in ()).throw(
+            requests.exceptions.ConnectionError("timed out")))
