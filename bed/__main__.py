@@ -167,12 +167,13 @@ def cmd_demo(tier: str) -> int:
 
 
 def cmd_test(pytest_args) -> int:
-    """With arguments, one pytest run on this bed. Without, the whole suite as two runs, one
+    """With arguments, one pytest run on this bed. Without, the whole suite as runs one
     after the other (side by side, the two cores made both three times slower): unit,
     functional and tier 1 (but not the real stack's groundwork, real_stack, whose images
     take a quarter of an hour to build the first time) on this bed, then tier 2 (the tests
     marked vm, but not its half-hour whole-stack deploy, vm_stack) on the next one, whose
-    kept guests outlive the other tier's runs (tests/conftest.py)."""
+    kept guests outlive the other tier's runs (tests/conftest.py), then the unit and
+    functional tiers on Salt's older lines (tests/salt-versions.sh)."""
     if pytest_args:
         return _pytest(pytest_args)
     image = _build_vm_image_meanwhile()
@@ -187,8 +188,12 @@ def cmd_test(pytest_args) -> int:
         log("tier 2 lost a guest to the emulator (its disk stopped answering): once more, "
             "from guests booted again")
         tier2_code = subprocess.run(tier2, env=tier2_env).returncode
-    log(f"unit, functional and tier 1: exit {code}; tier 2: exit {tier2_code}")
-    return code or tier2_code
+    log("Salt's older lines (tests/salt-versions.sh): the unit and functional tiers and the "
+        "master installed as the README says")
+    lines_code = subprocess.run([str(config.REPO / "tests/salt-versions.sh")]).returncode
+    log(f"unit, functional and tier 1: exit {code}; tier 2: exit {tier2_code}; "
+        f"Salt's older lines: exit {lines_code}")
+    return code or tier2_code or lines_code
 
 
 def _build_vm_image_meanwhile() -> threading.Thread:
