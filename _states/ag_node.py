@@ -98,17 +98,25 @@ def daemon_json(name, keys):
         ret["result"] = None
         ret["comment"] = f"{name} would get these keys: {', '.join(sorted(changes))}."
         return ret
-    os.makedirs(os.path.dirname(name), exist_ok=True)
-    tmp = f"{name}.salt-tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(merged, fh, indent=2)
-        fh.write("\n")
-    if os.path.exists(name):
-        st = os.stat(name)
-        os.chmod(tmp, st.st_mode & 0o7777)
-    os.replace(tmp, name)
+    try:
+        _replace_file(name, json.dumps(merged, indent=2) + "\n")
+    except OSError as exc:
+        ret.update(result=False, changes={},
+                   comment=f"writing {name} on {node} failed: {exc}; it was left as it was.")
+        return ret
     ret["comment"] = f"{name} updated: {', '.join(sorted(changes))}."
     return ret
+
+
+def _replace_file(path, text):
+    """`path` holds `text` (its mode kept), replaced at once: a reader never sees half."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.salt-tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    if os.path.exists(path):
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    os.replace(tmp, path)
 
 
 # --- a script with a check ------------------------------------------------------------------
@@ -305,12 +313,12 @@ def nfs_mounted(name, device, options, fstype="nfs", fstab="/etc/fstab", server_
                               f"{still}; {fstab} was left as it was.")
             return ret
     if "fstab" in changes:
-        tmp = f"{fstab}.salt-tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(new_lines) + "\n")
-        if os.path.exists(fstab):
-            os.chmod(tmp, os.stat(fstab).st_mode & 0o7777)
-        os.replace(tmp, fstab)
+        try:
+            _replace_file(fstab, "\n".join(new_lines) + "\n")
+        except OSError as exc:
+            ret.update(result=False, changes={k: v for k, v in changes.items() if k != "fstab"},
+                       comment=f"{node}: {device} on {name}: writing {fstab} failed: {exc}")
+            return ret
     ret["comment"] = f"{device} on {name}: " + ", ".join(sorted(changes)) + " updated."
     return ret
 

@@ -68,6 +68,13 @@ def test_daemon_json_writes_once_then_reports_nothing(tmp_path, salt_env):
     assert second["result"] is True and second["changes"] == {}
 
 
+def test_daemon_json_that_cannot_be_written_fails_as_a_sentence(tmp_path, salt_env):
+    (tmp_path / "daemon.json.salt-tmp").mkdir()  # any write error (a full disk, read-only /etc)
+    ret = ag_node.daemon_json(str(tmp_path / "daemon.json"), OWNED)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith(f"writing {tmp_path}/daemon.json on nuc2 failed: ")
+
+
 def test_daemon_json_test_mode_reports_and_writes_nothing(tmp_path, salt_env):
     ag_node.__opts__["test"] = True
     path = tmp_path / "daemon.json"
@@ -232,6 +239,17 @@ def test_a_mount_the_kernel_shows_otherwise_fails_and_leaves_fstab(node):
     assert ret["result"] is False and ret["changes"] == {}
     assert ret["comment"] == (f"nuc2: {DEVICE} was mounted on /srv/ag but reads back mounted "
                               f"without hard; {node['fstab']} was left as it was.")
+    assert node["fstab"].read_text() == "/dev/sda1 / ext4 defaults 0 1\n"
+
+
+def test_an_fstab_that_cannot_be_written_fails_as_a_sentence_after_the_mount(node, tmp_path):
+    node["mountinfo"] = mountinfo().splitlines()[0] + "\n"
+    node["fstab"].write_text("/dev/sda1 / ext4 defaults 0 1\n")
+    (tmp_path / "fstab.salt-tmp").mkdir()  # any write error (a full disk, read-only /etc)
+    ret = apply(node)
+    assert ret["result"] is False and list(ret["changes"]) == ["mount"]
+    assert ret["comment"].startswith(f"nuc2: {DEVICE} on /srv/ag: writing {node['fstab']} "
+                                      "failed: ")
     assert node["fstab"].read_text() == "/dev/sda1 / ext4 defaults 0 1\n"
 
 
