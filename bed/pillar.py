@@ -15,6 +15,15 @@ BED_LABELS = {
     3: ["deferred_grader", "rerun_grader"],
 }
 EXTRA_NODE_LABELS = ["tiny_grader", "tiny_fast_grader"]
+# Tier 2's guests have one emulated CPU each. A manager starting nuc1's share of the whole
+# stack (eleven containers) stopped answering (guest load 20, `docker service ls`: context
+# deadline exceeded), so with a third guest the manager keeps the registries and the web side
+# and the data services and the app go to the other two.
+VM_SPREAD_LABELS = {
+    1: ["registry", "custom_image_registry", "webserver"],
+    2: ["database", "cache", "rabbitmq_broker", "grader", "fast_grader", "image_builder"],
+    3: ["django_app", "small_tasks", "deferred_grader", "rerun_grader"],
+}
 
 
 def manager(indexes) -> str:
@@ -23,10 +32,11 @@ def manager(indexes) -> str:
 
 
 def bed_pillar(tier: str, indexes) -> dict:
+    labels = VM_SPREAD_LABELS if tier == "vm" and len(indexes) >= 3 else BED_LABELS
     nodes = {
         config.node_name(i): {
             "address": config.node_addr(tier, i),
-            "labels": BED_LABELS.get(i, EXTRA_NODE_LABELS),
+            "labels": labels.get(i, EXTRA_NODE_LABELS),
         }
         for i in indexes
     }

@@ -6,6 +6,9 @@ import pytest
 import yaml
 
 from bed import config, pillar
+from tests.extensions import load
+
+ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 
 BED_RANGE = ipaddress.ip_network("198.18.0.0/15")
 
@@ -40,3 +43,10 @@ def test_bed_pillar_uses_only_documented_top_level_keys():
 def test_fourth_node_gets_labels_too():
     nodes = pillar.bed_pillar("netns", [1, 2, 3, 4])["autograder"]["cluster"]["nodes"]
     assert nodes["nuc4"]["labels"]
+
+
+@pytest.mark.parametrize("tier,indexes", [("netns", [1, 2, 3]), ("vm", [1, 2]), ("vm", [1, 2, 3])])
+def test_each_bed_s_labels_pass_the_product_s_validation(tier, indexes):
+    """Tier 2 with a third guest spreads the labels differently: both spreads are valid."""
+    bed = pillar.bed_pillar(tier, indexes)["autograder"]
+    assert ag_cluster.validate(bed) == []
