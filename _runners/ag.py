@@ -11,6 +11,7 @@ rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when inva
 """
 
 import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -31,6 +32,19 @@ def __virtual__():
                        "'salt-run saltutil.sync_all' (with this repository's root in the "
                        "master's file_roots)")
     return __virtualname__
+
+
+def _as_sentence(runner):
+    """`runner`, returning {"error": its sentence, "retcode": 1} where it raises a Salt error
+    (an invalid pillar, a bad argument, a manager that does not answer): salt-run would
+    print a traceback for it."""
+    @functools.wraps(runner)
+    def wrapper(*args, **kwargs):
+        try:
+            return runner(*args, **kwargs)
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            return {"error": f"ag.{runner.__name__}: {exc}", "retcode": 1}
+    return wrapper
 
 
 def _check(minion=None, live=False):
@@ -115,7 +129,7 @@ def _cluster_pillar():
 def _checked_timeout(timeout):
     """`timeout` when it is a whole number of seconds; checked before any pillar is compiled."""
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
-        raise SaltInvocationError(f"ag.unanswered: timeout must be a whole number of seconds, "
+        raise SaltInvocationError(f"timeout must be a whole number of seconds, "
                                   f"not {timeout!r}")
     return timeout
 
@@ -126,6 +140,7 @@ def _unanswered(autograder, timeout):
     return [node for node in nodes if answers.get(node) is not True]
 
 
+@_as_sentence
 def unanswered(timeout=10):
     """The pillar's cluster nodes whose minion does not answer a ping within `timeout` seconds,
     sorted ([] when all answer). ag.deploy stops on them before any change: a deploy that skipped
@@ -137,6 +152,7 @@ def unanswered(timeout=10):
     return _unanswered(_cluster_pillar(), timeout)
 
 
+@_as_sentence
 def preflight(timeout=10):
     """ag.validate's errors and, when there are none, ag.unanswered's nodes, in one call: what
     ag.deploy and ag.retire check before any change (each runner call from their rendering
@@ -187,6 +203,7 @@ def status_table(pillar_nodes, swarm_nodes, services):
                      for r in rows)
 
 
+@_as_sentence
 def status():
     """The cluster as the manager sees it: every node (role, availability, state, the labels
     this project manages) and every service of the stack (running/desired tasks, whether it
@@ -194,14 +211,11 @@ def status():
 
     CLI Example: salt-run ag.status
     """
-    try:
-        autograder = _cluster_pillar()
-        manager = autograder["cluster"]["manager"]
-        stack = (autograder.get("app") or {}).get("stack_name") or "ag-stack"
-        swarm_nodes = _on_manager(manager, "ag_swarm.nodes")
-        services = _on_manager(manager, "ag_app.stack_status", stack)
-    except CommandExecutionError as exc:
-        return {"error": str(exc), "retcode": 1}
+    autograder = _cluster_pillar()
+    manager = autograder["cluster"]["manager"]
+    stack = (autograder.get("app") or {}).get("stack_name") or "ag-stack"
+    swarm_nodes = _on_manager(manager, "ag_swarm.nodes")
+    services = _on_manager(manager, "ag_app.stack_status", stack)
     pillar_nodes = {m: spec.get("labels") or [] for m, spec in autograder["cluster"]["nodes"].items()}
     return status_table(pillar_nodes, swarm_nodes, services)
 

@@ -4,7 +4,6 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from salt.exceptions import SaltInvocationError
 
 from tests.extensions import load
 
@@ -241,9 +240,21 @@ def test_a_bad_timeout_is_refused_before_any_pillar_is_compiled(monkeypatch, com
     master(monkeypatch, ["nuc1", "nuc2"])
     compiled = []
     runner.__salt__["pillar.show_pillar"] = compiled.append
-    with pytest.raises(SaltInvocationError, match=f"not {timeout!r}"):
-        getattr(runner, command)(timeout=timeout)
+    ret = getattr(runner, command)(timeout=timeout)
+    assert ret == {"error": f"ag.{command}: timeout must be a whole number of seconds, "
+                            f"not {timeout!r}", "retcode": 1}
     assert compiled == []
+
+
+def test_an_invalid_pillar_is_a_sentence_from_the_runners_that_need_a_valid_one(monkeypatch):
+    """salt-run prints a traceback for what a runner raises: these return the errors."""
+    master(monkeypatch, ["nuc1"])
+    runner.__salt__["pillar.show_pillar"] = lambda target: {}
+    for command in (runner.unanswered, runner.status):
+        ret = command()
+        assert ret["retcode"] == 1
+        assert ret["error"].startswith(f"ag.{command.__name__}: invalid autograder pillar:\nno "
+                                       "pillar of any accepted minion has the autograder key")
 
 
 def test_salt_s_leak_notices_are_kept_out_of_the_deploy_s_output_and_nothing_else():
