@@ -256,6 +256,8 @@ def plan_lines(orchestration):
 # what the later steps of ag.deploy work on: the steps whose changes they see only once made,
 # and what the deploy may then do that a plan cannot tell
 FEEDS = {
+    "tweaks": {"from": ("checkout",),
+               "may": "edit the new revision's files with the site's settings"},
     "images": {"from": ("checkout", "tweaks", "registry"),
                "may": "rebuild and push images"},
     "stack": {"from": ("checkout", "tweaks", "registry", "images"),

@@ -104,6 +104,70 @@ def registry(name, image, port, publish_mode="ingress", volume="ag-registry",
         time.sleep(1)
 
 
+def _git(checkout, *argv):
+    """`git -C checkout argv` on this node: (exit code, stdout)."""
+    res = __salt__["cmd.run_all"](["git", "-C", checkout, *argv], python_shell=False,
+                                  ignore_retcode=True)
+    return res["retcode"], res["stdout"].rstrip()
+
+
+def _edited_tracked_files(checkout):
+    """The tracked files with local edits, in the checkout and its submodules (paths from the
+    checkout's top)."""
+    code, subs = _git(checkout, "submodule", "--quiet", "foreach", "--recursive",
+                      "echo $displaypath")
+    edited = []
+    for sub in ["", *(subs.splitlines() if code == 0 else [])]:
+        _, out = _git(os.path.join(checkout, sub), "status", "--porcelain",
+                      "--untracked-files=no", "--ignore-submodules=all")
+        edited += [os.path.join(sub, line[3:]) for line in out.splitlines()]
+    return sorted(edited)
+
+
+@_failing_as_sentences
+def checkout_pristine(name, revision):
+    """Upstream's tracked files as upstream has them, in the checkout at `name` and its
+    submodules, whenever the checkout is about to move to another `revision`: ag.tweaks edited
+    some of them, and git refuses to update a checkout with local edits (it re-applies them
+    after the update). Untracked files (the secrets dir, the product's override) stay. At the
+    revision already, or with no checkout yet, nothing to do."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    if not os.path.isdir(os.path.join(name, ".git")):
+        ret["comment"] = f"no checkout at {name} on {node} yet"
+        return ret
+    _, head = _git(name, "rev-parse", "HEAD")
+    code, wanted = _git(name, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    if _git(name, "show-ref", "--verify", "--quiet", f"refs/remotes/origin/{revision}")[0] == 0:
+        # a branch: where the remote has it now (git.latest fetches it next)
+        code, out = _git(name, "ls-remote", "origin", f"refs/heads/{revision}")
+        wanted = out.split()[0] if code == 0 and out else ""
+    if code == 0 and wanted == head:
+        ret["comment"] = f"the checkout at {name} on {node} is at {revision}"
+        return ret
+    edited = _edited_tracked_files(name)
+    if not edited:
+        ret["comment"] = f"the checkout at {name} on {node} has no local edits to move with"
+        return ret
+    ret["changes"] = {"reset": edited}
+    moving = f"the checkout at {name} on {node} moves to {revision}"
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"{moving}: would reset {len(edited)} edited upstream "
+                                        "file(s), to be edited again by ag.tweaks")
+        return ret
+    for argv in (["reset", "--hard", "--quiet"],
+                 ["submodule", "--quiet", "foreach", "--recursive", "git reset --hard --quiet"]):
+        code, out = _git(name, *argv)
+        if code:
+            raise CommandExecutionError(f"{moving}: git {' '.join(argv[:2])} failed: {out}")
+    left = _edited_tracked_files(name)
+    if left:
+        raise CommandExecutionError(f"{moving}: still edited after the reset: {', '.join(left)}")
+    ret["comment"] = (f"{moving}: reset {len(edited)} edited upstream file(s), to be edited "
+                      "again by ag.tweaks")
+    return ret
+
+
 def _compose(checkout, compose_file):
     with open(os.path.join(checkout, compose_file)) as fh:
         return yaml.safe_load(fh)

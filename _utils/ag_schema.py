@@ -566,7 +566,10 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
     "git_url": Text("""
         clone it there when it is missing (null: the checkout must already be there)
         """),
-    "revision": Text("", "master", pattern=r"\S+", like="master"),
+    "revision": Text("""
+        the release (a tag, e.g. 2022.01.v1), branch or commit to check out; changing it
+        upgrades: upstream's files that ag.tweaks edits are reset, updated, and edited again
+        """, "master", pattern=r"\S+", like="master"),
     "stack_name": Text("""
         docker stack name
         """, "ag-stack", pattern=NAME, like="ag-stack"),

@@ -1,10 +1,19 @@
 {#- The autograder-full-stack checkout on the NFS server node: cloned from autograder:app:git_url
-    at its revision with submodules, or already there. #}
+    at its revision with submodules, or already there. Moving to another revision (an
+    upgrade) first resets upstream's files that ag.tweaks edited, which then edits them again
+    in the new release: git updates no checkout with local edits. #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- if app.git_url %}
 ag-checkout-git-installed:
   pkg.installed:
     - name: git
+
+ag-checkout-pristine:
+  ag_app.checkout_pristine:
+    - name: {{ app.checkout }}
+    - revision: {{ app.revision }}
+    - require:
+      - pkg: ag-checkout-git-installed
 
 ag-checkout:
   git.latest:
@@ -14,7 +23,7 @@ ag-checkout:
     - submodules: True
     - force_reset: False
     - require:
-      - pkg: ag-checkout-git-installed
+      - ag_app: ag-checkout-pristine
 {%- elif not salt['file.file_exists'](app.checkout ~ '/docker-compose.yml') %}
 ag-checkout:
   test.fail_without_changes:
