@@ -389,6 +389,12 @@ DOCKER = Section("Docker engine on every node (salt/docker)", {
         docker-compose-v2 on Ubuntu; for offline sites), external (installed by someone else;
         daemon.json and the service are still managed)
         """, "docker-ce", choices=("docker-ce", "distro", "external")),
+    "hold": Bool("""
+        true: Docker's packages are held (apt-mark hold), so an unattended upgrade never
+        restarts dockerd and every grader with it; upgrade them by setting false (which
+        releases every hold of them, the site's own included) and deploying. null: leave
+        the packages' hold as it is. Sources docker-ce and distro only
+        """),
     "users": List("""
         users added to the docker group (default: none)
         """, [], of=Text("a user name", pattern=r"[A-Za-z_][A-Za-z0-9_.-]*\$?", like="alice")),

@@ -18,6 +18,9 @@ docker-package-pkg-installed:
   pkg.installed:
     - pkgs: {{ pkgs | json }}
     - install_recommends: {{ docker.recommends[docker.source] | json }}
+{%-   if docker.hold is not none %}
+    - hold: {{ docker.hold | json }}
+{%-   endif %}
 {%-   if docker.source == "docker-ce" %}
     - require:
       - sls: docker.repo

@@ -96,6 +96,16 @@ def test_distro_docker_without_dockers_repository(tmp_path, codename, pkgs):
     assert not [sid for sid in states if sid.startswith("docker-repo-")]
 
 
+@pytest.mark.parametrize("hold", [True, False, None])
+def test_docker_s_packages_held_released_or_left_as_the_pillar_says(tmp_path, hold):
+    states = show_sls(tmp_path, "docker", OSES["bookworm"], {"docker": {"hold": hold}})
+    _, pkg = states["docker-package-pkg-installed"]
+    if hold is None:  # a hold the site made itself stays
+        assert "hold" not in pkg
+    else:
+        assert pkg["hold"] is hold
+
+
 def test_external_docker_installs_nothing_but_manages_config_and_service(tmp_path):
     states = show_sls(tmp_path, "docker", OSES["noble"], {"docker": {"source": "external"}})
     assert not [fun for fun, _ in states.values() if fun.startswith("pkg.")]
