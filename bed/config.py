@@ -28,6 +28,12 @@ BRIDGE = f"agbr{BED_ID}"
 SUBNET = f"198.18.{BED_ID}"
 BRIDGE_ADDR = f"{SUBNET}.254"
 PREFIX_LEN = 24
+# names under BED_DOMAIN resolve to the bed's own bridge address (bed/upstream.py's DNS), in
+# every bed: images cached for all beds name the bed's services by them
+BED_DOMAIN = "agbed.test"
+PYPI_PORT = 3141
+APT_PORT = 3142
+PYPI_INDEX = f"http://pypi.{BED_DOMAIN}:{PYPI_PORT}/simple/"
 # Tier 1 (namespace) nodes are nucN at .(10+N); tier 2 (VM) guests at .(100+N), so a stale
 # neighbour cache entry from one tier never points at the other.
 TIER_BASE = {"netns": 10, "vm": 100}

@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config, releases
+from . import ca, config, releases
 from .util import debian_mirror, run
 
 SUITE = "bullseye"  # Python 3.9: the nearest to the official images' 3.8 that Debian has
@@ -29,6 +29,16 @@ SANDBOX_RELEASE = ("autograder-sandbox", "3.1.2", "autograder_sandbox/docker-ima
 ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "PATH": config.PATH_ENV.split("=", 1)[1],
            "LANG": "C.UTF-8"}
+
+
+# what lets a real Dockerfile's own fetches reach the bed (bed/upstream.py): apt through the
+# bed's apt proxy, https to the names the bed answers trusted through its CA (added to the
+# system store by update-ca-certificates, the base's or the one a Dockerfile's apt-get runs)
+BED_FETCHES = (
+    ("/etc/apt/apt.conf.d/01agbed-proxy",
+     f'Acquire::http::Proxy "http://apt.{config.BED_DOMAIN}:{config.APT_PORT}";\n', 0o644),
+    ("/usr/local/share/ca-certificates/agbed-ca.crt", ca.ca_cert, 0o644),
+)
 
 
 def _here(name: str):
@@ -64,16 +74,20 @@ BASES = (
           "gnupg", "wget", "curl", "ca-certificates", "git", "procps"),
          {"Env": [config.PATH_ENV, "LANG=C.UTF-8", "PIP_CONSTRAINT=/etc/pip-constraints.txt"],
           "Cmd": ["python3"]},
-         # pip 24.1 and later reject celery 4.4.7's metadata; pip-tools would upgrade pip
-         files=(("/etc/pip-constraints.txt", "pip<24.1\n", 0o644),),
+         # pip 24.1 and later reject celery 4.4.7's metadata; pip-tools would upgrade pip.
+         # pip's index is the bed's proxy of this machine's (bed/pypi_proxy.py)
+         files=(("/etc/pip-constraints.txt", "pip<24.1\n", 0o644),
+                ("/etc/pip.conf", f"[global]\nindex-url = {config.PYPI_INDEX}\n"
+                 f"trusted-host = pypi.{config.BED_DOMAIN}\n", 0o644), *BED_FETCHES),
          # a venv over /usr/local: python3, pip and what they install in /usr/local, as in the
          # official image, apart from Debian's own Python packages (which pip-sync must not see)
-         script="python3 -m venv /usr/local"),
+         script="python3 -m venv /usr/local\nupdate-ca-certificates"),
     Base("nginx", ("nginx:1.13",), ("nginx-core",),
          {"Env": [config.PATH_ENV], "Cmd": ["nginx", "-g", "daemon off;"],
           "ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGTERM"},
          files=(("/etc/nginx/nginx.conf", _here("nginx.conf"), 0o644),
-                ("/etc/nginx/conf.d/default.conf", _here("nginx-default.conf"), 0o644)),
+                ("/etc/nginx/conf.d/default.conf", _here("nginx-default.conf"), 0o644),
+                *BED_FETCHES),
          script="useradd --system --user-group --no-create-home --home-dir /nonexistent"
                 " --shell /bin/false nginx\n"
                 "rm -rf /etc/nginx/sites-available /etc/nginx/sites-enabled\n"

@@ -5,6 +5,12 @@ guests have no other route), each by a daemon on this machine:
   hub      a registry holding the bed's images (bed/images.py) under their Docker Hub names;
            the guests' dockerd uses it as its registry mirror, so `postgres:13` or
            `agbed/debian:bookworm` is pulled as a site pulls it from Docker Hub
+  dns      dnsmasq answering every name under config.BED_DOMAIN with the bridge address, and
+           no other name (tier 1's containers ask the bridge address: netns.py's daemon.json)
+  web      bed/plain_urls.py: https://get.docker.com and the like, answered from Debian's
+           packages, with a certificate of the bed's CA (bed/ca.py)
+  pypi     bed/pypi_proxy.py, a caching proxy of this machine's PyPI index, as
+           pypi.<BED_DOMAIN> (the real python base image's pip.conf)
   git      a git daemon serving the stand-in autograder-full-stack (tests/standin), committed,
            as a site clones upstream's repository; and under upstream/ the real releases
            (config.UPSTREAM_BUNDLES), each repository beside the others as on GitHub, so
@@ -27,7 +33,7 @@ from pathlib import Path
 
 from tests import standin
 
-from . import config, images, releases
+from . import ca, config, images, plain_urls, releases
 from .util import debian_mirror, log, pid_alive, stop_pid, wait_for
 
 DIR = config.BED_DIR / "vm"
@@ -88,9 +94,13 @@ class HostDaemon:
         (self.dir / "pid").unlink(missing_ok=True)
 
 
-APT = HostDaemon("apt-cacher-ng", 3142)
+APT = HostDaemon("apt-cacher-ng", config.APT_PORT)
 HUB = HostDaemon("hub", HUB_PORT)
 GIT = HostDaemon("git", 9418)
+DNS = HostDaemon("dns", 53)
+PYPI = HostDaemon("pypi", config.PYPI_PORT)
+WEB = HostDaemon("web", 443)
+PYPI_CACHE = config.CACHE_DIR / "pypi"
 
 
 def _apt_up() -> None:
@@ -208,6 +218,26 @@ def fill_hub(group: str = "bed") -> None:
             log(f"hub: {', '.join(tags)} pushed")
 
 
+def _dns_up() -> None:
+    DNS.start(["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+               "--no-hosts", "--bind-interfaces", f"--listen-address={config.BRIDGE_ADDR}",
+               *(f"--address=/{name}/{config.BRIDGE_ADDR}"
+                 for name in (config.BED_DOMAIN, *plain_urls.SITES)),
+               "--log-facility=-",
+               f"--pid-file={DNS.dir / 'dnsmasq.pid'}"])
+
+
+def _pypi_up() -> None:
+    PYPI.start([str(config.SALT_BIN / "python"), "-m", "bed.pypi_proxy", config.BRIDGE_ADDR,
+                str(PYPI.port), str(PYPI_CACHE), str(PYPI.dir / "access.log")])
+
+
+def _web_up() -> None:
+    cert, key = ca.server_certificate(list(plain_urls.SITES), WEB.dir)
+    WEB.start([str(config.SALT_BIN / "python"), "-m", "bed.plain_urls", config.BRIDGE_ADDR,
+               str(cert), str(key), str(WEB.dir / "access.log")])
+
+
 # ---------------------------------------------------------------- the repository
 
 def _git_up() -> None:
@@ -222,7 +252,8 @@ def _git_up() -> None:
 
 def up(daemons=None) -> list:
     """Start the daemons (all by default) that do not run; return those it started."""
-    starters = {APT: _apt_up, HUB: _hub_up, GIT: _git_up}
+    starters = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up,
+                WEB: _web_up}
     started = [d for d in (daemons or starters) if not d.pid()]
     for daemon in started:
         starters[daemon]()
@@ -230,5 +261,5 @@ def up(daemons=None) -> list:
 
 
 def down() -> None:
-    for daemon in (APT, HUB, GIT):
+    for daemon in (APT, HUB, GIT, DNS, PYPI, WEB):
         daemon.stop()

@@ -18,17 +18,30 @@ NODE = "nuc1"
 RELEASE = "2022.01.v1"
 NET = "ag-real-probe"  # a user network: containers reach each other by name, not on loopback
 PG_PASSWORD = "s3cret-from-a-file"
+CHECKOUT = "/tmp/ag-real-checkout"
 
 
 @pytest.fixture(scope="module")
 def served(netns_bed):
-    """The bed's git daemon and Docker Hub stand-in, stopped afterwards if this started them."""
+    """The bed's daemons of bed/upstream.py (git, Docker Hub, DNS, apt, PyPI, the plain
+    https URLs), stopped afterwards if this started them."""
     if not any(config.UPSTREAM_BUNDLES.glob("*.bundle")):
         pytest.skip(f"no release bundles in {config.UPSTREAM_BUNDLES}")
-    started = upstream.up([upstream.GIT, upstream.HUB])
+    started = upstream.up()
     yield
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def release(netns_bed, served):
+    """RELEASE checked out on NODE by ag.checkout (at CHECKOUT): its states' results."""
+    netns_bed.exec(NODE, "rm", "-rf", CHECKOUT)
+    netns_bed.salt(NODE, "saltutil.sync_all")  # ag.deploy's sync step, for its ag_app states
+    app = {"git_url": upstream.UPSTREAM_GIT_URL, "revision": RELEASE, "checkout": CHECKOUT}
+    yield netns_bed.salt(NODE, "state.sls", "ag.checkout",
+                         "pillar=" + json.dumps({"autograder": {"app": app}}))[NODE]
+    netns_bed.exec(NODE, "rm", "-rf", CHECKOUT)
 
 
 @pytest.fixture(scope="module")
@@ -70,24 +83,47 @@ def node_file(bed, path: str, text: str, mode: str = "644") -> None:
              f"chmod {mode} {path}")
 
 
-def test_ag_checkout_clones_a_release_with_its_submodules(netns_bed, served):
-    target = "/tmp/ag-real-checkout"
-    netns_bed.exec(NODE, "rm", "-rf", target)
-    app = {"git_url": upstream.UPSTREAM_GIT_URL, "revision": RELEASE, "checkout": target}
-    result = netns_bed.salt(NODE, "state.sls", "ag.checkout",
-                            "pillar=" + json.dumps({"autograder": {"app": app}}))[NODE]
-    assert all(r["result"] for r in result.values()), result
+def test_ag_checkout_clones_a_release_with_its_submodules(netns_bed, release):
+    assert all(r["result"] for r in release.values()), release
+    status = netns_bed.exec(NODE, "git", "-C", CHECKOUT, "submodule", "status").stdout
+    pinned = netns_bed.exec(NODE, "git", "-C", CHECKOUT, "ls-tree", "HEAD",
+                            "autograder-server", "ag-website-vue").stdout
+    for line in pinned.splitlines():  # "<mode> commit <sha>\t<path>"
+        commit, path = line.split()[2:]
+        assert f" {commit} {path}" in status, status  # checked out at the pinned commit
+    netns_bed.exec(NODE, "test", "-f", f"{CHECKOUT}/autograder-server/Dockerfile-django-prod")
+    netns_bed.exec(NODE, "test", "-f", f"{CHECKOUT}/ag-website-vue/Dockerfile-website-prod")
+
+
+# image: (build context in the checkout, Dockerfile, a check run in the image, its output)
+BUILDS = {
+    "django": ("autograder-server", "Dockerfile-django-prod",
+               "python -c 'import django, psycopg2, celery, gnupg; "
+               "print(django.get_version(), celery.__version__)'", "3.2.2 4.4.7"),
+    "grader": ("autograder-server", "Dockerfile-grader-prod",
+               "docker --version >/dev/null && python -c 'import django; "
+               "print(django.get_version())'", "3.2.2"),
+    "nginx": ("nginx/production", "Dockerfile",
+              "openssl dhparam -in /etc/nginx/ssl/dhparam.pem -noout -text | head -1",
+              "DH Parameters: (2048 bit)"),
+}
+
+
+@pytest.mark.parametrize("image", sorted(BUILDS))
+def test_the_release_s_dockerfiles_build_unchanged(node, release, image):
+    """Each Dockerfile's own fetches reach the bed: pip (`pip install pip-tools`, `pip-sync`)
+    the PyPI proxy by the name the python base's pip.conf gives, apt-get the apt proxy,
+    `wget https://get.docker.com` the bed's answer, trusted through the bed's CA; all by the
+    bed's DNS. The checks show each image has what its service runs."""
+    context, dockerfile, check, expected = BUILDS[image]
+    path = f"{CHECKOUT}/{context}"
+    node.exec(NODE, "git", "-C", path, "diff", "--exit-code", "HEAD")  # upstream's files
+    tag = f"ag-real-{image}"
+    node.exec(NODE, "docker", "build", "-q", "-f", f"{path}/{dockerfile}", "-t", tag, path)
     try:
-        status = netns_bed.exec(NODE, "git", "-C", target, "submodule", "status").stdout
-        pinned = netns_bed.exec(NODE, "git", "-C", target, "ls-tree", "HEAD",
-                                "autograder-server", "ag-website-vue").stdout
-        for line in pinned.splitlines():  # "<mode> commit <sha>\t<path>"
-            commit, path = line.split()[2:]
-            assert f" {commit} {path}" in status, status  # checked out at the pinned commit
-        netns_bed.exec(NODE, "test", "-f", f"{target}/autograder-server/Dockerfile-django-prod")
-        netns_bed.exec(NODE, "test", "-f", f"{target}/ag-website-vue/Dockerfile-website-prod")
+        assert run(node, tag, "sh", "-c", check).stdout.strip() == expected
     finally:
-        netns_bed.exec(NODE, "rm", "-rf", target)
+        node.exec(NODE, "docker", "rmi", tag, check=False)
 
 
 def test_the_hub_serves_the_real_bases_under_their_official_names(node, served):
