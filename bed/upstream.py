@@ -250,6 +250,11 @@ def _git_up() -> None:
                f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])
 
 
+# what the tier 2 guests fetch (the stand-in stack's images come from the hub, built from the
+# bed's bases; the other daemons serve the real Dockerfiles' builds)
+FOR_GUESTS = (APT, HUB, GIT)
+
+
 def up(daemons=None) -> list:
     """Start the daemons (all by default) that do not run; return those it started."""
     starters = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up,

@@ -231,7 +231,7 @@ def _booted(name: str) -> bool:
 def up(indexes) -> None:
     image = ensure_image()
     ssh_key = _ssh_key()
-    upstream.up()
+    upstream.up(upstream.FOR_GUESTS)
     started = []
     for i in indexes:
         name = config.node_name(i)
