@@ -67,8 +67,8 @@ def test_the_sandbox_installs_what_its_dockerfile_does(tmp_path, monkeypatch):
 
 def test_scripts_run_one_command_a_line():
     python = next(b for b in real_bases.BASES if b.name == "python")
-    assert real_bases.finish_script(python).splitlines()[:2] == [
-        "python3 -m venv /usr/local", "apt-get clean"]
+    assert real_bases.finish_script(python).splitlines()[:3] == [
+        "python3 -m venv /usr/local", "update-ca-certificates", "apt-get clean"]
     postgres = next(b for b in real_bases.BASES if b.name == "postgres")
     lines = real_bases.install_script(postgres).splitlines()
     assert lines[1].endswith(" postgresql-common") and lines[-1].endswith(" postgresql-13 gosu locales")
