@@ -419,3 +419,23 @@ def local_task_exec(service, cmd):
     return {"container": found[0].short_id, "retcode": result.exit_code,
             "stdout": (out or b"").decode(errors="replace"),
             "stderr": (err or b"").decode(errors="replace")}
+
+
+def image_run(image, cmd, binds, environment=None, workdir=None):
+    """Run `cmd` (a list) once in a container of the local `image`, with `binds`
+    ({host path: container path}, read-write) and `environment` ({name: value}), and remove
+    it. Returns {retcode, output} (the output's last 2000 characters).
+
+    CLI Example: salt nuc1 ag_app.image_run 127.0.0.1:5000/django '[python3, -V]' '{}'
+    """
+    volumes = {host: {"bind": inside, "mode": "rw"} for host, inside in binds.items()}
+    with _engine(f"running {cmd[0]} in a container of {image}", patient=True) as client:
+        container = client.containers.run(image, cmd, volumes=volumes,
+                                          environment=environment or {},
+                                          working_dir=workdir, detach=True)
+        try:
+            retcode = container.wait()["StatusCode"]
+            output = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+    return {"retcode": retcode, "output": output[-2000:]}

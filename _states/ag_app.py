@@ -431,6 +431,60 @@ def _unapplied(showmigrations):
     return found
 
 
+SECRET_FILES = ("secret_key", "gpg_key_id_file", "gpg_key_password")
+APP_DIR = "/usr/src/app"  # the server images' WORKDIR, where generate_secrets.py is
+
+
+def _env_value(env_file, key):
+    """`key`'s value in the env file (KEY=VALUE lines), or None."""
+    with open(env_file) as fh:
+        for line in fh:
+            name, sep, value = line.strip().partition("=")
+            if sep and name == key:
+                return value
+    return None
+
+
+@_failing_as_sentences
+def secrets_generated(name, service="django", compose_file="docker-compose.yml"):
+    """Upstream's secrets (the Django secret key, the GPG key, its fingerprint and passphrase)
+    in the secrets dir of the checkout `name`, made once by upstream's generate_secrets.py
+    run in the image of `service` (its `latest`, built by ag.images): it needs Django,
+    python-gnupg and gpg, which the image has and a bare node has not. Existing secrets are
+    kept (a new GPG key would void every receipt sent); nothing of them is returned."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    spec = _compose(name, compose_file)["services"][service]
+    context = spec["build"]["context"] if isinstance(spec["build"], dict) else spec["build"]
+    server = os.path.normpath(os.path.join(name, context))
+    secrets_dir = os.path.join(server, "autograder", "settings", "secrets")
+    missing = [f for f in SECRET_FILES if not os.path.exists(os.path.join(secrets_dir, f))]
+    if not missing:
+        ret["comment"] = f"the app's secrets are in {secrets_dir} on {node}"
+        return ret
+    image = f"{spec['image']}:latest"
+    ret["changes"] = {"generated": missing}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"generate_secrets.py would make {', '.join(missing)} "
+                                        f"in {secrets_dir} on {node}, in {image}")
+        return ret
+    os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
+    sender = _env_value(os.path.join(server, "_prod.env"), "EMAIL_FROM_ADDR")
+    res = __salt__["ag_app.image_run"](
+        image, ["python3", "generate_secrets.py"],
+        {secrets_dir: f"{APP_DIR}/autograder/settings/secrets"},
+        {"EMAIL_FROM_ADDR": sender} if sender else {}, APP_DIR)
+    left = [f for f in SECRET_FILES if not os.path.exists(os.path.join(secrets_dir, f))]
+    if res["retcode"] or left:
+        ret["changes"] = {}
+        why = (f"exited {res['retcode']}: {res['output'].strip()[-500:]}" if res["retcode"]
+               else f"ran, but {', '.join(left)} is still missing")
+        ret.update(result=False, comment=f"generate_secrets.py in {image} on {node} {why}")
+        return ret
+    ret["comment"] = f"generate_secrets.py made {', '.join(missing)} in {secrets_dir} on {node}"
+    return ret
+
+
 @_failing_as_sentences
 def migrated(name):
     """`manage.py migrate --noinput` in this node's task of service `name` (the stack's

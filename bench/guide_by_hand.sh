@@ -46,9 +46,10 @@ bed "$manager" sh -c 'docker service inspect registry >/dev/null 2>&1 ||
     --constraint "node.labels.registry == true" registry:2 >/dev/null
   until curl -sf -m 2 http://127.0.0.1:5000/v2/ >/dev/null; do sleep 0.5; done'
 
-# First steps on the checkout, then build and push every image the compose file builds
+# First steps on the checkout (generate_secrets.py in the guide's venv with Django and
+# python-gnupg: here the stand-in's), then build and push every image the compose file builds
 bed "$manager" sh -ec "cd $checkout/autograder-server && mkdir -p media_root &&
-  python3 generate_secrets.py >/dev/null"
+  PYTHONPATH=standin python3 generate_secrets.py >/dev/null"
 builds=$($py - "$(./testbed exec "$manager" cat $checkout/docker-compose.yml | base64 -w0)" <<'EOF'
 import base64, sys, yaml
 services = yaml.safe_load(base64.b64decode(sys.argv[1]))["services"]

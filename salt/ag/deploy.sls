@@ -21,9 +21,9 @@
       ('ag-deploy-tls', ['ag.tls'], web_nodes),
       ('ag-deploy-checkout', ['ag.checkout'], nfs_node),
       ('ag-deploy-tweaks', ['ag.tweaks'], nfs_node),
-      ('ag-deploy-secrets', ['ag.secrets'], nfs_node),
       ('ag-deploy-registry', ['ag.registry'], manager),
       ('ag-deploy-images', ['ag.images'], nfs_node),
+      ('ag-deploy-secrets', ['ag.secrets'], nfs_node),
       ('ag-deploy-stack', ['ag.stack'], manager),
       ('ag-deploy-migrate', ['ag.migrate'], nodes),
     ]) }}

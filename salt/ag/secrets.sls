@@ -1,5 +1,6 @@
-{#- The app's secrets, made once on the NFS server node: upstream's generate_secrets.py (never
-    again: a new GPG key would invalidate every receipt sent) and the database password (the
+{#- The app's secrets, made once on the NFS server node: upstream's generate_secrets.py, run in
+    the django image ag.images built (never again: a new GPG key would invalidate every
+    receipt sent) and the database password (the
     upstream default 'postgres' never survives a deploy). Nothing here prints them; the files
     stay in the secrets dir of the checkout, are kept out of every image (.dockerignore,
     ag.tweaks) and reach the services at run time by mounts (the override of ag/stack.sls):
@@ -7,22 +8,22 @@
 {%- from 'ag/map.jinja' import app with context %}
 {%- set server = app.checkout ~ '/autograder-server' %}
 {%- set secrets = server ~ '/autograder/settings/secrets' %}
+# the ag_app states work through the ag_app execution module, which needs the docker SDK
+include:
+  - docker.sdk
+
 ag-secrets-generated:
-  cmd.run:
-    - name: python3 generate_secrets.py
-    - cwd: {{ server }}
-    - creates:
-      - {{ secrets }}/secret_key
-      - {{ secrets }}/gpg_key_password
-    - output_loglevel: quiet
-    - hide_output: True
+  ag_app.secrets_generated:
+    - name: {{ app.checkout }}
+    - require:
+      - sls: docker.sdk
 
 ag-secrets-private:
   file.directory:
     - name: {{ secrets }}
     - mode: '0700'
     - require:
-      - cmd: ag-secrets-generated
+      - ag_app: ag-secrets-generated
 
 ag-secrets-db-password:
   cmd.run:

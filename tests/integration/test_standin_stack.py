@@ -113,7 +113,9 @@ def _deploy(bed, manager, nodes, labels, labelled, made) -> dict:
     (root / "autograder-server/media_root").mkdir(exist_ok=True)
     # the workers' records of earlier runs (other containers, maybe other nodes) would mix in
     shutil.rmtree(root / "autograder-server/media_root/standin/workers", ignore_errors=True)
-    sh(bed, manager, f"cd {CHECKOUT}/autograder-server && python3 generate_secrets.py >/dev/null")
+    # generate_secrets.py in the guide's venv with Django and python-gnupg: the stand-in's
+    sh(bed, manager, f"cd {CHECKOUT}/autograder-server && PYTHONPATH=standin "
+                     "python3 generate_secrets.py >/dev/null")
     made["certs"][web] = [p for p in CERTS
                           if bed.exec(web, "test", "-e", p, check=False).returncode != 0]
     for path in made["certs"][web]:
