@@ -126,6 +126,30 @@ def test_the_release_s_dockerfiles_build_unchanged(node, release, image):
         node.exec(NODE, "docker", "rmi", tag, check=False)
 
 
+def test_generate_secrets_runs_in_the_django_image_as_ag_secrets_runs_it(node, release):
+    """Upstream's generate_secrets.py needs Django, python-gnupg and gpg: in the image built
+    from the release (ag_app.secrets_generated's command and bind), it makes the secret key
+    and a real GPG key in the secrets dir, its GPG home."""
+    server = f"{CHECKOUT}/autograder-server"
+    secrets = "/tmp/ag-real-secrets"
+    node.exec(NODE, "rm", "-rf", secrets)
+    node.exec(NODE, "docker", "build", "-q", "-f", f"{server}/Dockerfile-django-prod",
+              "-t", "ag-real-django", server)
+    try:
+        run(node, "-v", f"{secrets}:/usr/src/app/autograder/settings/secrets", "-e",
+            "EMAIL_FROM_ADDR=ag@example.edu", "-w", "/usr/src/app", "ag-real-django",
+            "python3", "generate_secrets.py")
+        fingerprint = node.exec(NODE, "cat", f"{secrets}/gpg_key_id_file").stdout.strip()
+        assert len(fingerprint) == 40 and int(fingerprint, 16)
+        listed = node.exec(NODE, "sh", "-c", f"gpg --homedir {secrets} --list-keys 2>&1 || "
+                           f"ls {secrets}").stdout
+        assert fingerprint in listed or "pubring.kbx" in listed, listed
+        node.exec(NODE, "test", "-s", f"{secrets}/secret_key")
+    finally:
+        node.exec(NODE, "rm", "-rf", secrets)
+        node.exec(NODE, "docker", "rmi", "ag-real-django", check=False)
+
+
 def test_the_hub_serves_the_real_bases_under_their_official_names(node, served):
     """(The stand-ins' postgres and redis come back under their tags with the next
     fill_hub() of the bed's own images, as tier 2's `up` does.)"""
