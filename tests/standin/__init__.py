@@ -27,9 +27,12 @@ BED_OVERRIDE = Path(__file__).with_name("docker-compose.bed.yml")
 
 def write(dest, git: bool = False) -> Path:
     """Write the stand-in checkout into `dest` (files of the template overwrite, other files
-    such as generated secrets or media_root are left alone). With git=True, `dest` becomes a
-    git repository with the checkout committed on branch master (a revision to deploy from)."""
+    such as generated secrets or media_root are left alone; the stand-in's own code,
+    autograder-server/standin, is replaced whole, so no file an older template had stays in
+    a build context). With git=True, `dest` becomes a git repository with the checkout
+    committed on branch master (a revision to deploy from)."""
     dest = Path(dest)
+    shutil.rmtree(dest / "autograder-server/standin", ignore_errors=True)
     shutil.copytree(TEMPLATE, dest, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     if git:
