@@ -255,16 +255,17 @@ def _git_up() -> None:
 FOR_GUESTS = (APT, HUB, GIT)
 
 
+STARTERS = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up, WEB: _web_up}
+
+
 def up(daemons=None) -> list:
     """Start the daemons (all by default) that do not run; return those it started."""
-    starters = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up,
-                WEB: _web_up}
-    started = [d for d in (daemons or starters) if not d.pid()]
+    started = [d for d in (daemons or STARTERS) if not d.pid()]
     for daemon in started:
-        starters[daemon]()
+        STARTERS[daemon]()
     return started
 
 
 def down() -> None:
-    for daemon in (APT, HUB, GIT, DNS, PYPI, WEB):
+    for daemon in STARTERS:
         daemon.stop()
