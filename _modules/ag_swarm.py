@@ -81,7 +81,9 @@ def swarm_info():
     state = swarm.get("LocalNodeState") or "inactive"
     is_manager = bool(swarm.get("ControlAvailable"))
     cluster_id = (swarm.get("Cluster") or {}).get("ID")
-    if state == "active" and not cluster_id:
+    if state in ("active", "pending") and not cluster_id:
+        # pending: a fresh join has no certificate yet; a member reconnecting (its dockerd
+        # restarted) has its swarm's
         cluster_id = _cluster_id_from_certificate(info.get("DockerRootDir", "/var/lib/docker"))
     return {
         "state": state,

@@ -9,9 +9,12 @@ listings of services and tasks, for draining).
 ``ag_swarm.joined`` (every other node)
     This node a member of the manager's swarm, with the token the manager published (fetched
     inside ``ag_swarm.swarm_join``, never an argument or a return). A node in another swarm is
-    an error naming both cluster IDs, never left silently. A node the manager has published
-    no token for yet (new in pillar) fires ``ag/swarm/token/wanted``: the master's reactor
-    re-applies swarm.initialized on the manager, whose pillar decides who gets the token.
+    an error naming both cluster IDs, never left silently. A member of the manager's swarm
+    that is reconnecting (pending after its dockerd restarted) is waited for, never made to
+    rejoin; a pending join that never completed is cancelled and joined again. A node the
+    manager has published no token for yet (new in pillar) fires ``ag/swarm/token/wanted``:
+    the master's reactor re-applies swarm.initialized on the manager, whose pillar decides
+    who gets the token.
     After joining it publishes its swarm node ID and fires ``ag/swarm/node/joined``, on which
     the reactor labels it from the manager (conf/master.d/ag.conf).
 
@@ -52,6 +55,8 @@ from salt.exceptions import CommandExecutionError
 JOINED_EVENT = "ag/swarm/node/joined"
 TOKEN_WANTED_EVENT = "ag/swarm/token/wanted"
 DRAIN_POLL = 2  # seconds between two looks at the tasks of a draining node
+RECONNECT_WAIT = 120  # seconds a member whose dockerd restarted gets to reach its managers
+RECONNECT_POLL = 2
 
 
 def __virtual__():
@@ -179,8 +184,19 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     swarm_id = published.get("cluster_id") if published.get("role") == "manager" else None
     try:
         info = __salt__["ag_swarm.swarm_info"]()
+        if info["state"] == "pending" and swarm_id and info["cluster_id"] == swarm_id:
+            info = _reconnected(info)
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
+    if info["state"] == "pending" and swarm_id and info["cluster_id"] == swarm_id:
+        if __opts__["test"]:
+            ret["comment"] = (f"{me} is a member of swarm {swarm_id} reconnecting to its "
+                              "managers (docker info: pending); nothing to change")
+            return ret
+        return _fail(ret, f"{me} is a member of swarm {swarm_id} that has not reconnected to "
+                          f"its managers in {RECONNECT_WAIT} s (docker info: pending); check "
+                          f"that it reaches {manager_addr}:2377, then re-apply. Nothing was "
+                          "changed: a member is never made to leave here")
     if info["state"] == "active":
         if swarm_id is None:
             return _fail(ret, f"{me} is in swarm {info['cluster_id']}, but the manager {manager} "
@@ -198,8 +214,9 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         return ret
     old = None
     if info["state"] == "pending":
-        # a join that never completed (e.g. a token of the manager's previous swarm): the
-        # engine retries it forever; cancel it and join with the manager's current token
+        # a join that never completed (a token of the manager's previous swarm, or a member
+        # of a swarm that is gone): the engine retries it forever; cancel it and join with
+        # the manager's current token
         old = "a pending join, cancelled"
         if not __opts__["test"]:
             try:
@@ -237,6 +254,20 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
                                       "role": info["role"]}
     ret["comment"] = f"{me} joined swarm {info['cluster_id']} as {info['role']}"
     return ret
+
+
+def _reconnected(info):
+    """swarm_info once this member, pending since its dockerd restarted, is active again
+    (at most RECONNECT_WAIT seconds in all of one run, the SLS's retries included; in test
+    mode no wait)."""
+    if __opts__["test"]:
+        return info
+    deadline = __context__.setdefault("ag_swarm.reconnect_deadline",
+                                      time.monotonic() + RECONNECT_WAIT)
+    while info["state"] == "pending" and time.monotonic() < deadline:
+        time.sleep(RECONNECT_POLL)
+        info = __salt__["ag_swarm.swarm_info"]()
+    return info
 
 
 def network_present(name, driver="overlay", attachable=False, subnet=None, encrypted=False):

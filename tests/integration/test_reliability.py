@@ -17,6 +17,7 @@ from agdeploy import (
     MANAGER,
     STACK,
     apply,
+    changed,
     changed_steps,
     deploy,
     kept_data,
@@ -118,8 +119,14 @@ def test_a_down_minion_stops_the_deploy_before_any_change_then_a_rerun_completes
 @pytest.mark.parametrize("how", ["restarted", "killed"])
 def test_a_worker_dockerd_comes_back_ready_labelled_and_running(bed, how):
     assert tasks_on(bed, WORKER)
+    node_id = sh(bed, WORKER, "docker info -f '{{.Swarm.NodeID}}'").strip()
     if how == "restarted":
         sh(bed, WORKER, "/etc/init.d/docker restart >/dev/null")
+        # the swarm state at once, while the member reconnects (pending): waited for, never
+        # made to leave and join again as a new, unlabelled node
+        swarm = apply(bed, "swarm.joined", nodes=[WORKER])[WORKER]
+        assert changed(swarm) == [], swarm
+        assert sh(bed, WORKER, "docker info -f '{{.Swarm.NodeID}}'").strip() == node_id
     else:
         # started again once the killed one is gone (reaped), else the init script sees it
         sh(bed, WORKER, "pid=$(cat /run/docker-ssd.pid); kill -9 $pid; "

@@ -678,3 +678,46 @@ def test_labels_absent_outside_a_swarm_and_on_a_worker(fake):
     fake.info = {"state": "active", "role": "worker", "node_id": "id-nuc2", "cluster_id": "clusterA"}
     ret = states(fake, minion="nuc2").labels_absent("c", {"nuc2": ["grader"]})
     assert ret["result"] is False and "nuc2 is not the swarm's manager" in ret["comment"]
+
+
+def reconnecting(fake, polls):
+    """A member of clusterA whose dockerd restarted: pending for `polls` looks, then active."""
+    fake.info = {"state": "pending", "role": None, "node_id": "id-x", "cluster_id": "clusterA"}
+    looks = iter(range(polls, -1, -1))
+
+    def swarm_info():
+        fake.calls.append("swarm_info")
+        if next(looks, 0) == 0:
+            fake.info.update(state="active", role="worker")
+        return dict(fake.info)
+    return swarm_info
+
+
+@pytest.mark.parametrize("test", [False, True])
+def test_a_member_reconnecting_after_a_dockerd_restart_is_waited_for_never_rejoined(fake, test):
+    module = states(fake, test=test, minion="nuc2")
+    module.__salt__["ag_swarm.swarm_info"] = reconnecting(fake, polls=5)
+    ret = module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert "cancel" not in fake.calls and "join" not in fake.calls
+    assert ("worker of swarm clusterA" in ret["comment"]) != test  # test mode does not wait
+    assert fake.clock.now == (0 if test else 5 * module.RECONNECT_POLL)
+
+
+def test_a_member_that_never_reconnects_is_named_and_left_in_its_swarm(fake):
+    module = states(fake, minion="nuc2")
+    module.__salt__["ag_swarm.swarm_info"] = reconnecting(fake, polls=10_000)
+    ret = module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert "not reconnected" in ret["comment"] and "198.18.9.11:2377" in ret["comment"]
+    assert "cancel" not in fake.calls and "join" not in fake.calls
+    waited = fake.clock.now
+    assert waited >= module.RECONNECT_WAIT
+    module.joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")  # the SLS's retry
+    assert fake.clock.now == waited, "each retry waited again"
+
+
+def test_a_pending_member_of_another_swarm_is_cancelled_then_joined(fake):
+    fake.info = {"state": "pending", "role": None, "node_id": "id-x", "cluster_id": "clusterOld"}
+    ret = states(fake, minion="nuc2").joined("nuc2", "nuc1", "198.18.9.11", "198.18.9.12")
+    assert ret["result"] is True and fake.calls.index("cancel") < fake.calls.index("join")
