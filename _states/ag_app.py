@@ -141,7 +141,14 @@ def checkout_pristine(name, revision):
     if _git(name, "show-ref", "--verify", "--quiet", f"refs/remotes/origin/{revision}")[0] == 0:
         # a branch: where the remote has it now (git.latest fetches it next)
         code, out = _git(name, "ls-remote", "origin", f"refs/heads/{revision}")
-        wanted = out.split()[0] if code == 0 and out else ""
+        if code != 0:
+            # unknown whether the branch moved: resetting the site's edits for an update
+            # that cannot be fetched would leave the checkout untweaked
+            raise CommandExecutionError(
+                f"the checkout at {name} follows branch {revision}, but its remote origin did "
+                f"not answer (git ls-remote, exit {code}); nothing was reset. Check that this "
+                "node reaches app:git_url, then re-apply")
+        wanted = out.split()[0] if out else ""
     if code == 0 and wanted == head:
         ret["comment"] = f"the checkout at {name} on {node} is at {revision}"
         return ret

@@ -96,3 +96,19 @@ def test_an_upgrade_resets_the_tweaked_files_updates_and_tweaks_them_again(
 
     again = minion.apply("ag.checkout,ag.tweaks")
     assert changed(again) == set(), again
+
+
+def test_a_branch_whose_remote_does_not_answer_is_not_reset(local_minion, tmp_path, upstream):
+    """Following a branch, the checkout asks the remote where it is now; a remote that does
+    not answer fails the step naming it, and the site's edits stay (an update that cannot be
+    fetched must not leave the checkout untweaked)."""
+    checkout = tmp_path / "checkout"
+    minion = local_minion(app_pillar(checkout, upstream, "master"))
+    first = minion.apply("ag.checkout,ag.tweaks")
+    assert all(r["result"] is True for r in first.values()), first
+    tweaked = (checkout / NGINX).read_text()
+    (tmp_path / "upstream").rename(tmp_path / "gone")
+    ret = minion.apply("ag.checkout")
+    assert ret["ag-checkout-pristine"]["result"] is False
+    assert "did not answer" in ret["ag-checkout-pristine"]["comment"]
+    assert (checkout / NGINX).read_text() == tweaked
