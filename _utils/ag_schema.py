@@ -478,8 +478,9 @@ SWARM = Section("the swarm (salt/swarm)", {
         """, 5),
     "drain_timeout": seconds("""
         seconds swarm.labels waits for the tasks of a drained node (availability drain, or a
-        node taken out) to stop before it changes the node's labels; past it the state fails
-        naming the node and its tasks, and changes nothing more
+        node taken out) to stop before it changes the node's labels, and ag.roll before it
+        restarts a node's dockerd; past it the state or the roll fails naming the node, and
+        changes nothing more
         """, 300),
     "network": Section("""
         the stack's external overlay network

@@ -16,6 +16,7 @@
 {#- the guide's steps in order, each on the nodes it concerns; a step with no node to run on
     (no node labelled webserver: no TLS files to check) is left out #}
 {{ run_steps('ag-deploy', nodes, [
+      ('ag-deploy-roll', 'ag_roll.dockerd_rolled', 'master'),
       ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall'], nodes),
       ('ag-deploy-swarm', ['swarm'], nodes),
       ('ag-deploy-tls', ['ag.tls'], web_nodes),

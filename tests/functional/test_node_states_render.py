@@ -339,3 +339,13 @@ def test_clean_test_mode_reports_then_clean_removes_once(local_minion, tmp_path)
     assert not conf.exists() and not exports.exists()
     states = minion.apply(sls)
     assert all(s["result"] is True and not s["changes"] for s in states.values()), states
+
+
+def test_every_state_ag_roll_counts_as_restarting_dockerd_is_in_what_it_applies(tmp_path):
+    """ag.roll finds the nodes whose dockerd a state run would restart by these state IDs:
+    a renamed state would make it restart every node at once again."""
+    from tests.extensions import load
+
+    roll = load("_runners/ag.py", "ag_runner")
+    states = show_sls(tmp_path, roll.ROLLED_SLS, OSES["bookworm"])
+    assert set(roll.DOCKERD_RESTARTERS) <= set(states), set(roll.DOCKERD_RESTARTERS) - set(states)

@@ -5,6 +5,7 @@ converge are reported at the end of the run (conftest's `measured`). The NFS ser
 is tier 2's (test_node_states_vm.py)."""
 
 import copy
+import itertools
 import json
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from agdeploy import (
     changed_steps,
     deploy,
     kept_data,
+    minion_changes,
     placement_errors,
     sh,
     task_ids,
@@ -177,6 +179,51 @@ def test_a_deploy_killed_during_the_build_is_completed_by_running_it_again(bed):
         sh(bed, MANAGER, f"rm -f {changed}")
     code, _, output = deploy(bed)
     assert code == 0, output
+
+
+def dockerd_restart_window(bed, node):
+    """(stopped, listening again) of the last dockerd restart in `node`'s log, as sortable
+    strings (RFC 3339 with its nanoseconds padded; the engine trims trailing zeros)."""
+    log = sh(bed, node, "grep -e \"Processing signal 'terminated'\" -e 'API listen on' "
+                        "/var/log/docker.log | tail -n 2")
+    stamps = []
+    for line in log.splitlines():
+        stamp = line.split('"')[1].rstrip("Z")
+        whole, _, fraction = stamp.partition(".")
+        stamps.append(f"{whole}.{fraction.ljust(9, '0')}")
+    assert len(stamps) == 2 and "terminated" in log.splitlines()[0], f"{node}: {log}"
+    return tuple(stamps)
+
+
+def test_a_dockerd_restarting_change_rolls_one_node_at_a_time_the_manager_last(bed):
+    """Issue 20.4: a daemon.json change goes through ag.deploy's roll step: each swarm member
+    drained, its dockerd restarted, Ready and active again before the next; never two nodes'
+    dockerd down at once; nothing left for the node states; a second deploy rolls nothing."""
+    current = json.loads(sh(bed, MANAGER, "cat /etc/docker/daemon.json"))
+    uploads = 7 if current.get("max-concurrent-uploads") == 6 else 6  # a change on any bed
+    pillar = copy.deepcopy(bed.pillar)
+    pillar["autograder"].setdefault("docker", {}).setdefault("daemon", {})[
+        "max-concurrent-uploads"] = uploads
+    pids = {node: sh(bed, node, "cat /run/docker-ssd.pid") for node in bed.nodes}
+    bed.write_pillar(pillar)
+    try:
+        code, steps, output = deploy(bed, follow=True)
+        started = time.monotonic()
+        assert code == 0, output
+        order = [*sorted(set(bed.nodes) - {MANAGER}), MANAGER]
+        assert list(steps["ag-deploy-roll"]["changes"]) == order, output
+        assert all(f"ag.roll: {node}: drained in" in output for node in order), output
+        assert not [key for key in minion_changes(steps["ag-deploy-node-states"])
+                    if key[1] == "docker-config-daemon-json-merged"]
+        assert all(sh(bed, node, "cat /run/docker-ssd.pid") != pids[node] for node in bed.nodes)
+        windows = [dockerd_restart_window(bed, node) for node in order]
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(windows)), windows
+        assert sh(bed, MANAGER, "docker node ls --format '{{.Availability}}' | sort -u") == "Active"
+        assert_recovered(bed, "dockerd rolled over every node", started)
+        code, steps, output = deploy(bed)
+        assert code == 0 and changed_steps(steps) == set(), output
+    finally:
+        bed.write_pillar(bed.pillar)  # daemon.json keeps the key: it is merged, never pruned
 
 
 def snapshot(bed):

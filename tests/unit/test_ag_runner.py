@@ -1,15 +1,18 @@
 """ag.status and ag.plan texts from their inputs (no master): what a sysadmin reads."""
 
 import logging
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from tests.extensions import load
+from tests.extensions import FakeClock, load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 runner = load("_runners/ag.py", "ag_runner")
-runner.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f) for f in ("managed_labels", "same_host")}
+runner.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f)
+                    for f in ("managed_labels", "same_host", "live_tasks")}
+runner.__context__ = {}
 
 
 def node(hostname, role, labels):
@@ -266,3 +269,87 @@ def test_salt_s_leak_notices_are_kept_out_of_the_deploy_s_output_and_nothing_els
     assert runner._salt_leak_notice(record(logging.WARNING, notice))
     assert not runner._salt_leak_notice(record(logging.WARNING, "unclosed quote in the pillar"))
     assert not runner._salt_leak_notice(record(logging.ERROR, "Minion nuc2 did not respond"))
+
+
+class FakeCluster:
+    """The manager and nodes as ag.roll reaches them through salt.execute: each node's
+    dockerd restarts when ROLLED_SLS is applied there for real, its tasks end once drained."""
+
+    def __init__(self, due, members=("nuc1", "nuc2", "nuc3"), manager="nuc1"):
+        self.due, self.manager, self.log = set(due), manager, []
+        self.nodes = {m: {"id": f"id-{m}", "hostname": m, "availability": "active",
+                          "state": "ready", "role": "manager" if m == manager else "worker"}
+                      for m in members}
+
+    def execute(self, tgt, fun, arg=(), tgt_type="glob", kwarg=None, timeout=None):
+        arg = list(arg)
+        if fun == "state.apply":
+            test = kwarg["test"]
+            self.log += [] if test else [("apply", n) for n in tgt]
+            ret = {n: {"d": {"__id__": "docker-config-daemon-json-merged",
+                             "result": None if test and n in self.due else True,
+                             "changes": {"diff": 1} if n in self.due else {}, "comment": ""}}
+                   for n in tgt}
+            if not test:
+                self.due -= set(tgt)
+            return ret
+        assert tgt == self.manager, fun
+        return {tgt: self.on_manager(fun, *arg)}
+
+    def on_manager(self, fun, *arg):
+        if fun == "ag_swarm.nodes":
+            return [dict(n) for n in self.nodes.values()]
+        if fun == "ag_swarm.node_update":
+            node = next(n for n in self.nodes.values() if n["id"] == arg[0])
+            node["availability"] = arg[1]
+            self.log.append((arg[1], node["hostname"]))
+            return dict(node)
+        if fun == "ag_app.tasks":
+            return []
+        raise AssertionError(fun)
+
+
+def roll(monkeypatch, cluster, test=False):
+    monkeypatch.setattr(runner, "_cluster_pillar", lambda: {
+        "cluster": {"manager": cluster.manager, "nodes": {m: {} for m in ("nuc1", "nuc2", "nuc3")}}})
+    monkeypatch.setattr(runner, "__salt__", {"salt.execute": cluster.execute}, raising=False)
+    clock = FakeClock()
+    monkeypatch.setattr(runner, "time", SimpleNamespace(monotonic=clock.monotonic,
+                                                        sleep=clock.sleep, strftime=time.strftime))
+    return runner.roll(test=test)
+
+
+def test_roll_drains_restarts_and_reactivates_one_node_at_a_time_the_manager_last(monkeypatch):
+    cluster = FakeCluster(due=("nuc1", "nuc3"))
+    rolled = roll(monkeypatch, cluster)
+    assert list(rolled) == ["nuc3", "nuc1"]
+    assert cluster.log == [("drain", "nuc3"), ("apply", "nuc3"), ("active", "nuc3"),
+                           ("drain", "nuc1"), ("apply", "nuc1"), ("active", "nuc1")]
+    assert roll(monkeypatch, cluster) == {}  # nothing left to restart
+
+
+def test_roll_in_test_mode_names_the_nodes_and_changes_nothing(monkeypatch):
+    cluster = FakeCluster(due=("nuc2",))
+    assert list(roll(monkeypatch, cluster, test=True)) == ["nuc2"]
+    assert cluster.log == [] and cluster.due == {"nuc2"}
+
+
+def test_roll_of_a_node_whose_tasks_do_not_end_gives_it_back_and_restarts_nothing(monkeypatch):
+    cluster = FakeCluster(due=("nuc2",))
+    on_manager = cluster.on_manager
+    cluster.on_manager = lambda fun, *arg: (
+        [{"state": "running"}] if fun == "ag_app.tasks" else on_manager(fun, *arg))
+    ret = roll(monkeypatch, cluster)
+    assert ret["retcode"] == 1 and "nuc2" in ret["error"] and "drain_timeout" in ret["error"]
+    assert cluster.log == [("drain", "nuc2"), ("active", "nuc2")]
+
+
+def test_plan_names_the_nodes_the_roll_would_restart():
+    roll = {"ag_roll_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled": {
+        "__id__": "ag-deploy-roll", "__run_num__": 1, "result": None, "comment": "",
+        "changes": {"nuc2": "would be drained, its dockerd restarted, made active again"}}}
+    steps = {**step("ag-deploy-sync", 0, result=None, ret={"nuc1": True}), **roll}
+    assert runner.plan_lines({"data": {"master": steps}}) == [
+        "roll: nuc2: would be drained, its dockerd restarted, made active again"]
+    roll["ag_roll_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled"]["changes"] = {}
+    assert runner.plan_lines({"data": {"master": steps}}) == ["roll: no change"]
