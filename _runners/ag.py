@@ -397,13 +397,11 @@ def roll(test=False):
     """
     autograder = _cluster_pillar()
     manager = autograder["cluster"]["manager"]
-    try:
-        members = _swarm_members(manager, autograder["cluster"]["nodes"])
-    except CommandExecutionError:
-        if __salt__["salt.execute"](manager, "ag_swarm.swarm_info", timeout=30).get(
-                manager, {}).get("state") != "active":
-            return {}  # no swarm yet: the first deploy restarts what it must freely
-        raise
+    info = __salt__["salt.execute"](manager, "ag_swarm.swarm_info", timeout=30).get(manager)
+    if not isinstance(info, dict) or info.get("state") != "active":
+        # no swarm (or no Docker) yet: nothing of the stack runs, the node states restart freely
+        return {}
+    members = _swarm_members(manager, autograder["cluster"]["nodes"])
     due = restarts_due(sorted(members))
     if not due:
         return {}

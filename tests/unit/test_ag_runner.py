@@ -297,6 +297,8 @@ class FakeCluster:
         return {tgt: self.on_manager(fun, *arg)}
 
     def on_manager(self, fun, *arg):
+        if fun == "ag_swarm.swarm_info":
+            return {"state": "active" if self.nodes else "inactive"}
         if fun == "ag_swarm.nodes":
             return [dict(n) for n in self.nodes.values()]
         if fun == "ag_swarm.node_update":
@@ -353,3 +355,8 @@ def test_plan_names_the_nodes_the_roll_would_restart():
         "roll: nuc2: would be drained, its dockerd restarted, made active again"]
     roll["ag_roll_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled"]["changes"] = {}
     assert runner.plan_lines({"data": {"master": steps}}) == ["roll: no change"]
+
+
+def test_roll_before_there_is_a_swarm_leaves_the_restarts_to_the_node_states(monkeypatch):
+    cluster = FakeCluster(due=("nuc1", "nuc2"), members=())
+    assert roll(monkeypatch, cluster) == {} and cluster.log == []
