@@ -1,8 +1,10 @@
 """The autograder application through the Docker Engine API and CLI: the swarm's services
 and tasks, the registry service, the stack's images (built, pushed, asked for by digest), the
 stack (deployed with the docker CLI: the Engine API has no stacks), its status and its tasks'
-logs, and commands run in a task of this node. The ag_app states decide; these functions
-read, create, update and remove.
+logs, commands run in a task of this node, and the backups of the site's data (a task's
+output streamed to a file, a file loaded into a task, the checkout's data directories packed
+and unpacked). The ag_app states and the ag runner decide; these functions read, create,
+update and remove.
 
 Every function returns plain data (what a job return may hold).
 """
@@ -16,7 +18,12 @@ except ImportError:
     HAS_DOCKER = False
 
 import calendar
+import os
+import posixpath
 import re
+import shutil
+import tarfile
+import tempfile
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -402,6 +409,20 @@ def task_logs(service, task_ids, tail=5):
     return {task: lines[-tail:] for task, lines in found.items()}
 
 
+def _local_task(client, service):
+    """This node's running container of swarm service `service`, or None."""
+    found = client.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"})
+    return found[0] if found else None
+
+
+def _exec_result(container, result, tail=None) -> dict:
+    out, err = result.output
+    out, err = ((b or b"").decode(errors="replace") for b in (out, err))
+    return {"container": container.short_id, "retcode": result.exit_code,
+            "stdout": out[-tail:] if tail else out, "stderr": err[-tail:] if tail else err}
+
+
 def local_task_exec(service, cmd):
     """Run `cmd` (a list) in this node's running container of swarm service `service`.
     Returns {container, retcode, stdout, stderr}, or None when no task of it runs here.
@@ -410,15 +431,129 @@ def local_task_exec(service, cmd):
     """
     # patient: a migration may print nothing for longer than the client's read timeout
     with _engine(f"running {cmd[0]} in the {service} container", patient=True) as client:
-        found = client.containers.list(
-            filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"})
-        if not found:
+        container = _local_task(client, service)
+        if container is None:
             return None
-        result = found[0].exec_run(cmd, demux=True)
-    out, err = result.output
-    return {"container": found[0].short_id, "retcode": result.exit_code,
-            "stdout": (out or b"").decode(errors="replace"),
-            "stderr": (err or b"").decode(errors="replace")}
+        return _exec_result(container, container.exec_run(cmd, demux=True))
+
+
+def _private_dir(path):
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _pruned(parent, keep):
+    """Remove all but the `keep` newest backups (directories named by time) in `parent`."""
+    names = sorted(n for n in os.listdir(parent) if os.path.isdir(os.path.join(parent, n)))
+    for name in names[:-keep]:
+        shutil.rmtree(os.path.join(parent, name))
+    return names[:-keep]
+
+
+def backup_task_output(service, cmd, dest, keep):
+    """Run `cmd` (a list) in this node's running container of swarm service `service`, its
+    standard output streamed into the file `dest` (mode 0600, in a directory only root
+    reads; never into the job's return or the log: a database dump holds every user's
+    data); then keep only the `keep` newest backups beside dest's directory. Returns {file,
+    bytes, pruned}; raises when no task of `service` runs here or `cmd` fails.
+
+    CLI Example: salt nuc1 ag_app.backup_task_output ag-stack_postgres '[pg_dump]' /srv/b/1/db.sql 7
+    """
+    _private_dir(os.path.dirname(os.path.dirname(dest)))
+    _private_dir(os.path.dirname(dest))
+    with _engine(f"running {cmd[0]} in the {service} container", patient=True) as client:
+        container = _local_task(client, service)
+        if container is None:
+            raise CommandExecutionError(f"no task of {service} runs on {__grains__['id']}")
+        exec_id = client.api.exec_create(container.id, cmd)["Id"]
+        size, err = 0, b""
+        with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            for out, more in client.api.exec_start(exec_id, stream=True, demux=True):
+                fh.write(out or b"")
+                size += len(out or b"")
+                err = (err + (more or b""))[-2000:]
+        retcode = client.api.exec_inspect(exec_id)["ExitCode"]
+    if retcode != 0:
+        os.unlink(dest)
+        raise CommandExecutionError(f"{cmd[0]} in the {service} container on "
+                                    f"{__grains__['id']} failed (exit {retcode}): "
+                                    f"{err.decode(errors='replace').strip()}")
+    return {"file": dest, "bytes": size,
+            "pruned": _pruned(os.path.dirname(os.path.dirname(dest)), keep)}
+
+
+def restore_task_input(service, src, inside, cmd):
+    """Copy the file `src` into this node's running container of swarm service `service` as
+    `inside` (a path under /tmp), run `cmd` (a list, which reads it) there, remove the copy.
+    Returns {container, retcode, stdout, stderr} (their last 2000 characters); raises when no
+    task of `service` runs here.
+
+    CLI Example: salt nuc1 ag_app.restore_task_input ag-stack_postgres /srv/b/1/db.sql /tmp/db.sql '[psql]'
+    """
+    with _engine(f"loading {src} into the {service} container", patient=True) as client:
+        container = _local_task(client, service)
+        if container is None:
+            raise CommandExecutionError(f"no task of {service} runs on {__grains__['id']}")
+        with tempfile.TemporaryFile() as packed:
+            with tarfile.open(fileobj=packed, mode="w") as tar:
+                tar.add(src, arcname=os.path.basename(inside))
+            packed.seek(0)
+            container.put_archive(os.path.dirname(inside), packed)
+        try:
+            return _exec_result(container, container.exec_run(cmd, demux=True), tail=2000)
+        finally:
+            container.exec_run(["rm", "-f", inside])
+
+
+def backup_files(dest, root, paths, keep):
+    """The directories `paths` (relative to `root`) packed into the file `dest` (tar.gz, mode
+    0600, in a directory only root reads); then keep only the `keep` newest backups beside
+    dest's directory. Returns {file, bytes, pruned}.
+
+    CLI Example: salt nuc1 ag_app.backup_files /srv/b/1/files.tar.gz /srv/full-stack '[media_root]' 7
+    """
+    _private_dir(os.path.dirname(os.path.dirname(dest)))
+    _private_dir(os.path.dirname(dest))
+    with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        with tarfile.open(fileobj=fh, mode="w:gz") as tar:
+            for path in paths:
+                if os.path.exists(os.path.join(root, path)):
+                    tar.add(os.path.join(root, path), arcname=path)
+    return {"file": dest, "bytes": os.path.getsize(dest),
+            "pruned": _pruned(os.path.dirname(os.path.dirname(dest)), keep)}
+
+
+def restore_files(src, root, keep_live=()):
+    """The tar.gz `src` (from backup_files) unpacked under `root`, over what is there; the
+    files `keep_live` (relative paths) stay as they are. Refuses members that would land
+    outside `root` or are links. Returns the number of files restored.
+
+    CLI Example: salt nuc1 ag_app.restore_files /srv/b/1/files.tar.gz /srv/full-stack
+    """
+    restored = 0
+    with tarfile.open(src, mode="r:gz") as tar:
+        for member in tar.getmembers():
+            name = posixpath.normpath(member.name)
+            if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+                raise CommandExecutionError(f"{src} holds {member.name!r}, which is not a plain "
+                                            f"file or directory under {root}; nothing more restored")
+            if name in keep_live:
+                continue
+            tar.extract(member, root, set_attrs=True)
+            restored += member.isfile()
+    return restored
+
+
+def services_restart(names):
+    """Restart every task of the swarm services `names` (docker service update --force), so
+    they read again what they read at start (settings, secrets). Returns the names.
+
+    CLI Example: salt nuc1 ag_app.services_restart '[ag-stack_django]'
+    """
+    with _engine("restarting services (this node must be a manager)") as client:
+        for name in names:
+            client.services.get(name).force_update()
+    return list(names)
 
 
 def image_run(image, cmd, binds, environment=None, workdir=None):

@@ -9,6 +9,8 @@ rules (_utils/ag_cluster.py) before anything is applied; non-zero exit when inva
 ``salt-run ag.deploy``: the orchestration ag.deploy, printing each step as it starts and ends.
 ``salt-run ag.roll``: the node states that restart dockerd applied one node at a time, each
 drained first (ag.deploy's roll step).
+``salt-run ag.backup`` / ``ag.restore name=…``: the site's data (the database, every
+submission in media_root, the secrets dir) kept in backup:dir and brought back.
 ``ag.swarm_event``: the reactor's answer to the swarm events of the cluster's nodes only.
 """
 
@@ -170,13 +172,15 @@ def preflight(timeout=10):
     return {"errors": [], "unanswered": _unanswered(autograder, timeout)}
 
 
-def _on_manager(manager, fun, *args):
-    ret = __salt__["salt.execute"](manager, fun, arg=list(args), timeout=30)
-    if manager not in ret:
-        raise CommandExecutionError(f"the manager {manager} did not answer {fun}; is its minion up?")
-    if isinstance(ret[manager], str) and ret[manager].startswith(("ERROR", "Traceback")):
-        raise CommandExecutionError(f"{fun} failed on the manager {manager}: {ret[manager]}")
-    return ret[manager]
+def _on_node(node, fun, *args, timeout=30):
+    """`fun` on minion `node` → its return; raises with the node's own sentence when it failed
+    there (an execution error, or a function its minion does not have)."""
+    ret = __salt__["salt.execute"](node, fun, arg=list(args), timeout=timeout).get(node)
+    if ret is None:
+        raise CommandExecutionError(f"{node} did not answer {fun}; is its minion up?")
+    if isinstance(ret, str) and ret.startswith(("ERROR", "Traceback", f"'{fun}'")):
+        raise CommandExecutionError(f"{fun} failed on {node}: {ret.strip().splitlines()[-1]}")
+    return ret
 
 
 def status_table(pillar_nodes, swarm_nodes, services):
@@ -217,8 +221,8 @@ def status():
     autograder = _cluster_pillar()
     manager = autograder["cluster"]["manager"]
     stack = (autograder.get("app") or {}).get("stack_name") or "ag-stack"
-    swarm_nodes = _on_manager(manager, "ag_swarm.nodes")
-    services = _on_manager(manager, "ag_app.stack_status", stack)
+    swarm_nodes = _on_node(manager, "ag_swarm.nodes")
+    services = _on_node(manager, "ag_app.stack_status", stack)
     pillar_nodes = {m: spec.get("labels") or [] for m, spec in autograder["cluster"]["nodes"].items()}
     return status_table(pillar_nodes, swarm_nodes, services)
 
@@ -295,8 +299,9 @@ ROLL_POLL = 2  # seconds between two looks at a rolling node
 READY_TIMEOUT = 180  # seconds a restarted node gets to be Ready in the swarm again
 
 
-def _progress(text):
-    print(f"{_clock()} ag.roll: {text}", file=sys.stderr, flush=True)
+def _progress_of(runner, text):
+    print(f"{_clock()} ag.{runner}: {text}", file=sys.stderr, flush=True)
+
 
 
 def _rolled_states(nodes, test):
@@ -328,7 +333,7 @@ def _swarm_members(manager, cluster_nodes):
     """{minion: swarm node} of the pillar's nodes that are Ready members of the swarm."""
     same_host = __utils__["ag_cluster.same_host"]
     members = {}
-    for node in _on_manager(manager, "ag_swarm.nodes"):
+    for node in _on_node(manager, "ag_swarm.nodes"):
         minion = next((m for m in cluster_nodes if same_host(m, node["hostname"])), None)
         if minion and node["state"] == "ready":
             members[minion] = node
@@ -358,28 +363,28 @@ def _roll_node(manager, node, member, drain, drain_timeout):
     live_tasks = __utils__["ag_cluster.live_tasks"]
     done = []
     if drain:
-        _on_manager(manager, "ag_swarm.node_update", node_id, "drain")
+        _on_node(manager, "ag_swarm.node_update", node_id, "drain")
         try:
             seconds = _wait(f"the tasks on {node} ending after its drain",
-                            lambda: not live_tasks(_on_manager(manager, "ag_app.tasks", None,
+                            lambda: not live_tasks(_on_node(manager, "ag_app.tasks", None,
                                                                [node_id])), drain_timeout)
         except CommandExecutionError as exc:
-            _on_manager(manager, "ag_swarm.node_update", node_id, availability)
+            _on_node(manager, "ag_swarm.node_update", node_id, availability)
             raise CommandExecutionError(
                 f"{exc} (autograder:swarm:drain_timeout); its dockerd was not restarted and "
                 f"it is {availability} again") from exc
         done.append(f"drained in {seconds:.0f} s")
-        _progress(f"{node}: {done[-1]}")
+        _progress_of("roll", f"{node}: {done[-1]}")
     _rolled_states([node], test=False)
     seconds = _wait(f"{node} Ready in the swarm after its dockerd restart",
                     lambda: any(n["id"] == node_id and n["state"] == "ready"
-                                for n in _on_manager(manager, "ag_swarm.nodes")),
+                                for n in _on_node(manager, "ag_swarm.nodes")),
                     READY_TIMEOUT)
     done.append(f"dockerd restarted, Ready again in {seconds:.0f} s")
     if drain:
-        _on_manager(manager, "ag_swarm.node_update", node_id, availability)
+        _on_node(manager, "ag_swarm.node_update", node_id, availability)
         done.append(f"{availability} again")
-    _progress(f"{node}: " + ", ".join(done[-2 if drain else -1:]))
+    _progress_of("roll", f"{node}: " + ", ".join(done[-2 if drain else -1:]))
     return ", ".join(done)
 
 
@@ -410,9 +415,110 @@ def roll(test=False):
         return {node: "would be drained, its dockerd restarted, made active again"
                 for node in order}
     drain_timeout = autograder.get("swarm", {}).get("drain_timeout", 300)
-    _progress(f"restarting dockerd one node at a time: {', '.join(order)}")
+    _progress_of("roll", f"restarting dockerd one node at a time: {', '.join(order)}")
     return {node: _roll_node(manager, node, members[node], len(members) > 1, drain_timeout)
             for node in order}
+
+
+# --- backups ------------------------------------------------------------------------------
+
+DATABASE_SERVICE = "postgres"  # the compose file's database service
+# the database as the image's entrypoint made it (POSTGRES_USER and POSTGRES_DB, else its
+# defaults); a plain SQL dump that drops each object before it makes it again, so it loads
+# into the database a fresh deploy migrated
+_DATABASE = '-U "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"'
+DUMP_CMD = ["sh", "-c", f"exec pg_dump --clean --if-exists --no-owner {_DATABASE}"]
+LOADED = "/tmp/ag-restore.sql"
+BACKUP_TIMEOUT = 3600  # seconds for one part of a backup or restore (a big media_root)
+LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 -q -f {LOADED} {_DATABASE}"]
+SERVER = "autograder-server"
+# what the checkout holds that no deploy makes again: every submission and result file, and the
+# secrets (the GPG key that signed every receipt, the secret key of every session)
+BACKED_UP_DIRS = (f"{SERVER}/media_root", f"{SERVER}/autograder/settings/secrets")
+# the live database's password stays: the running postgres was made with it
+KEPT_LIVE = (f"{SERVER}/autograder/settings/secrets/db_password",)
+
+
+def _backup_places(autograder):
+    """(database node, files node, {section: settings with defaults}) of the cluster."""
+    merged = {section: __utils__["ag_schema.with_defaults"](section, autograder.get(section))
+              for section in ("app", "backup", "registry")}
+    nodes = autograder["cluster"]["nodes"]
+    (database,) = [n for n in sorted(nodes) if "database" in (nodes[n].get("labels") or [])]
+    files = (autograder.get("nfs") or {}).get("server") or autograder["cluster"]["manager"]
+    return database, files, merged
+
+
+@_as_sentence
+def backup(name=None):
+    """A backup of the site's data, named `name` (default: the time, YYYYmmdd-HHMMSS), in
+    backup:dir: the database dumped live by pg_dump in the postgres task (postgres.sql, on
+    the node labelled database) and the checkout's media_root and secrets dir (files.tar.gz,
+    on the NFS server node); each keeps only its backup:keep newest. Prints where each part
+    went and its size, never its content.
+
+    CLI Example: salt-run ag.backup
+    """
+    autograder = _cluster_pillar()
+    database, files, merged = _backup_places(autograder)
+    name = name or time.strftime("%Y%m%d-%H%M%S")
+    where = f"{merged['backup']['dir']}/{name}"
+    keep = merged["backup"]["keep"]
+    service = f"{merged['app']['stack_name']}_{DATABASE_SERVICE}"
+    _progress_of("backup", f"{name}: the database on {database}")
+    dumped = _on_node(database, "ag_app.backup_task_output", service, DUMP_CMD,
+                      f"{where}/postgres.sql", keep, timeout=BACKUP_TIMEOUT)
+    _progress_of("backup", f"{name}: media_root and the secrets dir on {files}")
+    packed = _on_node(files, "ag_app.backup_files", f"{where}/files.tar.gz",
+                      merged["app"]["checkout"], list(BACKED_UP_DIRS), keep,
+                      timeout=BACKUP_TIMEOUT)
+    return {"name": name,
+            "parts": {f"{database}:{dumped['file']}": dumped["bytes"],
+                      f"{files}:{packed['file']}": packed["bytes"]},
+            "removed as older than the newest " + str(keep): sorted(
+                set(dumped["pruned"]) | set(packed["pruned"]))}
+
+
+@_as_sentence
+def restore(name):
+    """The backup `name` (ag.backup) brought back into the running stack, as after a deploy
+    onto wiped nodes: media_root and the secrets dir unpacked into the checkout (the live
+    database password stays), the dump loaded into the database (each object dropped and
+    made again), then every service built from the checkout restarted, so it reads the
+    restored secrets. Deploy first (salt-run ag.deploy), with the same app:revision as the
+    backup's or a newer one (its migrations then run at the next deploy).
+
+    CLI Example: salt-run ag.restore name=20261206-031500
+    """
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise SaltInvocationError(f"name must be the name of a backup in backup:dir, not {name!r}")
+    autograder = _cluster_pillar()
+    database, files, merged = _backup_places(autograder)
+    where = f"{merged['backup']['dir']}/{name}"
+    stack = merged["app"]["stack_name"]
+    for node, path in ((files, f"{where}/files.tar.gz"), (database, f"{where}/postgres.sql")):
+        if _on_node(node, "file.file_exists", path) is not True:
+            raise CommandExecutionError(f"no backup {name} on {node}: {path} is missing; nothing "
+                                        "was restored")
+    _progress_of("restore", f"{name}: media_root and the secrets dir on {files}")
+    count = _on_node(files, "ag_app.restore_files", f"{where}/files.tar.gz",
+                     merged["app"]["checkout"], list(KEPT_LIVE), timeout=BACKUP_TIMEOUT)
+    _progress_of("restore", f"{name}: the database on {database}")
+    loaded = _on_node(database, "ag_app.restore_task_input", f"{stack}_{DATABASE_SERVICE}",
+                      f"{where}/postgres.sql", LOADED, LOAD_CMD, timeout=BACKUP_TIMEOUT)
+    if loaded["retcode"] != 0:
+        raise CommandExecutionError(
+            f"loading the database of backup {name} on {database} failed (psql exit "
+            f"{loaded['retcode']}): {loaded['stderr'].strip()[-300:]}; the files were restored, "
+            "the services not restarted")
+    manager = autograder["cluster"]["manager"]
+    built = f"127.0.0.1:{merged['registry']['port']}/"
+    ours = sorted(s["name"] for s in _on_node(manager, "ag_app.services")
+                  if s["name"].startswith(f"{stack}_") and (s["image"] or "").startswith(built))
+    _progress_of("restore", f"{name}: restarting {', '.join(ours)}")
+    _on_node(manager, "ag_app.services_restart", ours)
+    return {"name": name, "files restored": count, "database": f"loaded on {database}",
+            "restarted": ours}
 
 
 # the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the

@@ -676,8 +676,36 @@ REGISTRY = Section("the guide's registry service for the stack's images (salt/ag
         """, "ag-registry", pattern=NAME, like="ag-registry"),
 })
 
+BACKUP = Section("the site's data kept by salt-run ag.backup, brought back by ag.restore", {
+    "dir": Path("""
+        where each backup goes, in a directory named by its time (YYYYmmdd-HHMMSS), on the
+        node that holds each part: the database dump (postgres.sql) on the node labelled
+        database, media_root (every submission) and the secrets dir (the GPG key that signs
+        the receipts, the secret key) as files.tar.gz on the NFS server node. Readable by
+        root only: the files hold secrets. Copy it off the cluster as the site does its other
+        backups
+        """, "/srv/autograder-backups", own_dir=True),
+    "keep": Int("""
+        backups kept on each node; ag.backup removes the oldest beyond this
+        """, 7, low=1, high=1000, unit="a count"),
+})
+
 # the whole pillar key, in pillar.example's order
 AUTOGRADER = Section("", {
     "cluster": CLUSTER, "docker": DOCKER, "limits": LIMITS, "swarm": SWARM, "nfs": NFS,
-    "firewall": FIREWALL, "app": APP, "registry": REGISTRY,
+    "firewall": FIREWALL, "app": APP, "registry": REGISTRY, "backup": BACKUP,
 })
+
+
+def with_defaults(section: str, value) -> dict:
+    """`value`, the autograder pillar's `section` (valid, or None), with each key it lacks or
+    leaves null at its default, inner sections too: what the runner reads, as map.jinja
+    merges them."""
+    return _merged(AUTOGRADER.keys[section], value)
+
+
+def _merged(section: Section, value) -> dict:
+    value = value or {}
+    return {name: (_merged(key, value.get(name)) if isinstance(key, Section)
+                   else value[name] if value.get(name) is not None else key.default)
+            for name, key in section.keys.items()}

@@ -178,6 +178,8 @@ def _registry_layer(out: Path, _base_layers) -> None:
 def _standin_layer(out: Path, _base_layers) -> None:
     t = _TarWriter(out)
     t.copy("/usr/local/bin/ag-standin", str(STANDIN_SERVER))
+    for command in ("pg_dump", "psql"):  # the stand-in, called by the name it answers to
+        t.symlink(f"/usr/local/bin/{command}", "ag-standin")
     t.dir("/var/lib/postgresql/data", 0o700)
     t.dir("/data")
     t.close()

@@ -13,6 +13,12 @@ JSON request per connection, {"user", "password", "database", "statements": [[sq
 the last statement>} or {"error": "..."}. Data therefore lives in the pgdata volume, on the
 database node.
 
+pg_dump, psql (commands in the postgres image, as the real one has them; the user and
+database arguments are accepted and not checked, as the real image trusts local sockets):
+`pg_dump` prints the database as SQL (each table dropped, then made and filled again, as
+`pg_dump --clean --if-exists` does); `psql -f FILE` runs FILE in one transaction and exits
+3 on the first error (ON_ERROR_STOP), nothing changed.
+
 redis: answers PING/SET/GET/DEL/EXISTS over RESP on 6379, data kept in /data/dump.json.
 """
 
@@ -98,6 +104,34 @@ def postgres() -> None:
     serve(Handler, port, "database system is ready to accept connections")
 
 
+def _database() -> Path:
+    return Path(os.environ.get("PGDATA", "/var/lib/postgresql/data")) / "standin.sqlite3"
+
+
+def pg_dump() -> None:
+    with sqlite3.connect(_database()) as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        # one transaction, the drops in it: a load that fails changes nothing
+        sys.stdout.write("-- stand-in pg_dump\nBEGIN TRANSACTION;\n")
+        for table in tables:
+            sys.stdout.write(f'DROP TABLE IF EXISTS "{table}";\n')
+        for line in db.iterdump():
+            if line != "BEGIN TRANSACTION;":
+                sys.stdout.write(line + "\n")
+
+
+def psql() -> None:
+    path = sys.argv[sys.argv.index("-f") + 1]
+    db = sqlite3.connect(_database(), isolation_level=None)
+    try:
+        db.executescript(Path(path).read_text())
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        print(f"psql:{path}: ERROR:  {exc}", file=sys.stderr)
+        sys.exit(3)
+
+
 def redis() -> None:
     dump = Path("/data/dump.json")
     store = json.loads(dump.read_text()) if dump.exists() else {}
@@ -157,4 +191,5 @@ def serve(handler, port: int, ready: str) -> None:
 if __name__ == "__main__":
     # PID 1 in its container: without a handler SIGTERM is ignored and every stop takes 10 s
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    {"postgres": postgres, "redis": redis}[sys.argv[1]]()
+    {"postgres": postgres, "redis": redis, "pg_dump": pg_dump, "psql": psql}[
+        os.path.basename(sys.argv[0]) if sys.argv[0].endswith(("pg_dump", "psql")) else sys.argv[1]]()

@@ -31,7 +31,8 @@ schema = _schema()
 
 # which sections each concern's defaults.yaml holds (its map.jinja merges the pillar over them)
 DEFAULTS_FILES = {
-    "salt/ag/defaults.yaml": {"app": schema.APP, "registry": schema.REGISTRY},
+    "salt/ag/defaults.yaml": {"app": schema.APP, "registry": schema.REGISTRY,
+                              "backup": schema.BACKUP},
     "salt/docker/defaults.yaml": {"docker": schema.DOCKER},
     "salt/firewall/defaults.yaml": {"firewall": schema.FIREWALL},
     "salt/limits/defaults.yaml": {"limits": schema.LIMITS},

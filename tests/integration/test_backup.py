@@ -1,0 +1,122 @@
+"""Tier 1 (issue 20.3): `salt-run ag.backup` keeps the site's data where backup:dir says, on the
+nodes that hold it, readable by root only and never printed; onto nodes wiped and deployed
+again, `salt-run ag.restore` brings back the database (a course the site made), media_root (a
+submission) and the secrets dir (the secret key and the GPG key of the receipts) and restarts
+the services that read them; backup:keep prunes the oldest."""
+
+import json
+import time
+
+import pytest
+from agdeploy import (
+    CHECKOUT,
+    COURSES,
+    MANAGER,
+    STACK,
+    deploy,
+    kept_data,
+    services,
+    sh,
+    task_ids,
+    teardown,
+    wait_converged,
+    with_bootstrap,
+)
+
+pytestmark = pytest.mark.slow
+
+SERVER = f"{CHECKOUT}/autograder-server"
+SECRETS = f"{SERVER}/autograder/settings/secrets"
+SUBMISSION = f"{SERVER}/media_root/courses/course1/submission-1/hello.py"
+COURSE = "EECS 490 (made by the site)"
+
+
+@pytest.fixture(scope="module")
+def bed(netns_bed):
+    teardown(netns_bed)
+    original = netns_bed.read_pillar()
+    netns_bed.pillar = with_bootstrap(original)
+    netns_bed.write_pillar(netns_bed.pillar)
+    code, _, output = deploy(netns_bed)
+    assert code == 0, output
+    yield netns_bed
+    netns_bed.write_pillar(original)
+    teardown(netns_bed)
+
+
+def in_django(bed, *cmd):
+    (node,) = services(bed)[f"{STACK}_django"][1]
+    container = sh(bed, node, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_django")
+    return bed.exec(node, "docker", "exec", container.split()[0], *cmd).stdout
+
+
+def courses(bed):
+    return sorted(c["name"] for c in json.loads(in_django(bed, "python3", "-c", COURSES)))
+
+
+def secrets(bed):
+    """name → content of the secrets dir's files (read here, compared, never printed)."""
+    names = sh(bed, MANAGER, f"ls {SECRETS}").split()
+    return {name: sh(bed, MANAGER, f"cat {SECRETS}/{name}") for name in names}
+
+
+def test_a_backup_restored_onto_wiped_nodes_brings_the_site_back(bed):
+    in_django(bed, "python3", "manage.py", "shell", "-c",
+              f"from autograder.core.models import Course; Course.objects.create(name={COURSE!r})")
+    nonce = str(time.time_ns())
+    sh(bed, MANAGER, f"mkdir -p $(dirname {SUBMISSION}) && echo 'print({nonce})' > {SUBMISSION}")
+    before = {"courses": courses(bed), "secrets": secrets(bed)}
+    assert COURSE in before["courses"] and {"secret_key", "db_password"} <= set(before["secrets"])
+
+    res = bed.salt_raw("salt-run", "--out=json", "ag.backup")
+    taken = json.loads(res.stdout)
+    assert res.returncode == 0 and all(size > 0 for size in taken["parts"].values()), res.stdout
+    assert not [name for name, value in before["secrets"].items()
+                if len(value) >= 16 and value in res.stdout + res.stderr], "a secret was printed"
+    database = next(n for n, spec in bed.pillar["autograder"]["cluster"]["nodes"].items()
+                    if "database" in spec["labels"])
+    where = f"/srv/autograder-backups/{taken['name']}"
+    assert sh(bed, database, f"stat -c %a {where} {where}/postgres.sql").split() == ["700", "600"]
+    assert sh(bed, MANAGER, f"stat -c %a {where}/files.tar.gz") == "600"
+
+    # the site lost: no swarm, no volumes (the database), no media_root or secrets dir
+    teardown(bed)
+    sh(bed, MANAGER, f"rm -rf {SERVER}/media_root {SECRETS}")
+    code, _, output = deploy(bed)
+    assert code == 0, output
+    fresh = secrets(bed)
+    assert COURSE not in courses(bed) and fresh["secret_key"] != before["secrets"]["secret_key"]
+
+    before_tasks = task_ids(bed)
+    res = bed.salt_raw("salt-run", "--out=json", "ag.restore", f"name={taken['name']}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    restored = json.loads(res.stdout)
+    assert f"{STACK}_django" in restored["restarted"] and f"{STACK}_postgres" not in restored["restarted"]
+    wait_converged(bed)
+    assert courses(bed) == before["courses"]
+    assert sh(bed, MANAGER, f"cat {SUBMISSION}") == f"print({nonce})"
+    after = secrets(bed)
+    assert {k: v for k, v in after.items() if k != "db_password"} == {
+        k: v for k, v in before["secrets"].items() if k != "db_password"}
+    assert after["db_password"] == fresh["db_password"], "the live database's password changed"
+    changed = {s for s in before_tasks if task_ids(bed).get(s) != before_tasks[s]}
+    assert f"{STACK}_django" in changed and f"{STACK}_postgres" not in changed
+    assert kept_data(bed)["courses"]  # the API answers from the restored database
+
+    code, steps, output = deploy(bed)
+    assert code == 0 and not [s for s, v in steps.items() if v["changes"]], output
+
+
+def test_a_backup_that_is_not_there_is_refused_naming_it_and_keep_prunes(bed):
+    res = bed.salt_raw("salt-run", "--out=json", "ag.restore", "name=19990101-000000")
+    assert res.returncode != 0 and "no backup 19990101-000000" in res.stdout, res.stdout
+    pillar = json.loads(json.dumps(bed.pillar))
+    pillar["autograder"]["backup"] = {"keep": 1}
+    bed.write_pillar(pillar)
+    try:
+        names = [json.loads(bed.salt_raw("salt-run", "--out=json", "ag.backup",
+                                         f"name=2099010{i}-000000").stdout)["name"]
+                 for i in (1, 2)]
+        assert sh(bed, MANAGER, "ls /srv/autograder-backups").split() == [names[1]]
+    finally:
+        bed.write_pillar(bed.pillar)
