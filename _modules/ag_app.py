@@ -530,18 +530,17 @@ def restore_files(src, root, keep_live=()):
 
     CLI Example: salt nuc1 ag_app.restore_files /srv/b/1/files.tar.gz /srv/full-stack
     """
-    restored = 0
     with tarfile.open(src, mode="r:gz") as tar:
-        for member in tar.getmembers():
-            name = posixpath.normpath(member.name)
-            if name.startswith(("/", "..")) or not (member.isfile() or member.isdir()):
+        members = tar.getmembers()
+        for member in members:  # all checked before the first is written
+            if (posixpath.normpath(member.name).startswith(("/", ".."))
+                    or not (member.isfile() or member.isdir())):
                 raise CommandExecutionError(f"{src} holds {member.name!r}, which is not a plain "
-                                            f"file or directory under {root}; nothing more restored")
-            if name in keep_live:
-                continue
+                                            f"file or directory under {root}; nothing restored")
+        wanted = [m for m in members if posixpath.normpath(m.name) not in keep_live]
+        for member in wanted:
             tar.extract(member, root, set_attrs=True)
-            restored += member.isfile()
-    return restored
+    return sum(m.isfile() for m in wanted)
 
 
 def services_restart(names):

@@ -430,7 +430,7 @@ _DATABASE = '-U "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-po
 DUMP_CMD = ["sh", "-c", f"exec pg_dump --clean --if-exists --no-owner {_DATABASE}"]
 LOADED = "/tmp/ag-restore.sql"
 BACKUP_TIMEOUT = 3600  # seconds for one part of a backup or restore (a big media_root)
-LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 -q -f {LOADED} {_DATABASE}"]
+LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -f {LOADED} {_DATABASE}"]
 SERVER = "autograder-server"
 # what the checkout holds that no deploy makes again: every submission and result file, and the
 # secrets (the GPG key that signed every receipt, the secret key of every session)

@@ -110,7 +110,8 @@ def _database() -> Path:
 
 def pg_dump() -> None:
     with sqlite3.connect(_database()) as db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                           "AND name NOT LIKE 'sqlite_%'")]  # sqlite's own
         # one transaction, the drops in it: a load that fails changes nothing
         sys.stdout.write("-- stand-in pg_dump\nBEGIN TRANSACTION;\n")
         for table in tables:
