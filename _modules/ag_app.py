@@ -555,6 +555,56 @@ def services_restart(names):
     return list(names)
 
 
+# what a one-off task keeps of the service it is made like: how its containers run, not what
+# they run or how the stack labels them
+JOB_CONTAINER_KEYS = ("Env", "Mounts", "Dir", "User", "Hosts", "DNSConfig")
+JOB_ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned")
+
+
+def job_like(service, name, image, cmd, timeout=3600):
+    """Run `cmd` (a list) once as the one-off swarm service `name`, made like `service` (its
+    environment, mounts, working dir, networks and placement) but from `image`: what must run
+    with a release's new image before `service` itself rolls (an upgrade's migrations, which
+    need the stack's network to reach the database). Waits until its task ends (at most
+    `timeout` seconds), then removes it. Returns {retcode, node, output (its last 2000
+    characters)}; manager only.
+
+    CLI Example: salt nuc1 ag_app.job_like ag-stack_django ag-stack_check IMAGE '[python3, -V]'
+    """
+    with _engine(f"running {cmd[0]} as {name}, like {service}", patient=True) as client:
+        spec = client.api.inspect_service(service)["Spec"]
+        template = spec["TaskTemplate"]
+        container = {k: v for k, v in template["ContainerSpec"].items() if k in JOB_CONTAINER_KEYS}
+        task = {"ContainerSpec": {**container, "Image": image, "Command": list(cmd)},
+                "Placement": template.get("Placement") or {},
+                "Networks": template.get("Networks") or spec.get("Networks") or [],
+                "RestartPolicy": {"Condition": "none"}}
+        # no virtual IP: nothing connects to a one-off (and a VIP needs IPVS in the kernel)
+        client.api.create_service(task, name=name, labels={"ag.job.like": service},
+                                  endpoint_spec={"Mode": "dnsrr"})
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                tasks = client.api.tasks(filters={"service": name})
+                ended = [t for t in tasks if t["Status"]["State"] in JOB_ENDED]
+                if ended:
+                    break
+                if time.monotonic() > deadline:
+                    raise CommandExecutionError(f"{name} ({cmd[0]}, like {service}) did not end "
+                                                f"within {timeout} s; it was removed")
+                time.sleep(1)
+            status = ended[0]["Status"]
+            retcode = (status.get("ContainerStatus") or {}).get("ExitCode")
+            logs = b"".join(client.api.service_logs(name, stdout=True, stderr=True))
+            output = logs.decode(errors="replace") or status.get("Err") or ""
+            node = client.api.inspect_node(ended[0]["NodeID"])["Description"]["Hostname"] \
+                if ended[0].get("NodeID") else None
+        finally:
+            client.api.remove_service(name)
+    return {"retcode": retcode if retcode is not None else -1, "node": node,
+            "output": output[-2000:]}
+
+
 def image_run(image, cmd, binds, environment=None, workdir=None):
     """Run `cmd` (a list) once in a container of the local `image`, with `binds`
     ({host path: container path}, read-write) and `environment` ({name: value}), and remove

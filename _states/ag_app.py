@@ -23,6 +23,8 @@ __virtualname__ = "ag_app"
 log = logging.getLogger(__name__)
 
 DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the deployed hash
+DJANGO = "django"  # the compose file's service that serves the app and owns its migrations
+MIGRATE = ("migrate", "--noinput")
 
 
 def __virtual__():
@@ -272,6 +274,11 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     changes = {"content": {"old": deployed, "new": content}}
     if absent:
         changes["services"] = {"new": absent}
+    django = __utils__["ag_compose.pinned"](compose, digests)["services"].get(DJANGO, {})
+    running = _running_image(f"{name}_{DJANGO}")
+    upgrade = running is not None and _digest(running) != _digest(django.get("image", ""))
+    if upgrade:
+        changes["migrations"] = {"new": f"run with the new {DJANGO} image before any service rolls"}
     if __opts__["test"]:
         ret.update(result=None, changes=changes, comment=f"stack {name} would be deployed")
         return ret
@@ -279,6 +286,19 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         ret.update(result=False, comment=f"the registry lacks {', '.join(missing)}: the images "
                                          "step (ag_app.images_pushed) must run first")
         return ret
+    if upgrade:
+        job = __salt__["ag_app.job_like"](f"{name}_{DJANGO}", f"{name}_migrate", django["image"],
+                                          ["python3", "manage.py", *MIGRATE])
+        if job["retcode"] != 0:
+            ret.update(result=False, comment=(
+                f"the migrations of the new release failed on {job['node']} (exit "
+                f"{job['retcode']}), in a one-off task of the new {DJANGO} image:\n"
+                f"{job['output'].strip()}\nThe stack was not deployed: the site still serves the "
+                "old release. Fix the cause, or set app:revision back, then deploy again"))
+            return ret
+        changes["migrations"]["new"] = [line.strip()[len("Applying "):].split("...")[0]
+                                        for line in job["output"].splitlines()
+                                        if line.strip().startswith("Applying ")]
     os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
     files = {}
     for kind, text in generated.items():
@@ -418,6 +438,17 @@ def converged(name, timeout=600, interval=2):
         return ret
 
 
+def _digest(reference):
+    """The sha256:... of an image reference pinned by digest (the reference itself when not)."""
+    return reference.rpartition("@")[2]
+
+
+def _running_image(service):
+    """The image reference service `service` runs now (None when it does not exist)."""
+    found = [s for s in __salt__["ag_app.services"]() if s["name"] == service]
+    return found[0]["image"] if found else None
+
+
 def _manage(service, *args):
     return __salt__["ag_app.local_task_exec"](service, ["python3", "manage.py", *args])
 
@@ -500,7 +531,7 @@ def migrated(name):
     ret = _ret(name)
     node = __grains__["id"]
     test = __opts__["test"]
-    command = ("showmigrations",) if test else ("migrate", "--noinput")
+    command = ("showmigrations",) if test else MIGRATE
     res = _manage(name, *command)
     if res is None:
         ret["comment"] = f"no task of {name} runs on {node}"

@@ -172,6 +172,28 @@ def test_a_changed_source_file_rebuilds_and_rolls_only_its_image(bed):
     assert code == 0 and "ag-deploy-images" not in changed_steps(steps), output
 
 
+def test_a_new_release_s_migrations_run_before_any_service_rolls(bed):
+    """Issue 20.1: a release with a new migration: applied by a one-off task of the new django
+    image, on the stack's network, before the stack rolls (ag.migrate after it finds none
+    left); the one-off is gone after."""
+    migration = f"{CHECKOUT}/autograder-server/autograder/core/migrations/0099_ag_release.py"
+    before = task_ids(bed)
+    sh(bed, MANAGER, f"echo 'operations = [\"CREATE TABLE ag_release (id INTEGER)\"]' > {migration}")
+    try:
+        code, steps, output = deploy(bed)
+        assert code == 0, output
+        stack = minion_changes(steps["ag-deploy-stack"])[(MANAGER, "ag-stack-deployed")]
+        assert stack["migrations"] == {"new": ["core.0099_ag_release"]}, output
+        assert "ag-deploy-migrate" not in changed_steps(steps), output
+        assert f"{STACK}_migrate" not in sh(bed, MANAGER, "docker service ls --format '{{.Name}}'")
+        after = task_ids(bed)
+        assert f"{STACK}_django" in {s for s in before if after.get(s) != before[s]}
+    finally:
+        sh(bed, MANAGER, f"rm -f {migration}")
+        code, steps, output = deploy(bed)
+    assert code == 0, output
+
+
 def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     pillar = copy.deepcopy(bed.pillar)
     # an image no node has or can pull: the service's tasks are rejected

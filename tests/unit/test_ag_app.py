@@ -31,11 +31,22 @@ class Docker:
         self.not_created = set()  # services a stack deploy leaves out
         self.manage = None  # manage.py's result: {"retcode", "stdout", "stderr"}, None: no task
         self.commands = []
+        self.release = "r1"  # what the registry's images are built from
+        self.django = None  # the image the django service runs (None: no service yet)
+        self.job = {"retcode": 0, "node": "nuc2", "output": "  Applying core.0042_y... OK\n"}
+        self.log = []  # the jobs and the deploys, in order
+
+    def service_list(self):  # ag_app.services
+        return [{"name": "ag-stack_django", "image": self.django}] if self.django else []
+
+    def job_like(self, service, name, image, cmd, timeout=3600):
+        self.log.append(("job", service, name, image, cmd))
+        return dict(self.job)
 
     def image_digest(self, reference):
         if reference.rsplit(":", 1)[0] in self.unpushed:
             return None
-        return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+        return "sha256:" + hashlib.sha256((reference + self.release).encode()).hexdigest()
 
     def stack_status(self, name, settle=5):
         return {service: {} for service in self.services}
@@ -47,7 +58,10 @@ class Docker:
 
     def stack_deploy(self, name, compose_files, cwd):
         self.deploys.append(compose_files)
+        self.log.append(("deploy",))
         self.services = set(SERVICES) - self.not_created
+        with open(compose_files[-1]) as fh:  # the image pins
+            self.django = yaml.safe_load(fh)["services"]["django"]["image"]
 
     def local_task_exec(self, service, cmd):
         self.commands.append(cmd)
@@ -63,8 +77,11 @@ def docker():
 def ag_app(docker, tmp_path, monkeypatch):
     """ag_app with the dunders Salt's loader puts in; `ag_app.test(True)` sets test mode."""
     module = load("_states/ag_app.py", "ag_app")
-    module.__salt__ = module_fakes({f"ag_app.{name}": getattr(docker, name) for name in (
-        "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec")})
+    module.__salt__ = module_fakes({
+        **{f"ag_app.{name}": getattr(docker, name) for name in (
+            "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
+            "job_like")},
+        "ag_app.services": docker.service_list})
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned")}
     module.__opts__ = {"test": False}
@@ -171,6 +188,41 @@ def test_an_unpushed_image_fails_the_deploy_naming_it(ag_app, docker):
     assert ret["result"] is False and docker.deploys == []
     assert ret["comment"].startswith("the registry lacks 127.0.0.1:5000/nginx:")
     assert "ag_app.images_pushed" in ret["comment"]
+
+
+def test_a_new_release_s_migrations_run_with_its_image_before_the_stack_rolls(ag_app, docker):
+    deploy(ag_app)
+    assert [entry[0] for entry in docker.log] == ["deploy"]  # the first deploy: ag.migrate's
+    old = docker.django
+    docker.release = "r2"
+    ret = deploy(ag_app)
+    (job, service, name, image, cmd), rolled = docker.log[1:]
+    assert (job, service, name, rolled) == ("job", "ag-stack_django", "ag-stack_migrate", ("deploy",))
+    assert image == docker.django != old and cmd == ["python3", "manage.py", "migrate", "--noinput"]
+    assert ret["result"] is True and ret["changes"]["migrations"] == {"new": ["core.0042_y"]}
+    assert deploy(ag_app)["changes"] == {} and len(docker.log) == 3
+
+
+def test_test_mode_says_the_migrations_would_run_first_and_runs_nothing(ag_app, docker):
+    deploy(ag_app)
+    docker.release = "r2"
+    ag_app.test(True)
+    ret = deploy(ag_app)
+    assert ret["result"] is None and "before any service rolls" in ret["changes"]["migrations"]["new"]
+    assert [entry[0] for entry in docker.log] == ["deploy"]
+
+
+def test_failed_migrations_of_a_new_release_leave_the_old_one_serving(ag_app, docker):
+    deploy(ag_app)
+    old = docker.django
+    docker.release = "r2"
+    docker.job = {"retcode": 1, "node": "nuc2", "output": "django.db.utils.ProgrammingError: x"}
+    ret = deploy(ag_app)
+    assert ret["result"] is False and docker.django == old and len(docker.deploys) == 1
+    assert "exit 1" in ret["comment"] and "ProgrammingError" in ret["comment"]
+    assert "still serves the old release" in ret["comment"]
+    docker.job["retcode"] = 0
+    assert deploy(ag_app)["result"] is True and docker.django != old  # once fixed, it rolls
 
 
 # --- migrated -------------------------------------------------------------------------------
