@@ -543,18 +543,6 @@ def restore_files(src, root, keep_live=()):
     return sum(m.isfile() for m in wanted)
 
 
-def services_restart(names):
-    """Restart every task of the swarm services `names` (docker service update --force), so
-    they read again what they read at start (settings, secrets). Returns the names.
-
-    CLI Example: salt nuc1 ag_app.services_restart '[ag-stack_django]'
-    """
-    with _engine("restarting services (this node must be a manager)") as client:
-        for name in names:
-            client.services.get(name).force_update()
-    return list(names)
-
-
 # what a one-off task keeps of the service it is made like: how its containers run, not what
 # they run or how the stack labels them
 JOB_CONTAINER_KEYS = ("Env", "Mounts", "Dir", "User", "Hosts", "DNSConfig")

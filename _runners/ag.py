@@ -304,19 +304,19 @@ def _progress_of(runner, text):
 
 
 
-def _rolled_states(nodes, test):
-    """{node: [state returns]} of ROLLED_SLS applied on `nodes` (test: changing nothing);
-    raises naming the node whose run failed or did not return."""
-    out = __salt__["salt.execute"](nodes, "state.apply", arg=[ROLLED_SLS], tgt_type="list",
+def _applied(nodes, sls, test=False):
+    """{node: [state returns]} of `sls` applied on `nodes` (test: changing nothing); raises
+    naming the node whose run failed or did not return."""
+    out = __salt__["salt.execute"](nodes, "state.apply", arg=[sls], tgt_type="list",
                                    kwarg={"test": test, "queue": True}, timeout=900)
     states = {}
     for node in nodes:
         ret = out.get(node)
         if not isinstance(ret, dict):
-            raise CommandExecutionError(f"{ROLLED_SLS} on {node}: {ret or 'no answer'}")
+            raise CommandExecutionError(f"{sls} on {node}: {ret or 'no answer'}")
         failed = [f"{s['__id__']}: {s['comment']}" for s in ret.values() if s["result"] is False]
         if failed:
-            raise CommandExecutionError(f"{ROLLED_SLS} on {node} failed: " + "; ".join(failed))
+            raise CommandExecutionError(f"{sls} on {node} failed: " + "; ".join(failed))
         states[node] = list(ret.values())
     return states
 
@@ -324,7 +324,7 @@ def _rolled_states(nodes, test):
 def restarts_due(nodes):
     """The nodes among `nodes` whose dockerd applying ROLLED_SLS now would restart (from a
     test=True run, which changes nothing)."""
-    return sorted(node for node, states in _rolled_states(nodes, test=True).items()
+    return sorted(node for node, states in _applied(nodes, ROLLED_SLS, test=True).items()
                   if any(s["__id__"] in DOCKERD_RESTARTERS and (s["result"] is None or s["changes"])
                          for s in states))
 
@@ -375,7 +375,7 @@ def _roll_node(manager, node, member, drain, drain_timeout):
                 f"it is {availability} again") from exc
         done.append(f"drained in {seconds:.0f} s")
         _progress_of("roll", f"{node}: {done[-1]}")
-    _rolled_states([node], test=False)
+    _applied([node], ROLLED_SLS)
     seconds = _wait(f"{node} Ready in the swarm after its dockerd restart",
                     lambda: any(n["id"] == node_id and n["state"] == "ready"
                                 for n in _on_node(manager, "ag_swarm.nodes")),
@@ -484,9 +484,10 @@ def restore(name):
     """The backup `name` (ag.backup) brought back into the running stack, as after a deploy
     onto wiped nodes: media_root and the secrets dir unpacked into the checkout (the live
     database password stays), the dump loaded into the database (each object dropped and
-    made again), then every service built from the checkout restarted, so it reads the
-    restored secrets. Deploy first (salt-run ag.deploy), with the same app:revision as the
-    backup's or a newer one (its migrations then run at the next deploy).
+    made again), then the stack deployed again (ag.stack), which rolls the services that
+    mount the secrets, so they read the restored ones. Deploy first (salt-run ag.deploy),
+    with the same app:revision as the backup's or a newer one (its migrations then run at
+    the next deploy).
 
     CLI Example: salt-run ag.restore name=20261206-031500
     """
@@ -510,15 +511,13 @@ def restore(name):
         raise CommandExecutionError(
             f"loading the database of backup {name} on {database} failed (psql exit "
             f"{loaded['retcode']}): {loaded['stderr'].strip()[-300:]}; the files were restored, "
-            "the services not restarted")
+            "the stack not deployed again")
     manager = autograder["cluster"]["manager"]
-    built = f"127.0.0.1:{merged['registry']['port']}/"
-    ours = sorted(s["name"] for s in _on_node(manager, "ag_app.services")
-                  if s["name"].startswith(f"{stack}_") and (s["image"] or "").startswith(built))
-    _progress_of("restore", f"{name}: restarting {', '.join(ours)}")
-    _on_node(manager, "ag_app.services_restart", ours)
+    _progress_of("restore", f"{name}: the stack on {manager} (the services that read the "
+                            "secrets roll)")
+    (stack_states,) = _applied([manager], "ag.stack").values()
     return {"name": name, "files restored": count, "database": f"loaded on {database}",
-            "restarted": ours}
+            "stack": [state["comment"] for state in stack_states if state["changes"]]}
 
 
 # the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the

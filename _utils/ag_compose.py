@@ -34,6 +34,7 @@ DB_PASSWORD_FILE = "autograder-server/autograder/settings/secrets/db_password"
 # password is in no service spec and no `docker inspect`
 POSTGRES_PASSWORD_TARGET = "/run/secrets/db_password"
 COMPOSE_FILE = "docker-compose.yml"
+SECRETS_LABEL = "ag.secrets.sha256"  # on the services that mount the secrets
 # the guide: only the web server needs inbound traffic
 WEB_PORTS = (80, 443)
 APP_DIR = "/usr/src/app"
@@ -89,10 +90,13 @@ def _postgres_password_from(db_password_file: str) -> dict:
 
 
 def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET_PATHS,
-             db_password_file=None, postgres_version=None, web_on_webserver_only=True) -> dict:
+             db_password_file=None, postgres_version=None, web_on_webserver_only=True,
+             secrets_digest=None) -> dict:
     """The override for upstream's `compose` dict: rewritten worker counts where they differ
     from upstream, `secret_paths` (those that exist in the checkout) mounted read-only into
-    every service built from autograder-server, the postgres service's password read from
+    every service built from autograder-server, labelled with `secrets_digest` (of the
+    secrets' content: a rotated secret rolls exactly the services that read it at start),
+    the postgres service's password read from
     `db_password_file` and its image version when given (upstream ships 'postgres' in the
     compose file and 9.5), and with `web_on_webserver_only` ports 80/443 opened only on the
     node running their service (nginx, labelled webserver). It holds no secret."""
@@ -113,6 +117,8 @@ def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET
             entry["ports"] = web_ports
         if _builds_from_server(service) and secret_paths:
             entry["volumes"] = [f"./autograder-server/{p}:{APP_DIR}/{p}:ro" for p in secret_paths]
+            if secrets_digest:
+                entry["labels"] = {SECRETS_LABEL: secrets_digest}
         if entry:
             services[name] = entry
     return _override_of(compose, services)
@@ -182,14 +188,33 @@ def existing_secrets(checkout: str) -> list:
             if os.path.exists(os.path.join(checkout, "autograder-server", p))]
 
 
+def secrets_digest(checkout: str, secret_paths) -> str:
+    """sha256 of every file under `secret_paths` (of the checkout's autograder-server): their
+    names and content, never a value itself."""
+    digest = hashlib.sha256()
+    server = os.path.join(checkout, "autograder-server")
+    for path in secret_paths:
+        top = os.path.join(server, path)
+        files = [top] if os.path.isfile(top) else sorted(
+            os.path.join(folder, name) for folder, _, names in os.walk(top) for name in names)
+        for file in files:
+            digest.update(os.path.relpath(file, server).encode() + b"\0")
+            with open(file, "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.hexdigest()
+
+
 def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_version=None,
                       web_on_webserver_only=True) -> dict:
     """The override for the checkout at `checkout` as it is now: its compose file, the secrets
-    present, the generated database password file if it is there (its path, not its value)."""
+    present (and their digest), the generated database password file if it is there (its
+    path, not its value)."""
     with open(os.path.join(checkout, COMPOSE_FILE)) as fh:
         compose = yaml.safe_load(fh)
     has_password = os.path.exists(os.path.join(checkout, DB_PASSWORD_FILE))
-    return override(compose, int(workers), dict(concurrency), existing_secrets(checkout),
+    present = existing_secrets(checkout)
+    return override(compose, int(workers), dict(concurrency), present,
                     db_password_file=DB_PASSWORD_FILE if has_password else None,
                     postgres_version=postgres_version,
-                    web_on_webserver_only=web_on_webserver_only)
+                    web_on_webserver_only=web_on_webserver_only,
+                    secrets_digest=secrets_digest(checkout, present) if present else None)

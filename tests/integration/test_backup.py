@@ -1,8 +1,8 @@
 """Tier 1 (issue 20.3): `salt-run ag.backup` keeps the site's data where backup:dir says, on the
 nodes that hold it, readable by root only and never printed; onto nodes wiped and deployed
 again, `salt-run ag.restore` brings back the database (a course the site made), media_root (a
-submission) and the secrets dir (the secret key and the GPG key of the receipts) and restarts
-the services that read them; backup:keep prunes the oldest."""
+submission) and the secrets dir (the secret key and the GPG key of the receipts) and rolls
+the services that mount them; backup:keep prunes the oldest."""
 
 import json
 import time
@@ -90,8 +90,7 @@ def test_a_backup_restored_onto_wiped_nodes_brings_the_site_back(bed):
     before_tasks = task_ids(bed)
     res = bed.salt_raw("salt-run", "--out=json", "ag.restore", f"name={taken['name']}")
     assert res.returncode == 0, res.stdout + res.stderr
-    restored = json.loads(res.stdout)
-    assert f"{STACK}_django" in restored["restarted"] and f"{STACK}_postgres" not in restored["restarted"]
+    assert json.loads(res.stdout)["stack"], "the restored secrets rolled nothing"
     wait_converged(bed)
     assert courses(bed) == before["courses"]
     assert sh(bed, MANAGER, f"cat {SUBMISSION}") == f"print({nonce})"

@@ -194,6 +194,28 @@ def test_a_new_release_s_migrations_run_before_any_service_rolls(bed):
     assert code == 0, output
 
 
+def test_a_rotated_e_mail_password_rolls_exactly_the_services_that_read_the_secrets(bed):
+    """Issue 20.6: the site's new e-mail password reaches the running app: the secrets step
+    copies it, and the stack rolls the services that mount the secrets dir (labelled with the
+    secrets' digest), no other; the password is in no output."""
+    before = task_ids(bed)
+    old, new = bed.site_secrets["e-mail password"], f"mail-{secrets.token_hex(16)}"
+    write_on(MANAGER, EMAIL_FILE, new + "\n")
+    try:
+        code, steps, output = deploy(bed)
+        assert code == 0, output
+        assert new not in output and old not in output
+        assert sh(bed, MANAGER, f"cat {SETTINGS}/secrets/email_host_password") == new
+        after = task_ids(bed)
+        rolled = {s for s in before if after.get(s) != before[s]}
+        assert {f"{STACK}_django", f"{STACK}_grader"} <= rolled, rolled
+        assert not rolled & {f"{STACK}_{s}" for s in ("nginx", "postgres", "redis", "website")}
+    finally:
+        write_on(MANAGER, EMAIL_FILE, old + "\n")
+        code, _, output = deploy(bed)
+    assert code == 0, output
+
+
 def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     pillar = copy.deepcopy(bed.pillar)
     # an image no node has or can pull: the service's tasks are rejected

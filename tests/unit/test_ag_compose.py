@@ -97,6 +97,30 @@ def test_checkout_override_names_the_generated_password_file_never_its_value(tmp
         in out["services"]["django"]["volumes"]
 
 
+def test_a_rotated_secret_relabels_exactly_the_services_that_mount_the_secrets(tmp_path, compose):
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(compose))
+    secrets = tmp_path / "autograder-server/autograder/settings/secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "email_host_password").write_text("first-password\n")
+
+    def labels():
+        out = ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)
+        assert "first-password" not in yaml.safe_dump(out) and "second" not in yaml.safe_dump(out)
+        return {name: s.get("labels", {}).get(ag_compose.SECRETS_LABEL)
+                for name, s in out["services"].items()}
+
+    first = labels()
+    assert first == labels(), "the same secrets, the same label"
+    (secrets / "email_host_password").write_text("second-password\n")
+    second = labels()
+    relabelled = {name for name in second if second[name] != first.get(name)}
+    contexts = {name: s["build"]["context"] if isinstance(s.get("build"), dict) else s.get("build")
+                for name, s in compose["services"].items()}
+    assert relabelled == {name for name, context in contexts.items()
+                          if str(context).endswith("autograder-server")}
+    assert "django" in relabelled and "nginx" not in relabelled and "postgres" not in relabelled
+
+
 def test_the_override_and_the_pins_follow_the_compose_file_s_version_or_its_lack(compose):
     # stack deploy refuses files of different versions ("version mismatched"); newer
     # upstream releases write the Compose spec's form, without a version
