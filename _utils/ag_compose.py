@@ -35,6 +35,7 @@ DB_PASSWORD_FILE = "autograder-server/autograder/settings/secrets/db_password"
 POSTGRES_PASSWORD_TARGET = "/run/secrets/db_password"
 COMPOSE_FILE = "docker-compose.yml"
 SECRETS_LABEL = "ag.secrets.sha256"  # on the services that mount the secrets
+CELERY_WORKER = re.compile(r"\bcelery\b.*\bworker\b")
 # the guide: only the web server needs inbound traffic
 WEB_PORTS = (80, 443)
 APP_DIR = "/usr/src/app"
@@ -91,14 +92,15 @@ def _postgres_password_from(db_password_file: str) -> dict:
 
 def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET_PATHS,
              db_password_file=None, postgres_version=None, web_on_webserver_only=True,
-             secrets_digest=None) -> dict:
+             secrets_digest=None, worker_stop_grace_period=None) -> dict:
     """The override for upstream's `compose` dict: rewritten worker counts where they differ
     from upstream, `secret_paths` (those that exist in the checkout) mounted read-only into
     every service built from autograder-server, labelled with `secrets_digest` (of the
     secrets' content: a rotated secret rolls exactly the services that read it at start),
     the postgres service's password read from
     `db_password_file` and its image version when given (upstream ships 'postgres' in the
-    compose file and 9.5), and with `web_on_webserver_only` ports 80/443 opened only on the
+    compose file and 9.5), every celery worker given `worker_stop_grace_period` seconds to
+    finish its task when stopped, and with `web_on_webserver_only` ports 80/443 opened only on the
     node running their service (nginx, labelled webserver). It holds no secret."""
     services = {}
     for name, service in (compose.get("services") or {}).items():
@@ -113,6 +115,8 @@ def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET
             tweaked = _tweaked_command(name, command, workers, concurrency)
             if tweaked and tweaked != command:
                 entry["command"] = tweaked
+        if worker_stop_grace_period and CELERY_WORKER.search(str(command)):
+            entry["stop_grace_period"] = f"{int(worker_stop_grace_period)}s"
         if web_on_webserver_only and (web_ports := _web_ports_on_its_node(service)):
             entry["ports"] = web_ports
         if _builds_from_server(service) and secret_paths:
@@ -205,7 +209,7 @@ def secrets_digest(checkout: str, secret_paths) -> str:
 
 
 def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_version=None,
-                      web_on_webserver_only=True) -> dict:
+                      web_on_webserver_only=True, worker_stop_grace_period=None) -> dict:
     """The override for the checkout at `checkout` as it is now: its compose file, the secrets
     present (and their digest), the generated database password file if it is there (its
     path, not its value)."""
@@ -217,4 +221,5 @@ def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_v
                     db_password_file=DB_PASSWORD_FILE if has_password else None,
                     postgres_version=postgres_version,
                     web_on_webserver_only=web_on_webserver_only,
+                    worker_stop_grace_period=worker_stop_grace_period,
                     secrets_digest=secrets_digest(checkout, present) if present else None)

@@ -641,6 +641,12 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
         further (a service converges, a task is pulled, started, running); it stops after this
         many seconds without progress, or at once when every service left keeps failing
         """, 600),
+    "worker_stop_grace_period": seconds("""
+        how long a celery worker (a grader among them) gets to finish the task it runs when
+        its service rolls (an upgrade, a rotated secret) or its node is drained (ag.roll):
+        celery's warm shutdown, after which Docker kills it. Keep swarm:drain_timeout at
+        least this long. Docker's own is 10 s, which cuts a grading run short
+        """, 300),
     "web_on_webserver_only": Bool("""
         the guide: only the web server needs inbound traffic. true: nginx's 80/443 are
         published on the node running it (labelled webserver) only; false: on every node

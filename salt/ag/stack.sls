@@ -17,6 +17,7 @@ ag-stack-deployed:
     - concurrency: {{ app.celery_concurrency | json }}
     - postgres_version: {{ app.postgres_version | json }}
     - web_on_webserver_only: {{ app.web_on_webserver_only | json }}
+    - worker_stop_grace_period: {{ app.worker_stop_grace_period }}
     - require:
       - sls: docker.sdk
 

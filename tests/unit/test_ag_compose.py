@@ -130,3 +130,15 @@ def test_the_override_and_the_pins_follow_the_compose_file_s_version_or_its_lack
         pins = ag_compose.pinned(upstream, {"127.0.0.1:5000/nginx": "sha256:abc"})
         assert {k: v for k, v in out.items() if k != "services"} == version
         assert {k: v for k, v in pins.items() if k != "services"} == version
+
+
+def test_every_celery_worker_and_nothing_else_gets_the_stop_grace_period(compose):
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, worker_stop_grace_period=300)
+    graced = {name for name, s in out["services"].items() if "stop_grace_period" in s}
+    workers = {name for name, s in compose["services"].items()
+               if "celery" in str(s.get("command")) and " worker " in f" {s.get('command')} "}
+    assert graced == workers and {"grader", "celery_small_tasks"} <= graced
+    assert "django" not in graced and "nginx" not in graced
+    assert {out["services"][name]["stop_grace_period"] for name in graced} == {"300s"}
+    assert not any("stop_grace_period" in s for s in ag_compose.override(
+        compose, 4, UPSTREAM_CONCURRENCY)["services"].values())
