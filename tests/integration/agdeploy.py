@@ -1,6 +1,7 @@
 """What the integration tests of both tiers share: applying states, running the
 orchestration and the runners, and reading the stack's services and tasks from the manager."""
 
+import contextlib
 import copy
 import json
 import time
@@ -132,6 +133,37 @@ def with_bootstrap(pillar):
     pillar = copy.deepcopy(pillar)
     pillar["autograder"]["app"]["bootstrap"] = {"admins": [ADMIN], "course": COURSE}
     return pillar
+
+
+@contextlib.contextmanager
+def deployed_with_bootstrap(bed):
+    """The bed deployed from nodes without a swarm, its pillar with the bootstrap (in
+    bed.pillar); after, the pillar it had and those nodes again."""
+    teardown(bed)
+    original = bed.read_pillar()
+    bed.pillar = with_bootstrap(original)
+    bed.write_pillar(bed.pillar)
+    code, _, output = deploy(bed)
+    assert code == 0, output
+    try:
+        yield bed
+    finally:
+        bed.write_pillar(original)
+        teardown(bed)
+
+
+@contextlib.contextmanager
+def in_checkout(bed, path, text):
+    """`text` in the checkout's file `path` (on the manager) while the block runs; then the
+    file removed and the deploy run again, its (exit code, steps, output) in the list the
+    block got."""
+    redeployed = []
+    sh(bed, MANAGER, f"cat > {path} <<'EOF'\n{text}\nEOF")
+    try:
+        yield redeployed
+    finally:
+        sh(bed, MANAGER, f"rm -f {path}")
+        redeployed.extend(deploy(bed))
 
 
 def assert_migrated_and_bootstrapped_once(bed, steps, output):

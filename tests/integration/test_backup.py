@@ -14,13 +14,13 @@ from agdeploy import (
     MANAGER,
     STACK,
     deploy,
+    deployed_with_bootstrap,
     kept_data,
     services,
     sh,
     task_ids,
     teardown,
     wait_converged,
-    with_bootstrap,
 )
 
 pytestmark = pytest.mark.slow
@@ -33,15 +33,8 @@ COURSE = "EECS 490 (made by the site)"
 
 @pytest.fixture(scope="module")
 def bed(netns_bed):
-    teardown(netns_bed)
-    original = netns_bed.read_pillar()
-    netns_bed.pillar = with_bootstrap(original)
-    netns_bed.write_pillar(netns_bed.pillar)
-    code, _, output = deploy(netns_bed)
-    assert code == 0, output
-    yield netns_bed
-    netns_bed.write_pillar(original)
-    teardown(netns_bed)
+    with deployed_with_bootstrap(netns_bed):
+        yield netns_bed
 
 
 def in_django(bed, *cmd):

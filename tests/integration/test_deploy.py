@@ -25,6 +25,7 @@ from agdeploy import (
     assert_migrated_and_bootstrapped_once,
     changed_steps,
     deploy,
+    in_checkout,
     minion_changes,
     placement_errors,
     runner,
@@ -155,19 +156,16 @@ def test_a_tweak_is_planned_truthfully_then_rolls_only_its_service(bed):
 
 
 def test_a_changed_source_file_rebuilds_and_rolls_only_its_image(bed):
-    added = f"{CHECKOUT}/ag-website-vue/src/ag-test-change.ts"
     before = task_ids(bed)
-    sh(bed, MANAGER, f"echo 'export const CHANGED = 1;' > {added}")
-    try:
+    with in_checkout(bed, f"{CHECKOUT}/ag-website-vue/src/ag-test-change.ts",
+                     "export const CHANGED = 1;") as redeployed:
         code, steps, output = deploy(bed)
         assert code == 0, output
         built = minion_changes(steps["ag-deploy-images"])[(MANAGER, "ag-images")]
         assert set(built) == {"127.0.0.1:5000/website"}, output
         after = task_ids(bed)
         assert {s for s in before if after.get(s) != before[s]} == {f"{STACK}_website"}
-    finally:
-        sh(bed, MANAGER, f"rm -f {added}")
-        code, steps, output = deploy(bed)
+    code, steps, output = redeployed
     # back to the first content: its image is still in the registry, nothing is built
     assert code == 0 and "ag-deploy-images" not in changed_steps(steps), output
 
@@ -176,10 +174,10 @@ def test_a_new_release_s_migrations_run_before_any_service_rolls(bed):
     """Issue 20.1: a release with a new migration: applied by a one-off task of the new django
     image, on the stack's network, before the stack rolls (ag.migrate after it finds none
     left); the one-off is gone after."""
-    migration = f"{CHECKOUT}/autograder-server/autograder/core/migrations/0099_ag_release.py"
     before = task_ids(bed)
-    sh(bed, MANAGER, f"echo 'operations = [\"CREATE TABLE ag_release (id INTEGER)\"]' > {migration}")
-    try:
+    with in_checkout(bed, f"{CHECKOUT}/autograder-server/autograder/core/migrations/"
+                          "0099_ag_release.py",
+                     'operations = ["CREATE TABLE ag_release (id INTEGER)"]') as redeployed:
         code, steps, output = deploy(bed)
         assert code == 0, output
         stack = minion_changes(steps["ag-deploy-stack"])[(MANAGER, "ag-stack-deployed")]
@@ -188,9 +186,7 @@ def test_a_new_release_s_migrations_run_before_any_service_rolls(bed):
         assert f"{STACK}_migrate" not in sh(bed, MANAGER, "docker service ls --format '{{.Name}}'")
         after = task_ids(bed)
         assert f"{STACK}_django" in {s for s in before if after.get(s) != before[s]}
-    finally:
-        sh(bed, MANAGER, f"rm -f {migration}")
-        code, steps, output = deploy(bed)
+    code, _, output = redeployed
     assert code == 0, output
 
 

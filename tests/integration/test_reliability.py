@@ -21,14 +21,13 @@ from agdeploy import (
     changed,
     changed_steps,
     deploy,
+    deployed_with_bootstrap,
     kept_data,
     minion_changes,
     placement_errors,
     sh,
     task_ids,
-    teardown,
     unconverged,
-    with_bootstrap,
 )
 
 from bed import host, netns
@@ -47,17 +46,10 @@ def bed(netns_bed, measured):
     """A deployed, bootstrapped stack (from bare nodes); what it must keep in bed.kept, where
     to report timings in bed.measured."""
     netns_bed.measured = measured
-    teardown(netns_bed)
-    original = netns_bed.read_pillar()
-    netns_bed.pillar = with_bootstrap(original)
-    netns_bed.write_pillar(netns_bed.pillar)
-    code, _, output = deploy(netns_bed)
-    assert code == 0, output
-    netns_bed.kept = kept_data(netns_bed)
-    assert netns_bed.kept["courses"] and netns_bed.kept["registry"]
-    yield netns_bed
-    netns_bed.write_pillar(original)
-    teardown(netns_bed)
+    with deployed_with_bootstrap(netns_bed):
+        netns_bed.kept = kept_data(netns_bed)
+        assert netns_bed.kept["courses"] and netns_bed.kept["registry"]
+        yield netns_bed
 
 
 def assert_recovered(bed, fault, started, timeout=300):
