@@ -18,6 +18,7 @@ except ImportError:
     HAS_DOCKER = False
 
 import calendar
+import contextlib
 import os
 import posixpath
 import re
@@ -437,13 +438,21 @@ def local_task_exec(service, cmd):
         return _exec_result(container, container.exec_run(cmd, demux=True))
 
 
-def _private_dir(path):
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
+@contextlib.contextmanager
+def _backup_file(dest):
+    """`dest` open for writing, mode 0600, in its backup's directory and the backups'
+    directory above it, both readable by root only."""
+    for folder in (os.path.dirname(os.path.dirname(dest)), os.path.dirname(dest)):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+    with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        yield fh
 
 
-def _pruned(parent, keep):
-    """Remove all but the `keep` newest backups (directories named by time) in `parent`."""
+def _pruned(dest, keep):
+    """Remove all but the `keep` newest backups (directories named by time) beside the one
+    `dest` is in; returns their names."""
+    parent = os.path.dirname(os.path.dirname(dest))
     names = sorted(n for n in os.listdir(parent) if os.path.isdir(os.path.join(parent, n)))
     for name in names[:-keep]:
         shutil.rmtree(os.path.join(parent, name))
@@ -459,15 +468,13 @@ def backup_task_output(service, cmd, dest, keep):
 
     CLI Example: salt nuc1 ag_app.backup_task_output ag-stack_postgres '[pg_dump]' /srv/b/1/db.sql 7
     """
-    _private_dir(os.path.dirname(os.path.dirname(dest)))
-    _private_dir(os.path.dirname(dest))
     with _engine(f"running {cmd[0]} in the {service} container", patient=True) as client:
         container = _local_task(client, service)
         if container is None:
             raise CommandExecutionError(f"no task of {service} runs on {__grains__['id']}")
         exec_id = client.api.exec_create(container.id, cmd)["Id"]
         size, err = 0, b""
-        with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        with _backup_file(dest) as fh:
             for out, more in client.api.exec_start(exec_id, stream=True, demux=True):
                 fh.write(out or b"")
                 size += len(out or b"")
@@ -478,8 +485,7 @@ def backup_task_output(service, cmd, dest, keep):
         raise CommandExecutionError(f"{cmd[0]} in the {service} container on "
                                     f"{__grains__['id']} failed (exit {retcode}): "
                                     f"{err.decode(errors='replace').strip()}")
-    return {"file": dest, "bytes": size,
-            "pruned": _pruned(os.path.dirname(os.path.dirname(dest)), keep)}
+    return {"file": dest, "bytes": size, "pruned": _pruned(dest, keep)}
 
 
 def restore_task_input(service, src, inside, cmd):
@@ -512,15 +518,11 @@ def backup_files(dest, root, paths, keep):
 
     CLI Example: salt nuc1 ag_app.backup_files /srv/b/1/files.tar.gz /srv/full-stack '[media_root]' 7
     """
-    _private_dir(os.path.dirname(os.path.dirname(dest)))
-    _private_dir(os.path.dirname(dest))
-    with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        with tarfile.open(fileobj=fh, mode="w:gz") as tar:
-            for path in paths:
-                if os.path.exists(os.path.join(root, path)):
-                    tar.add(os.path.join(root, path), arcname=path)
-    return {"file": dest, "bytes": os.path.getsize(dest),
-            "pruned": _pruned(os.path.dirname(os.path.dirname(dest)), keep)}
+    with _backup_file(dest) as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
+        for path in paths:
+            if os.path.exists(os.path.join(root, path)):
+                tar.add(os.path.join(root, path), arcname=path)
+    return {"file": dest, "bytes": os.path.getsize(dest), "pruned": _pruned(dest, keep)}
 
 
 def restore_files(src, root, keep_live=()):

@@ -172,6 +172,11 @@ def preflight(timeout=10):
     return {"errors": [], "unanswered": _unanswered(autograder, timeout)}
 
 
+def _settings(autograder, section):
+    """The pillar's `section` with its defaults, as map.jinja gives it to the states."""
+    return __utils__["ag_schema.with_defaults"](section, autograder.get(section))
+
+
 def _on_node(node, fun, *args, timeout=30):
     """`fun` on minion `node` → its return; raises with the node's own sentence when it failed
     there (an execution error, or a function its minion does not have)."""
@@ -220,7 +225,7 @@ def status():
     """
     autograder = _cluster_pillar()
     manager = autograder["cluster"]["manager"]
-    stack = (autograder.get("app") or {}).get("stack_name") or "ag-stack"
+    stack = _settings(autograder, "app")["stack_name"]
     swarm_nodes = _on_node(manager, "ag_swarm.nodes")
     services = _on_node(manager, "ag_app.stack_status", stack)
     pillar_nodes = {m: spec.get("labels") or [] for m, spec in autograder["cluster"]["nodes"].items()}
@@ -301,7 +306,6 @@ READY_TIMEOUT = 180  # seconds a restarted node gets to be Ready in the swarm ag
 
 def _progress_of(runner, text):
     print(f"{_clock()} ag.{runner}: {text}", file=sys.stderr, flush=True)
-
 
 
 def _applied(nodes, sls, test=False):
@@ -414,7 +418,7 @@ def roll(test=False):
     if test:
         return {node: "would be drained, its dockerd restarted, made active again"
                 for node in order}
-    drain_timeout = autograder.get("swarm", {}).get("drain_timeout", 300)
+    drain_timeout = _settings(autograder, "swarm")["drain_timeout"]
     _progress_of("roll", f"restarting dockerd one node at a time: {', '.join(order)}")
     return {node: _roll_node(manager, node, members[node], len(members) > 1, drain_timeout)
             for node in order}
@@ -441,8 +445,7 @@ KEPT_LIVE = (f"{SERVER}/autograder/settings/secrets/db_password",)
 
 def _backup_places(autograder):
     """(database node, files node, {section: settings with defaults}) of the cluster."""
-    merged = {section: __utils__["ag_schema.with_defaults"](section, autograder.get(section))
-              for section in ("app", "backup", "registry")}
+    merged = {section: _settings(autograder, section) for section in ("app", "backup")}
     nodes = autograder["cluster"]["nodes"]
     (database,) = [n for n in sorted(nodes) if "database" in (nodes[n].get("labels") or [])]
     files = (autograder.get("nfs") or {}).get("server") or autograder["cluster"]["manager"]

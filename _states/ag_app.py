@@ -251,9 +251,10 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
             if digest is None:
                 missing.append(f"{image}:{tag}")
             digests[image] = digest
+    pins = __utils__["ag_compose.pinned"](compose, digests)
     generated = {
         "override": yaml.safe_dump(override, sort_keys=True),
-        "images": yaml.safe_dump(__utils__["ag_compose.pinned"](compose, digests), sort_keys=True),
+        "images": yaml.safe_dump(pins, sort_keys=True),
     }
     content = hashlib.sha256()
     for path in compose_files:
@@ -276,7 +277,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     changes = {"content": {"old": deployed, "new": content}}
     if absent:
         changes["services"] = {"new": absent}
-    django = __utils__["ag_compose.pinned"](compose, digests)["services"].get(DJANGO, {})
+    django = pins["services"].get(DJANGO, {})
     running = _running_image(f"{name}_{DJANGO}")
     upgrade = running is not None and _digest(running) != _digest(django.get("image", ""))
     if upgrade:
@@ -298,9 +299,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
                 f"{job['output'].strip()}\nThe stack was not deployed: the site still serves the "
                 "old release. Fix the cause, or set app:revision back, then deploy again"))
             return ret
-        changes["migrations"]["new"] = [line.strip()[len("Applying "):].split("...")[0]
-                                        for line in job["output"].splitlines()
-                                        if line.strip().startswith("Applying ")]
+        changes["migrations"]["new"] = _applied_migrations(job["output"])
     os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
     files = {}
     for kind, text in generated.items():
@@ -459,6 +458,12 @@ def _tail(res):
     return "\n".join((res["stdout"] + res["stderr"]).strip().splitlines()[-20:])
 
 
+def _applied_migrations(output):
+    """The migrations `manage.py migrate` says it applied ("Applying app.name... OK")."""
+    return [line.strip()[len("Applying "):].split("...")[0] for line in output.splitlines()
+            if line.strip().startswith("Applying ")]
+
+
 def _unapplied(showmigrations):
     """The unapplied migrations as migrate names them (app.name): showmigrations prints each
     app unindented, then its migrations below it, the unapplied ones " [ ] name"."""
@@ -542,12 +547,7 @@ def migrated(name):
         ret.update(result=False, comment=f"manage.py {command[0]} in {name} on {node} failed "
                                          f"(exit {res['retcode']}):\n{_tail(res)}")
         return ret
-    lines = [line.strip() for line in res["stdout"].splitlines()]
-    if test:
-        migrations = _unapplied(res["stdout"])
-    else:  # migrate prints "Applying app.name... OK"
-        migrations = [line[len("Applying "):].split("...")[0] for line in lines
-                      if line.startswith("Applying ")]
+    migrations = _unapplied(res["stdout"]) if test else _applied_migrations(res["stdout"])
     if not migrations:
         ret["comment"] = f"no migrations to apply on {node}"
         return ret

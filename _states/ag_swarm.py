@@ -184,11 +184,13 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     swarm_id = published.get("cluster_id") if published.get("role") == "manager" else None
     try:
         info = __salt__["ag_swarm.swarm_info"]()
-        if info["state"] == "pending" and swarm_id and info["cluster_id"] == swarm_id:
+        # pending with a certificate of the manager's swarm: a member reconnecting
+        reconnecting = info["state"] == "pending" and swarm_id and info["cluster_id"] == swarm_id
+        if reconnecting:
             info = _reconnected(info)
     except CommandExecutionError as exc:
         return _fail(ret, str(exc))
-    if info["state"] == "pending" and swarm_id and info["cluster_id"] == swarm_id:
+    if reconnecting and info["state"] == "pending":
         if __opts__["test"]:
             ret["comment"] = (f"{me} is a member of swarm {swarm_id} reconnecting to its "
                               "managers (docker info: pending); nothing to change")

@@ -10,8 +10,10 @@ from tests.extensions import FakeClock, load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
 runner = load("_runners/ag.py", "ag_runner")
+ag_schema = load("_utils/ag_schema.py", "ag_schema")
 runner.__utils__ = {f"ag_cluster.{f}": getattr(ag_cluster, f)
                     for f in ("managed_labels", "same_host", "live_tasks")}
+runner.__utils__["ag_schema.with_defaults"] = ag_schema.with_defaults
 runner.__context__ = {}
 
 
