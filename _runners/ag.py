@@ -62,10 +62,18 @@ def _check(minion=None, live=False):
         return {"valid": False, "minions": [], "retcode": 1,
                 "errors": [f"{minion} is not an accepted minion of this master (salt-key -L)"]}, None
     views = {}
+    rendered = {}  # the pillar files the master could not render, once for all minions
     for target in [minion] if minion else accepted:
         pillar = __salt__["pillar.show_pillar"](target)
+        if pillar.get("_errors"):
+            failed = __utils__["ag_cluster.render_errors"](__opts__.get("pillar_roots", {}),
+                                                            pillar["_errors"])
+            rendered.update((error, None) for error in failed)
         if "autograder" in pillar:
             views.setdefault(repr(pillar["autograder"]), (pillar["autograder"], []))[1].append(target)
+    checked = sorted(m for _, ms in views.values() for m in ms)
+    if rendered:  # what the rest of the pillar lacks or gets wrong would follow from these
+        return {"valid": False, "errors": list(rendered), "minions": checked, "retcode": 1}, None
     errors = []
     if not views:
         errors.append(f"no pillar of {minion or 'any accepted minion'} has the autograder key; "
@@ -76,7 +84,6 @@ def _check(minion=None, live=False):
                       "cluster minion the same one")
     for autograder, _ in views.values():
         errors += __utils__["ag_cluster.validate"](autograder, known_minions=accepted)
-    checked = sorted(m for _, ms in views.values() for m in ms)
     shared = next(iter(views.values()))[0] if len(views) == 1 else None
     if live and shared is not None and not errors:
         errors += _live_errors(shared)

@@ -8,6 +8,9 @@ Every check returns sentences a sysadmin acts on; an empty list means the pillar
 
 import importlib.util
 import os
+import re
+
+import yaml
 
 
 def _beside(name: str):
@@ -243,3 +246,55 @@ def same_host(minion_id: str, hostname) -> bool:
         return False
     short, full = sorted((minion_id.lower(), hostname.lower()), key=len)
     return full == short or full.startswith(short + ".")
+
+
+JINJA_TAG = re.compile(r"{[{%#]")
+
+
+def pillar_file(roots, sls: str):
+    """The file of pillar SLS `sls` under the first of `roots` that has it (None: in none)."""
+    for root in roots:
+        stem = os.path.join(root, *sls.split("."))
+        for path in (os.path.join(stem, "init.sls"), stem + ".sls"):
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def yaml_errors(path: str, text: str) -> list:
+    """A pillar file's YAML error as a sentence naming the file and line ([] when it parses)."""
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        # context and problem without PyYAML's excerpts, which name the text, not the file
+        why = "; ".join(filter(None, (getattr(exc, "context", None), getattr(exc, "problem", None))))
+        return [f"{path}{line}: YAML: {why or exc}"]
+    return []
+
+
+RENDER_FAILED = re.compile(r"Rendering SLS '([^']+)' failed")
+
+
+def render_errors(pillar_roots: dict, salt_errors) -> list:
+    """The master's pillar render errors (a compiled pillar's `_errors`) as sentences: Salt's
+    own, which keep the cause for the master's log (pillar_safe_render_error), and for a
+    plain YAML file found in `pillar_roots` (saltenv: roots) its file and line."""
+    roots = [root for env_roots in pillar_roots.values() for root in env_roots]
+    sentences = []
+    for error in salt_errors:
+        sentences.append(f"pillar: {error}")
+        match = RENDER_FAILED.match(str(error))
+        path = match and pillar_file(roots, match.group(1))
+        if not path:
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            sentences.append(f"{path}: cannot be read ({exc})")
+            continue
+        if not JINJA_TAG.search(text):  # after Jinja, YAML's lines are the rendered text's
+            sentences += yaml_errors(path, text)
+    return sentences

@@ -14,21 +14,21 @@ environment, glob targets only. Exit 1 when the pillar is invalid, one error a l
 
 import argparse
 import fnmatch
+import functools
 import importlib.util
-import re
 import sys
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-JINJA_TAG = re.compile(r"{[{%#]")
 
 
 class PillarError(Exception):
     """A pillar file that cannot be read: the message names the file (and line)."""
 
 
+@functools.cache
 def cluster_rules():
     spec = importlib.util.spec_from_file_location("ag_cluster", REPO / "_utils/ag_cluster.py")
     module = importlib.util.module_from_spec(spec)
@@ -55,16 +55,12 @@ def render(path: Path):
         text = path.read_text()
     except OSError as exc:
         raise PillarError(f"{path}: cannot be read ({exc.strerror})") from exc
-    if JINJA_TAG.search(text):
+    if cluster_rules().JINJA_TAG.search(text):
         text = _jinja(path, text)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        # context and problem without PyYAML's excerpts, which name the text, not the file
-        why = "; ".join(filter(None, (getattr(exc, "context", None), getattr(exc, "problem", None))))
-        raise PillarError(f"{path}{line}: YAML: {why or exc}") from exc
+    error = cluster_rules().yaml_errors(str(path), text)
+    if error:
+        raise PillarError(error[0])
+    data = yaml.safe_load(text)
     if data is not None and not isinstance(data, dict):
         raise PillarError(f"{path}: a pillar file holds a mapping, not {type(data).__name__}")
     if data and "include" in data:  # not followed here: the included keys would go unchecked
@@ -84,9 +80,8 @@ def merge(base: dict, update: dict) -> dict:
 
 
 def _sls_path(root: Path, name: str) -> Path:
-    stem = root / name.replace(".", "/")
-    init = stem / "init.sls"
-    return init if init.is_file() else stem.with_suffix(".sls")
+    found = cluster_rules().pillar_file([str(root)], name)
+    return Path(found) if found else root / f"{name.replace('.', '/')}.sls"
 
 
 def top_files(pillar_dir: Path, minion_id: str) -> list:

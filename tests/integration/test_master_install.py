@@ -68,6 +68,22 @@ def test_after_the_sync_the_runner_validates_the_fqdn_cluster(master, minion):
     assert run_cli(master).run("ag.unanswered").data == []
 
 
+def test_a_pillar_file_with_a_yaml_error_is_named_with_its_line(master, minion):
+    """The master keeps a render error's cause for its log (pillar_safe_render_error):
+    ag.validate names the file and line, a sysadmin's first question."""
+    (pillar_file,) = [Path(root) / "autograder.sls" for root in master.config["pillar_roots"]["base"]
+                      if (Path(root) / "autograder.sls").is_file()]
+    good = pillar_file.read_text()
+    pillar_file.write_text(good.replace("    manager:", "\tmanager:", 1))  # a tab indents line 3
+    try:
+        check = run_cli(master).run("ag.validate")
+    finally:
+        pillar_file.write_text(good)
+    assert check.data["valid"] is False, check.data
+    assert any(e.startswith(f"{pillar_file}:3: YAML:") for e in check.data["errors"]), check.data
+    assert run_cli(master).run("ag.validate").data["valid"] is True
+
+
 def test_the_minion_gets_the_custom_modules_and_states(master, minion):
     salt = master.salt_cli(timeout=CLI_TIMEOUT)
     assert salt.run("saltutil.sync_all", minion_tgt=MINION).returncode == 0

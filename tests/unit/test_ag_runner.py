@@ -107,7 +107,8 @@ def master(monkeypatch, minions, errors=(), cluster=None, pillar=CLUSTER):
     monkeypatch.setattr(runner, "__utils__",
                         {"ag_cluster.validate": lambda autograder, known_minions: list(errors),
                          "ag_cluster.move_errors": ag_cluster.move_errors,
-                         "ag_cluster.done_approvals": ag_cluster.done_approvals})
+                         "ag_cluster.done_approvals": ag_cluster.done_approvals,
+                         "ag_cluster.render_errors": ag_cluster.render_errors})
     runner.__opts__ = {}
     cluster = cluster or Cluster()
     runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": pillar}},
@@ -249,6 +250,28 @@ def test_a_bad_timeout_is_refused_before_any_pillar_is_compiled(monkeypatch, com
     assert ret == {"error": f"ag.{command}: timeout must be a whole number of seconds, "
                             f"not {timeout!r}", "retcode": 1}
     assert compiled == []
+
+
+SALT_RENDER_ERROR = "Rendering SLS '{}' failed. Please see master log for details."
+
+
+def test_a_pillar_file_the_master_cannot_render_is_named_with_its_line(monkeypatch, tmp_path):
+    """Salt keeps a render error's cause for the master's log: ag.validate reads the file
+    and names its line, and says nothing about the keys the broken file would have set."""
+    (tmp_path / "site").mkdir()
+    broken = tmp_path / "site" / "autograder.sls"
+    broken.write_text("autograder:\n  cluster:\n    manager: nuc1\n   nodes: {}\n")
+    (tmp_path / "templated.sls").write_text("{% set x = 1 %}\nkey: [\n")
+    master(monkeypatch, ["nuc1", "nuc2"])
+    runner.__opts__ = {"pillar_roots": {"base": [str(tmp_path)]}}
+    errors = [SALT_RENDER_ERROR.format("site.autograder"), SALT_RENDER_ERROR.format("templated")]
+    runner.__salt__["pillar.show_pillar"] = lambda target: {"_errors": errors}
+    check = runner.validate()
+    assert check["retcode"] == 1
+    assert check["errors"] == [f"pillar: {errors[0]}",
+                               f"{broken}:4: YAML: while parsing a block mapping; expected "
+                               "<block end>, but found '<block mapping start>'",
+                               f"pillar: {errors[1]}"]  # after Jinja, lines are not the file's
 
 
 def test_an_invalid_pillar_is_a_sentence_from_the_runners_that_need_a_valid_one(monkeypatch):
