@@ -309,6 +309,24 @@ def stack_remove(name, kind):
     return sorted(removed)
 
 
+def stack_secrets_pruned(name):
+    """Remove the secrets of stack `name` that none of its services is given any longer (the
+    deploy names secrets by content: a changed file leaves its old secret unused). Returns
+    their names.
+
+    CLI Example: salt nuc1 ag_app.stack_secrets_pruned ag-stack
+    """
+    removed = []
+    with _engine(f"pruning the secrets of stack {name}") as client:
+        given = {secret["SecretID"] for service in _stack_listing(client.api, "services", name)
+                 for secret in service["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or ()}
+        for secret in _stack_listing(client.api, "secrets", name):
+            if secret["ID"] not in given:
+                client.api.remove_secret(secret["ID"])
+                removed.append(secret["Spec"]["Name"])
+    return sorted(removed)
+
+
 def _running_for(task: dict) -> float:
     """Seconds since `task` last changed state (the engine's RFC 3339 time, in nanoseconds)."""
     stamp = (task.get("Status") or {}).get("Timestamp") or ""
@@ -547,13 +565,13 @@ def restore_files(src, root, keep_live=()):
 
 # what a one-off task keeps of the service it is made like: how its containers run, not what
 # they run or how the stack labels them
-JOB_CONTAINER_KEYS = ("Env", "Mounts", "Dir", "User", "Hosts", "DNSConfig")
+JOB_CONTAINER_KEYS = ("Env", "Mounts", "Secrets", "Dir", "User", "Hosts", "DNSConfig")
 JOB_ENDED = ("complete", "failed", "rejected", "shutdown", "orphaned")
 
 
 def job_like(service, name, image, cmd, timeout=3600):
     """Run `cmd` (a list) once as the one-off swarm service `name`, made like `service` (its
-    environment, mounts, working dir, networks and placement) but from `image`: what must run
+    environment, mounts, secrets, working dir, networks and placement) but from `image`: what must run
     with a release's new image before `service` itself rolls (an upgrade's migrations, which
     need the stack's network to reach the database). Waits until its task ends (at most
     `timeout` seconds), then removes it. Returns {retcode, node, output (its last 2000

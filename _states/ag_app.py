@@ -230,14 +230,15 @@ def images_pushed(name, compose_file="docker-compose.yml"):
 def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres_version=None,
                    web_on_webserver_only=True, worker_stop_grace_period=None):
     """Stack `name` runs `compose_files` (relative to `checkout`, upstream's first) with the
-    override after upstream's (`workers` for gunicorn, `concurrency` per celery service, the
-    secrets mounted, postgres reading the database password file, `postgres_version`, 80/443
-    on the webserver node only with `web_on_webserver_only`, the celery workers' stop grace
-    period; _utils/ag_compose.py) and
-    every built image pinned by its registry digest; deployed only when that effective content
-    differs from the last deploy or a service of it is missing, so a no-op restarts nothing.
-    The override and the pins are written to DEPLOYED_DIR on this node; test=True judges the
-    same content a deploy would use."""
+    override after upstream's (_utils/ag_compose.py: `workers` for gunicorn, `concurrency`
+    per celery service, the secret files given as swarm secrets named by content, postgres
+    reading the database password secret, `postgres_version`, 80/443 on the webserver node
+    only with `web_on_webserver_only`, the celery workers' stop grace period) and every built
+    image pinned by its registry digest; deployed only when that effective content differs
+    from the last deploy or a service of it is missing, so a no-op restarts nothing. After a
+    deploy, the stack's secrets no service is given any longer are removed. The override
+    and the pins are written to DEPLOYED_DIR on this node; test=True judges the same content
+    a deploy would use."""
     ret = _ret(name)
     override = __utils__["ag_compose.checkout_override"](checkout, workers, concurrency,
                                                          postgres_version, web_on_webserver_only,
@@ -317,6 +318,9 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         return ret
     with open(record, "w") as fh:
         fh.write(content + "\n")
+    pruned = __salt__["ag_app.stack_secrets_pruned"](name)
+    if pruned:  # names made of digests, never a value
+        changes["secrets"] = {"old": pruned}
     ret.update(changes=changes, comment=f"stack {name} deployed")
     return ret
 

@@ -25,16 +25,21 @@ CONCURRENCY_FLAG = re.compile(r"(?<=\s)-c\s+\d+")
 
 # Upstream bakes autograder/settings/secrets (and the OAuth secrets file) into the django and
 # grader images and pushes them to an open registry. The deploy keeps them out of the build
-# context and mounts them at run time from the shared checkout instead.
+# context and gives each file to the services as a swarm secret instead, at its own path: the
+# secrets dir itself stays a writable directory of the container, which gpg needs (it is the
+# app's GPG home: locks, its agent's socket, a trust database), and no secret is read from
+# NFS or lies in a node's filesystem outside the swarm's encrypted store.
 SECRET_PATHS = ("autograder/settings/secrets", "autograder/settings/oauth2_secrets.json")
+# what gpg writes into its home as it runs: made anew in each container, never given
+GPG_RUNTIME = re.compile(r"(random_seed|trustdb\.gpg|S\..*|\.#lk.*|.*\.lock|.*~)")
 # generated once by the deploy (salt/ag/secrets.sls), beside upstream's generated secrets
-DB_PASSWORD_FILE = "autograder-server/autograder/settings/secrets/db_password"
-# where the postgres service finds it: the official image reads POSTGRES_PASSWORD_FILE (as
-# root, before dropping to the postgres user) when POSTGRES_PASSWORD is empty, so the
-# password is in no service spec and no `docker inspect`
-POSTGRES_PASSWORD_TARGET = "/run/secrets/db_password"
+DB_PASSWORD = "autograder/settings/secrets/db_password"
+DB_PASSWORD_FILE = f"autograder-server/{DB_PASSWORD}"
+# the official postgres image reads POSTGRES_PASSWORD_FILE (as root, before dropping to the
+# postgres user) when POSTGRES_PASSWORD is empty, so the password is in no service spec and
+# no `docker inspect`; a swarm secret's plain target is under /run/secrets
+POSTGRES_PASSWORD_TARGET = "db_password"
 COMPOSE_FILE = "docker-compose.yml"
-SECRETS_LABEL = "ag.secrets.sha256"  # on the services that mount the secrets
 CELERY_WORKER = re.compile(r"\bcelery\b.*\bworker\b")
 # the guide: only the web server needs inbound traffic
 WEB_PORTS = (80, 443)
@@ -81,33 +86,39 @@ def _builds_from_server(service: dict) -> bool:
     return context.rstrip("/") in ("./autograder-server", "autograder-server")
 
 
-def _postgres_password_from(db_password_file: str) -> dict:
-    """The postgres service reading its password from `db_password_file` (relative to the
-    checkout), mounted read-only. Upstream's POSTGRES_PASSWORD ('postgres') must be empty
-    for that (the image refuses both at once), which ag.tweaks does in the compose file: an
-    override cannot, docker's merge skips empty values."""
-    return {"environment": {"POSTGRES_PASSWORD_FILE": POSTGRES_PASSWORD_TARGET},
-            "volumes": [f"./{db_password_file}:{POSTGRES_PASSWORD_TARGET}:ro"]}
+def _secret_key(path: str, digest: str) -> str:
+    """The swarm secret of one file's content, named by its path and content: swarm secrets
+    never change, so a changed file is a new secret (which rolls exactly the services given
+    it) and the same content is the same secret (a redeploy changes nothing)."""
+    return "ag_" + hashlib.sha256(f"{path}\0{digest}".encode()).hexdigest()[:24]
 
 
-def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET_PATHS,
-             db_password_file=None, postgres_version=None, web_on_webserver_only=True,
-             secrets_digest=None, worker_stop_grace_period=None) -> dict:
+def _given(path: str, digest: str, target: str) -> dict:
+    return {"source": _secret_key(path, digest), "target": target}
+
+
+def override(compose: dict, workers: int, concurrency: dict, secret_files=None,
+             postgres_version=None, web_on_webserver_only=True,
+             worker_stop_grace_period=None) -> dict:
     """The override for upstream's `compose` dict: rewritten worker counts where they differ
-    from upstream, `secret_paths` (those that exist in the checkout) mounted read-only into
-    every service built from autograder-server, labelled with `secrets_digest` (of the
-    secrets' content: a rotated secret rolls exactly the services that read it at start),
-    the postgres service's password read from
-    `db_password_file` and its image version when given (upstream ships 'postgres' in the
-    compose file and 9.5), every celery worker given `worker_stop_grace_period` seconds to
-    finish its task when stopped, and with `web_on_webserver_only` ports 80/443 opened only on the
-    node running their service (nginx, labelled webserver). It holds no secret."""
+    from upstream, `secret_files` ({path under autograder-server: sha256 of its content}, see
+    checkout_secret_files) given as swarm secrets at their own paths to every service built
+    from autograder-server, the postgres service's password read from the generated
+    db_password secret (when it is among them) and its image version when given (upstream
+    ships 'postgres' in the compose file and 9.5), every celery worker given
+    `worker_stop_grace_period` seconds to finish its task when stopped, and with
+    `web_on_webserver_only` ports 80/443 opened only on the node running their service
+    (nginx, labelled webserver). It names files and digests, never a secret's value."""
+    secret_files = secret_files or {}
     services = {}
     for name, service in (compose.get("services") or {}).items():
         entry = {}
         if name == "postgres":
-            if db_password_file:
-                entry.update(_postgres_password_from(db_password_file))
+            if DB_PASSWORD in secret_files:
+                entry["environment"] = {
+                    "POSTGRES_PASSWORD_FILE": f"/run/secrets/{POSTGRES_PASSWORD_TARGET}"}
+                entry["secrets"] = [_given(DB_PASSWORD, secret_files[DB_PASSWORD],
+                                           POSTGRES_PASSWORD_TARGET)]
             if postgres_version:
                 entry["image"] = f"postgres:{postgres_version}"
         command = service.get("command")
@@ -119,21 +130,24 @@ def override(compose: dict, workers: int, concurrency: dict, secret_paths=SECRET
             entry["stop_grace_period"] = f"{int(worker_stop_grace_period)}s"
         if web_on_webserver_only and (web_ports := _web_ports_on_its_node(service)):
             entry["ports"] = web_ports
-        if _builds_from_server(service) and secret_paths:
-            entry["volumes"] = [f"./autograder-server/{p}:{APP_DIR}/{p}:ro" for p in secret_paths]
-            if secrets_digest:
-                entry["labels"] = {SECRETS_LABEL: secrets_digest}
+        if _builds_from_server(service) and secret_files:
+            entry["secrets"] = [_given(path, digest, f"{APP_DIR}/{path}")
+                                for path, digest in sorted(secret_files.items())]
         if entry:
             services[name] = entry
-    return _override_of(compose, services)
+    used = {given["source"] for entry in services.values() for given in entry.get("secrets", ())}
+    secrets = {_secret_key(path, digest): {"file": f"./autograder-server/{path}"}
+               for path, digest in sorted(secret_files.items())
+               if _secret_key(path, digest) in used}
+    return _override_of(compose, services, secrets)
 
 
-def _override_of(compose: dict, services: dict) -> dict:
-    """A compose file of `services` that docker stack deploy merges with `compose`: of its
-    version, or like it without one (the Compose spec's form; another version is refused as
-    "version mismatched")."""
+def _override_of(compose: dict, services: dict, secrets=None) -> dict:
+    """A compose file of `services` (and the `secrets` they are given) that docker stack
+    deploy merges with `compose`: of its version, or like it without one (the Compose spec's
+    form; another version is refused as "version mismatched")."""
     return {**({"version": compose["version"]} if "version" in compose else {}),
-            "services": services}
+            "services": services, **({"secrets": secrets} if secrets else {})}
 
 
 def builds(compose: dict) -> dict:
@@ -186,40 +200,29 @@ def pinned(compose: dict, digests: dict) -> dict:
     return _override_of(compose, services)
 
 
-def existing_secrets(checkout: str) -> list:
-    """The SECRET_PATHS present in `checkout`'s autograder-server (only those can be mounted)."""
-    return [p for p in SECRET_PATHS
-            if os.path.exists(os.path.join(checkout, "autograder-server", p))]
-
-
-def secrets_digest(checkout: str, secret_paths) -> str:
-    """sha256 of every file under `secret_paths` (of the checkout's autograder-server): their
-    names and content, never a value itself."""
-    digest = hashlib.sha256()
+def checkout_secret_files(checkout: str) -> dict:
+    """{path under autograder-server: sha256 of its content} of every secret file in
+    `checkout`: the regular files of SECRET_PATHS, gpg's runtime files left out."""
     server = os.path.join(checkout, "autograder-server")
-    for path in secret_paths:
-        top = os.path.join(server, path)
+    found = {}
+    for top in (os.path.join(server, p) for p in SECRET_PATHS):
         files = [top] if os.path.isfile(top) else sorted(
-            os.path.join(folder, name) for folder, _, names in os.walk(top) for name in names)
+            os.path.join(folder, name) for folder, _, names in os.walk(top) for name in names
+            if not GPG_RUNTIME.fullmatch(name))
         for file in files:
-            digest.update(os.path.relpath(file, server).encode() + b"\0")
-            with open(file, "rb") as fh:
-                digest.update(hashlib.sha256(fh.read()).digest())
-    return digest.hexdigest()
+            if os.path.isfile(file) and not os.path.islink(file):
+                with open(file, "rb") as fh:
+                    found[os.path.relpath(file, server)] = hashlib.sha256(fh.read()).hexdigest()
+    return found
 
 
 def checkout_override(checkout: str, workers: int, concurrency: dict, postgres_version=None,
                       web_on_webserver_only=True, worker_stop_grace_period=None) -> dict:
-    """The override for the checkout at `checkout` as it is now: its compose file, the secrets
-    present (and their digest), the generated database password file if it is there (its
-    path, not its value)."""
+    """The override for the checkout at `checkout` as it is now: its compose file and the
+    secret files present (the generated database password's among them)."""
     with open(os.path.join(checkout, COMPOSE_FILE)) as fh:
         compose = yaml.safe_load(fh)
-    has_password = os.path.exists(os.path.join(checkout, DB_PASSWORD_FILE))
-    present = existing_secrets(checkout)
-    return override(compose, int(workers), dict(concurrency), present,
-                    db_password_file=DB_PASSWORD_FILE if has_password else None,
+    return override(compose, int(workers), dict(concurrency), checkout_secret_files(checkout),
                     postgres_version=postgres_version,
                     web_on_webserver_only=web_on_webserver_only,
-                    worker_stop_grace_period=worker_stop_grace_period,
-                    secrets_digest=secrets_digest(checkout, present) if present else None)
+                    worker_stop_grace_period=worker_stop_grace_period)

@@ -181,15 +181,29 @@ def test_secrets_migrate_and_bootstrap(checkout, postgres):
 
     assert generate()
     secrets = server / "autograder/settings/secrets"
-    before = {p.name: p.read_text() for p in secrets.iterdir()}
-    assert set(before) == {"secret_key", "gpg_key_id_file", "gpg_key_password", "pubring.kbx"}
+
+    def files():
+        return {str(p.relative_to(secrets)): p.read_text() for p in secrets.rglob("*")
+                if p.is_file()}
+
+    before = files()
+    assert set(before) == {"secret_key", "gpg_key_id_file", "gpg_key_password", "pubring.kbx",
+                           f"private-keys-v1.d/{before['gpg_key_id_file']}.key"}
     (secrets / "gpg_key_password").unlink()  # an interrupted run: only the GPG part is redone
     assert generate()
-    after = {p.name: p.read_text() for p in secrets.iterdir()}
+    after = files()
     assert after["secret_key"] == before["secret_key"]
     assert after["gpg_key_id_file"] != before["gpg_key_id_file"]
     assert generate()
-    assert {p.name: p.read_text() for p in secrets.iterdir()} == after
+    assert files() == after
+    # the app signs a receipt with that key and checks it (python-gnupg's stand-in)
+    receipt = ("import base64\n"
+               "from autograder.core.submission_email_receipts import sign_email, check_signature\n"
+               "signed = sign_email('receipt 42')\n"
+               "print(bool(signed), check_signature(base64.urlsafe_b64encode(signed.encode())))\n")
+    signed = run("manage.py", "shell", stdin=receipt, pythonpath=server / "standin")
+    assert signed.stdout.startswith("True (True, ") and "receipt 42" in signed.stdout, \
+        signed.stdout + signed.stderr
 
     wrong = run("manage.py", "migrate", "--noinput", password="postgres")
     assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr

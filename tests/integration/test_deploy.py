@@ -192,9 +192,11 @@ def test_a_new_release_s_migrations_run_before_any_service_rolls(bed):
 
 def test_a_rotated_e_mail_password_rolls_exactly_the_services_that_read_the_secrets(bed):
     """Issue 20.6: the site's new e-mail password reaches the running app: the secrets step
-    copies it, and the stack rolls the services that mount the secrets dir (labelled with the
-    secrets' digest), no other; the password is in no output."""
+    copies it, the deploy gives it as a new swarm secret (named by content) to the services
+    that read the secrets, which roll, no other, and removes the old one; the password is in
+    no output."""
     before = task_ids(bed)
+    secrets_before = stack_secrets(bed)
     old, new = bed.site_secrets["e-mail password"], f"mail-{secrets.token_hex(16)}"
     write_on(MANAGER, EMAIL_FILE, new + "\n")
     try:
@@ -206,10 +208,33 @@ def test_a_rotated_e_mail_password_rolls_exactly_the_services_that_read_the_secr
         rolled = {s for s in before if after.get(s) != before[s]}
         assert {f"{STACK}_django", f"{STACK}_grader"} <= rolled, rolled
         assert not rolled & {f"{STACK}_{s}" for s in ("nginx", "postgres", "redis", "website")}
+        secrets_after = stack_secrets(bed)
+        assert len(secrets_after - secrets_before) == 1 == len(secrets_before - secrets_after)
     finally:
         write_on(MANAGER, EMAIL_FILE, old + "\n")
         code, _, output = deploy(bed)
     assert code == 0, output
+
+
+def stack_secrets(bed) -> set:
+    return set(sh(bed, MANAGER, f"docker secret ls -q --filter label=com.docker.stack.namespace={STACK}"
+                  ).split())
+
+
+def test_the_app_signs_receipts_in_its_writable_gpg_home(bed):
+    """Issue 17.8: the secrets dir is the app's GPG home, and gpg writes there as it signs
+    (locks, its agent's socket): each secret file is given read-only at its own path, the
+    dir stays writable, and a receipt is signed and verified as the real app does."""
+    container = sh(bed, MANAGER, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_django")
+    home = "/usr/src/app/autograder/settings/secrets"
+    sh(bed, MANAGER, f"docker exec {container} sh -c 'touch {home}/probe && rm {home}/probe'")
+    assert "Read-only" in bed.exec(MANAGER, "docker", "exec", container, "sh", "-c",
+                                   f"echo x > {home}/secret_key", check=False).stderr
+    receipt = ("import base64; from autograder.core.submission_email_receipts import sign_email, "
+               "check_signature; signed = sign_email('receipt 42'); print('AG', bool(signed), "
+               "check_signature(base64.urlsafe_b64encode(signed.encode()))[0])")
+    out = sh(bed, MANAGER, f'docker exec {container} python3 manage.py shell -c "{receipt}"')
+    assert "AG True True" in out, out
 
 
 def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
@@ -321,13 +346,12 @@ def test_no_password_in_env_file_or_spec_and_the_app_reads_them(bed, secret_valu
     # upstream's 'postgres' blanked, the image reads the mounted file instead
     assert {"POSTGRES_PASSWORD=", "POSTGRES_PASSWORD_FILE=/run/secrets/db_password"} \
         <= set(postgres["Env"])
-    assert {(m["Source"], m["Target"], m.get("ReadOnly")) for m in postgres["Mounts"]} >= {
-        (f"{SECRETS}/db_password", "/run/secrets/db_password", True)}
+    assert [g["File"]["Name"] for g in postgres["Secrets"]] == ["db_password"]
     django = specs[f"{STACK}_django"]
     assert "AG_DB_PASSWORD=" in django["Env"]
     assert not [e for e in django["Env"] if e.startswith("EMAIL_HOST_PASSWORD=")]
     # the app authenticates with the generated password (the first deploy migrated through
-    # it) and has the e-mail password, read from the mounted secrets dir
+    # it) and has the e-mail password, read from the secrets given as swarm secrets
     container = sh(bed, MANAGER, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_django")
     check = ("from django.conf import settings; import hashlib; print('AG', *(hashlib.sha256("
              "v.encode()).hexdigest() for v in (settings.DATABASES['default']['PASSWORD'], "

@@ -181,7 +181,7 @@ def test_web_ports_answer_on_the_webserver_node_only(vm_bed, swarm):
         "command": ["sh", "-c", HTTPD.replace("$", "$$"), "80", "443"],
         "ports": ["80:80", "443:443"],
         "deploy": {"placement": {"constraints": ["node.labels.webserver == true"]}}}}}
-    override = ag_compose.override(compose, workers=1, concurrency={}, secret_paths=())
+    override = ag_compose.override(compose, workers=1, concurrency={})
     assert override["services"]["nginx"]["ports"][0]["mode"] == "host"
     sh(vm_bed, MANAGER, f"mkdir -p {WEB_DIR} && cd {WEB_DIR} && "
                         f"echo {shlex.quote(json.dumps(compose))} > compose.yml && "

@@ -63,6 +63,9 @@ class Docker:
         with open(compose_files[-1]) as fh:  # the image pins
             self.django = yaml.safe_load(fh)["services"]["django"]["image"]
 
+    def stack_secrets_pruned(self, name):
+        return []
+
     def local_task_exec(self, service, cmd):
         self.commands.append(cmd)
         return self.manage
@@ -80,7 +83,7 @@ def ag_app(docker, tmp_path, monkeypatch):
     module.__salt__ = module_fakes({
         **{f"ag_app.{name}": getattr(docker, name) for name in (
             "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
-            "job_like")},
+            "job_like", "stack_secrets_pruned")},
         "ag_app.services": docker.service_list})
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned")}

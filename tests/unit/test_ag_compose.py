@@ -43,82 +43,99 @@ def test_workers_and_concurrency_rewritten_in_place(compose):
         "--workers=4", "--workers=9")
     assert services["grader"]["command"].endswith("--loglevel=info -c 6")
     assert services["rerun_grader"]["command"].endswith(" -c 1")
-    assert "command" not in services["tiny_grader"]  # unchanged from upstream
+    assert "command" not in services.get("tiny_grader", {})  # unchanged from upstream
     assert set(n for n, s in services.items() if "command" in s) == {"django", "grader",
                                                                       "rerun_grader"}
 
 
-def test_secrets_mounted_into_every_server_built_service_only(compose):
-    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
-    mounted = {n for n, s in out["services"].items() if "volumes" in s}
+SECRET_FILES = {"autograder/settings/secrets/secret_key": "a" * 64,
+                "autograder/settings/secrets/private-keys-v1.d/F00D.key": "b" * 64,
+                "autograder/settings/oauth2_secrets.json": "c" * 64}
+
+
+def test_each_secret_file_is_given_at_its_path_to_every_server_built_service_only(compose):
+    """Files, not the dir: the secrets dir stays writable in the container (gpg's home)."""
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, SECRET_FILES)
+    given = {n for n, s in out["services"].items() if "secrets" in s}
     from_server = {n for n, s in compose["services"].items()  # upstream: build may be a str
                    if isinstance(s.get("build"), dict)
                    and s["build"]["context"] == "./autograder-server"}
-    assert mounted == from_server
-    assert {"django", "grader", "celerybeat"} <= mounted and "nginx" not in mounted
-    assert out["services"]["django"]["volumes"] == [
-        "./autograder-server/autograder/settings/secrets:"
-        "/usr/src/app/autograder/settings/secrets:ro",
-        "./autograder-server/autograder/settings/oauth2_secrets.json:"
-        "/usr/src/app/autograder/settings/oauth2_secrets.json:ro",
-    ]
+    assert given == from_server
+    assert {"django", "grader", "celerybeat"} <= given and "nginx" not in given
+    targets = {g["target"]: g["source"] for g in out["services"]["django"]["secrets"]}
+    assert set(targets) == {f"/usr/src/app/{path}" for path in SECRET_FILES}
+    assert {out["secrets"][source]["file"] for source in targets.values()} == {
+        f"./autograder-server/{path}" for path in SECRET_FILES}
+    assert not any("volumes" in s for s in out["services"].values())
 
 
-def test_missing_secret_files_are_not_mounted(compose):
-    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY,
-                              secret_paths=("autograder/settings/secrets",))
-    assert len(out["services"]["django"]["volumes"]) == 1
+def test_no_secret_file_no_secrets():
+    out = ag_compose.override({"services": {"django": {"build": "./autograder-server"}}}, 4, {})
+    assert out == {"services": {}}
 
 
-def test_postgres_reads_the_password_file_and_gets_the_version_only_when_given(compose):
-    plain = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY)
+def test_postgres_reads_the_password_secret_and_gets_the_version_only_when_given(compose):
+    plain = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, SECRET_FILES)
     assert "postgres" not in plain["services"]
-    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY,
-                              db_password_file=ag_compose.DB_PASSWORD_FILE, postgres_version="14")
-    assert out["services"]["postgres"] == {
-        # upstream's 'postgres' is blanked in the compose file (ag.tweaks), not here
-        "environment": {"POSTGRES_PASSWORD_FILE": "/run/secrets/db_password"},
-        "volumes": ["./autograder-server/autograder/settings/secrets/db_password:"
-                    "/run/secrets/db_password:ro"],
-        "image": "postgres:14"}
+    files = {**SECRET_FILES, ag_compose.DB_PASSWORD: "d" * 64}
+    out = ag_compose.override(compose, 4, UPSTREAM_CONCURRENCY, files, postgres_version="14")
+    postgres = out["services"]["postgres"]
+    # upstream's 'postgres' is blanked in the compose file (ag.tweaks), not here
+    assert postgres["environment"] == {"POSTGRES_PASSWORD_FILE": "/run/secrets/db_password"}
+    assert postgres["image"] == "postgres:14"
+    (given,) = postgres["secrets"]
+    assert given["target"] == "db_password"
+    assert out["secrets"][given["source"]] == {
+        "file": "./autograder-server/autograder/settings/secrets/db_password"}
 
 
-def test_checkout_override_names_the_generated_password_file_never_its_value(tmp_path, compose):
-    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(compose))
-    assert "postgres" not in ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)["services"]
-    password = tmp_path / ag_compose.DB_PASSWORD_FILE
-    password.parent.mkdir(parents=True)
-    password.write_text("generated-once\n")
-    out = ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)
-    assert "generated-once" not in yaml.safe_dump(out)
-    assert out["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == \
-        "/run/secrets/db_password"
-    assert "./autograder-server/autograder/settings/secrets:/usr/src/app/autograder/settings/secrets:ro" \
-        in out["services"]["django"]["volumes"]
-
-
-def test_a_rotated_secret_relabels_exactly_the_services_that_mount_the_secrets(tmp_path, compose):
+def server_checkout(tmp_path, compose):
     (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(compose))
     secrets = tmp_path / "autograder-server/autograder/settings/secrets"
     secrets.mkdir(parents=True)
+    return secrets
+
+
+def test_checkout_override_names_the_secret_files_never_their_values(tmp_path, compose):
+    secrets = server_checkout(tmp_path, compose)
+    assert "postgres" not in ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)["services"]
+    (secrets / "db_password").write_text("password-value\n")
+    (secrets / "private-keys-v1.d").mkdir()
+    (secrets / "private-keys-v1.d/F00D.key").write_text("key-value\n")
+    for runtime in ("random_seed", "trustdb.gpg", "pubring.kbx~", "pubring.kbx.lock",
+                    ".#lk0x0000.nuc1.7"):  # what gpg leaves in its home as it runs
+        (secrets / runtime).write_text("runtime\n")
+    out = ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)
+    text = yaml.safe_dump(out)
+    assert "password-value" not in text and "key-value" not in text
+    assert out["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == \
+        "/run/secrets/db_password"
+    assert sorted(g["target"] for g in out["services"]["django"]["secrets"]) == [
+        "/usr/src/app/autograder/settings/secrets/db_password",
+        "/usr/src/app/autograder/settings/secrets/private-keys-v1.d/F00D.key"]
+
+
+def test_a_rotated_secret_is_a_new_secret_given_to_exactly_the_services_that_read_it(
+        tmp_path, compose):
+    secrets = server_checkout(tmp_path, compose)
     (secrets / "email_host_password").write_text("first-password\n")
 
-    def labels():
+    def given():
         out = ag_compose.checkout_override(tmp_path, 4, UPSTREAM_CONCURRENCY)
         assert "first-password" not in yaml.safe_dump(out) and "second" not in yaml.safe_dump(out)
-        return {name: s.get("labels", {}).get(ag_compose.SECRETS_LABEL)
-                for name, s in out["services"].items()}
+        return {name: s.get("secrets") for name, s in out["services"].items()}, set(out["secrets"])
 
-    first = labels()
-    assert first == labels(), "the same secrets, the same label"
+    first, first_secrets = given()
+    assert (first, first_secrets) == given(), "the same content, the same secret"
     (secrets / "email_host_password").write_text("second-password\n")
-    second = labels()
-    relabelled = {name for name in second if second[name] != first.get(name)}
+    second, second_secrets = given()
+    changed = {name for name in second if second[name] != first.get(name)}
     contexts = {name: s["build"]["context"] if isinstance(s.get("build"), dict) else s.get("build")
                 for name, s in compose["services"].items()}
-    assert relabelled == {name for name, context in contexts.items()
-                          if str(context).endswith("autograder-server")}
-    assert "django" in relabelled and "nginx" not in relabelled and "postgres" not in relabelled
+    assert changed == {name for name, context in contexts.items()
+                       if str(context).endswith("autograder-server")}
+    assert "django" in changed and "nginx" not in changed and "postgres" not in changed
+    assert len(second_secrets - first_secrets) == 1  # swarm secrets never change: a new one
 
 
 def test_the_override_and_the_pins_follow_the_compose_file_s_version_or_its_lack(compose):
