@@ -596,7 +596,7 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
         "provider": Choice("", "google", choices=("google", "azure")),
         "secrets_file": Path("""
             the client secrets JSON (a file on the NFS server node, never in pillar), copied to
-            autograder-server/autograder/settings/oauth2_secrets.json (mode 0600, mounted into
+            autograder-server/autograder/settings/oauth2_secrets.json (mode 0600, given to
             the services, never built into an image); null: put it there yourself
             """),
     }),
@@ -610,8 +610,8 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
         "user": Text("EMAIL_HOST_USER"),
         "password_file": Path("""
             a file on the NFS server node holding EMAIL_HOST_PASSWORD (never in pillar), copied
-            to autograder/settings/secrets/email_host_password (mode 0600, mounted, read by the
-            settings); an EMAIL_HOST_PASSWORD line in _prod.env is commented out (it would be in
+            to autograder/settings/secrets/email_host_password (mode 0600, a swarm secret read
+            by the settings); an EMAIL_HOST_PASSWORD line in _prod.env is commented out (it would be in
             every service spec)
             """),
     }),

@@ -145,7 +145,7 @@ ag-tweaks-max-subprocess-timeout:
 
 {#- The passwords the settings read from the environment (upstream: AG_DB_PASSWORD and
     EMAIL_HOST_PASSWORD in _prod.env, which `docker stack deploy` inlines into every service
-    spec) are read from the secrets dir the services mount at run time instead (ag.secrets
+    spec) are read from the secrets dir the services are given at run time instead (ag.secrets
     writes them there). A block after upstream's settings, so it survives an upstream change
     of them and is appended again when a `git pull` restored the file; it holds no secret, so
     it may be built into the images. #}
@@ -171,7 +171,7 @@ ag-tweaks-settings-secrets-from-files:
         if _ag_secret('email_host_password') is not None:
             EMAIL_HOST_PASSWORD = _ag_secret('email_host_password')
 
-{#- Secrets are mounted at run time (the override of ag/stack.sls), never built into an
+{#- Secrets are given at run time (swarm secrets, the override of ag/stack.sls), never built into an
     image; nor is _prod.env (the services get it as their env_file).
     Python caches anywhere in the tree (upstream ignores them at the top only) would change the build
     inputs whenever something runs the code in the checkout, and rebuild images for nothing. #}
