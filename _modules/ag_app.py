@@ -456,6 +456,66 @@ def local_task_exec(service, cmd):
         return _exec_result(container, container.exec_run(cmd, demux=True))
 
 
+# --- backups: ag_app.backup on the node labelled database (salt-run ag.backup, the schedule) --
+
+DATABASE_SERVICE = "postgres"  # the compose file's database service
+# the database as the image's entrypoint made it (POSTGRES_USER and POSTGRES_DB, else its
+# defaults); a plain SQL dump that drops each object before it makes it again, so it loads
+# into the database a fresh deploy migrated
+_DATABASE = '-U "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"'
+DUMP_CMD = ["sh", "-c", f"exec pg_dump --clean --if-exists --no-owner {_DATABASE}"]
+LOADED = "/tmp/ag-restore.sql"
+LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -f {LOADED} {_DATABASE}"]
+SERVER = "autograder-server"
+# what the checkout holds that no deploy makes again: every submission and result file, and the
+# secrets (the GPG key that signed every receipt, the secret key of every session)
+BACKED_UP_DIRS = (f"{SERVER}/media_root", f"{SERVER}/autograder/settings/secrets")
+# the live database's password stays: the running postgres was made with it
+KEPT_LIVE = (f"{SERVER}/autograder/settings/secrets/db_password",)
+
+
+def backup(backup_dir, keep, stack, checkout, name=None):
+    """A backup of the site's data named `name` (default: the time, YYYYmmdd-HHMMSS) in
+    `backup_dir` on this node, which runs the postgres task of `stack` (the node labelled
+    database): the database dumped live by pg_dump in that task (postgres.sql) and the
+    `checkout`'s media_root and secrets dir (files.tar.gz, read through this node's mount of
+    it); then only the `keep` newest backups kept. Returns {name, parts: {file: bytes},
+    pruned}; never a file's content. salt-run ag.backup and backup:schedule run it.
+
+    CLI Example: salt nuc1 ag_app.backup /srv/autograder-backups 7 ag-stack /srv/autograder-full-stack
+    """
+    name = name or time.strftime("%Y%m%d-%H%M%S")
+    where, service = os.path.join(backup_dir, name), f"{stack}_{DATABASE_SERVICE}"
+    dumped = backup_task_output(service, DUMP_CMD, f"{where}/postgres.sql", keep)
+    packed = backup_files(f"{where}/files.tar.gz", checkout, list(BACKED_UP_DIRS), keep)
+    return {"name": name, "parts": {part["file"]: part["bytes"] for part in (dumped, packed)},
+            f"removed as older than the newest {keep}": sorted(
+                set(dumped["pruned"]) | set(packed["pruned"]))}
+
+
+def restore(backup_dir, stack, checkout, name):
+    """The backup `name` in `backup_dir` on this node (ag_app.backup) brought back: media_root
+    and the secrets dir unpacked into the `checkout` (the live database password stays),
+    then the dump loaded into the database in this node's postgres task of `stack`, in one
+    transaction, each object dropped and made again. Raises naming what is missing or failed.
+
+    CLI Example: salt nuc1 ag_app.restore /srv/b ag-stack /srv/autograder-full-stack 20261206-031500
+    """
+    where, service = os.path.join(backup_dir, name), f"{stack}_{DATABASE_SERVICE}"
+    for part in ("files.tar.gz", "postgres.sql"):
+        if not os.path.isfile(f"{where}/{part}"):
+            raise CommandExecutionError(f"no backup {name} on {__grains__['id']}: {where}/{part} "
+                                        "is missing; nothing was restored")
+    count = restore_files(f"{where}/files.tar.gz", checkout, KEPT_LIVE)
+    loaded = restore_task_input(service, f"{where}/postgres.sql", LOADED, LOAD_CMD)
+    if loaded["retcode"] != 0:
+        raise CommandExecutionError(
+            f"loading the database of backup {name} on {__grains__['id']} failed (psql exit "
+            f"{loaded['retcode']}): {loaded['stderr'].strip()[-300:]}; the files were restored, "
+            "the stack not deployed again")
+    return {"name": name, "files restored": count, "database": f"loaded on {__grains__['id']}"}
+
+
 @contextlib.contextmanager
 def _backup_file(dest):
     """`dest` open for writing, mode 0600, in its backup's directory and the backups'

@@ -433,101 +433,60 @@ def roll(test=False):
 
 # --- backups ------------------------------------------------------------------------------
 
-DATABASE_SERVICE = "postgres"  # the compose file's database service
-# the database as the image's entrypoint made it (POSTGRES_USER and POSTGRES_DB, else its
-# defaults); a plain SQL dump that drops each object before it makes it again, so it loads
-# into the database a fresh deploy migrated
-_DATABASE = '-U "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"'
-DUMP_CMD = ["sh", "-c", f"exec pg_dump --clean --if-exists --no-owner {_DATABASE}"]
-LOADED = "/tmp/ag-restore.sql"
-BACKUP_TIMEOUT = 3600  # seconds for one part of a backup or restore (a big media_root)
-LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -f {LOADED} {_DATABASE}"]
-SERVER = "autograder-server"
-# what the checkout holds that no deploy makes again: every submission and result file, and the
-# secrets (the GPG key that signed every receipt, the secret key of every session)
-BACKED_UP_DIRS = (f"{SERVER}/media_root", f"{SERVER}/autograder/settings/secrets")
-# the live database's password stays: the running postgres was made with it
-KEPT_LIVE = (f"{SERVER}/autograder/settings/secrets/db_password",)
+BACKUP_TIMEOUT = 3600  # seconds for a backup or restore (a big media_root)
 
 
-def _backup_places(autograder):
-    """(database node, files node, {section: settings with defaults}) of the cluster."""
-    merged = {section: _settings(autograder, section) for section in ("app", "backup")}
+def _backups(autograder):
+    """(the node labelled database, which holds the backups, and [backup:dir, the stack's
+    name, the checkout]: ag_app.backup's and ag_app.restore's first arguments)."""
     nodes = autograder["cluster"]["nodes"]
     (database,) = [n for n in sorted(nodes) if "database" in (nodes[n].get("labels") or [])]
-    files = (autograder.get("nfs") or {}).get("server") or autograder["cluster"]["manager"]
-    return database, files, merged
+    app = _settings(autograder, "app")
+    return database, [_settings(autograder, "backup")["dir"], app["stack_name"], app["checkout"]]
 
 
 @_as_sentence
 def backup(name=None):
-    """A backup of the site's data, named `name` (default: the time, YYYYmmdd-HHMMSS), in
-    backup:dir: the database dumped live by pg_dump in the postgres task (postgres.sql, on
-    the node labelled database) and the checkout's media_root and secrets dir (files.tar.gz,
-    on the NFS server node); each keeps only its backup:keep newest. Prints where each part
+    """A backup of the site's data, named `name` (default: the time, YYYYmmdd-HHMMSS), made
+    by ag_app.backup on the node labelled database (where backup:schedule also runs it):
+    the database dumped live by pg_dump in the postgres task and the checkout's media_root
+    and secrets dir, in backup:dir there; backup:keep newest kept. Prints where each part
     went and its size, never its content.
 
     CLI Example: salt-run ag.backup
     """
     autograder = _cluster_pillar()
-    database, files, merged = _backup_places(autograder)
-    name = name or time.strftime("%Y%m%d-%H%M%S")
-    where = f"{merged['backup']['dir']}/{name}"
-    keep = merged["backup"]["keep"]
-    service = f"{merged['app']['stack_name']}_{DATABASE_SERVICE}"
-    _progress_of("backup", f"{name}: the database on {database}")
-    dumped = _on_node(database, "ag_app.backup_task_output", service, DUMP_CMD,
-                      f"{where}/postgres.sql", keep, timeout=BACKUP_TIMEOUT)
-    _progress_of("backup", f"{name}: media_root and the secrets dir on {files}")
-    packed = _on_node(files, "ag_app.backup_files", f"{where}/files.tar.gz",
-                      merged["app"]["checkout"], list(BACKED_UP_DIRS), keep,
-                      timeout=BACKUP_TIMEOUT)
-    return {"name": name,
-            "parts": {f"{database}:{dumped['file']}": dumped["bytes"],
-                      f"{files}:{packed['file']}": packed["bytes"]},
-            "removed as older than the newest " + str(keep): sorted(
-                set(dumped["pruned"]) | set(packed["pruned"]))}
+    database, (backup_dir, stack, checkout) = _backups(autograder)
+    keep = _settings(autograder, "backup")["keep"]
+    _progress_of("backup", f"{name or 'now'}: the database, media_root and the secrets dir, "
+                           f"on {database}")
+    return _on_node(database, "ag_app.backup", backup_dir, keep, stack, checkout,
+                    *([name] if name else []), timeout=BACKUP_TIMEOUT)
 
 
 @_as_sentence
 def restore(name):
     """The backup `name` (ag.backup) brought back into the running stack, as after a deploy
-    onto wiped nodes: media_root and the secrets dir unpacked into the checkout (the live
-    database password stays), the dump loaded into the database (each object dropped and
-    made again), then the stack deployed again (ag.stack), which rolls the services that
-    mount the secrets, so they read the restored ones. Deploy first (salt-run ag.deploy),
-    with the same app:revision as the backup's or a newer one (its migrations then run at
-    the next deploy).
+    onto wiped nodes, by ag_app.restore on the node labelled database: media_root and the
+    secrets dir unpacked into the checkout (the live database password stays), the dump
+    loaded into the database (each object dropped and made again); then the stack deployed
+    again (ag.stack), which rolls the services given the secrets, so they read the restored
+    ones. Deploy first (salt-run ag.deploy), with the same app:revision as the backup's or a
+    newer one (its migrations then run at the next deploy).
 
     CLI Example: salt-run ag.restore name=20261206-031500
     """
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise SaltInvocationError(f"name must be the name of a backup in backup:dir, not {name!r}")
     autograder = _cluster_pillar()
-    database, files, merged = _backup_places(autograder)
-    where = f"{merged['backup']['dir']}/{name}"
-    stack = merged["app"]["stack_name"]
-    for node, path in ((files, f"{where}/files.tar.gz"), (database, f"{where}/postgres.sql")):
-        if _on_node(node, "file.file_exists", path) is not True:
-            raise CommandExecutionError(f"no backup {name} on {node}: {path} is missing; nothing "
-                                        "was restored")
-    _progress_of("restore", f"{name}: media_root and the secrets dir on {files}")
-    count = _on_node(files, "ag_app.restore_files", f"{where}/files.tar.gz",
-                     merged["app"]["checkout"], list(KEPT_LIVE), timeout=BACKUP_TIMEOUT)
-    _progress_of("restore", f"{name}: the database on {database}")
-    loaded = _on_node(database, "ag_app.restore_task_input", f"{stack}_{DATABASE_SERVICE}",
-                      f"{where}/postgres.sql", LOADED, LOAD_CMD, timeout=BACKUP_TIMEOUT)
-    if loaded["retcode"] != 0:
-        raise CommandExecutionError(
-            f"loading the database of backup {name} on {database} failed (psql exit "
-            f"{loaded['retcode']}): {loaded['stderr'].strip()[-300:]}; the files were restored, "
-            "the stack not deployed again")
+    database, places = _backups(autograder)
+    _progress_of("restore", f"{name}: media_root, the secrets dir and the database on {database}")
+    restored = _on_node(database, "ag_app.restore", *places, name, timeout=BACKUP_TIMEOUT)
     manager = autograder["cluster"]["manager"]
-    _progress_of("restore", f"{name}: the stack on {manager} (the services that read the "
-                            "secrets roll)")
+    _progress_of("restore", f"{name}: the stack on {manager} (the services given the secrets "
+                            "roll)")
     (stack_states,) = _applied([manager], "ag.stack").values()
-    return {"name": name, "files restored": count, "database": f"loaded on {database}",
-            "stack": [state["comment"] for state in stack_states if state["changes"]]}
+    return {**restored, "stack": [state["comment"] for state in stack_states if state["changes"]]}
 
 
 # the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the

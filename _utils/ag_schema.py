@@ -685,15 +685,20 @@ REGISTRY = Section("the guide's registry service for the stack's images (salt/ag
 BACKUP = Section("the site's data kept by salt-run ag.backup, brought back by ag.restore", {
     "dir": Path("""
         where each backup goes, in a directory named by its time (YYYYmmdd-HHMMSS), on the
-        node that holds each part: the database dump (postgres.sql) on the node labelled
-        database, media_root (every submission) and the secrets dir (the GPG key that signs
-        the receipts, the secret key) as files.tar.gz on the NFS server node. Readable by
-        root only: the files hold secrets. Copy it off the cluster as the site does its other
-        backups
+        node labelled database: the database dump (postgres.sql) and media_root (every
+        submission) with the secrets dir (the GPG key that signs the receipts, the secret
+        key) as files.tar.gz. Readable by root only: the files hold secrets. Copy it off the
+        cluster as the site does its other backups
         """, "/srv/autograder-backups", own_dir=True),
     "keep": Int("""
-        backups kept on each node; ag.backup removes the oldest beyond this
+        backups kept; each backup removes the oldest beyond this
         """, 7, low=1, high=1000, unit="a count"),
+    "schedule": Text("""
+        when the node labelled database makes a backup by itself (its minion's scheduler
+        runs ag_app.backup, as salt-run ag.backup does; the highstate and ag.deploy put it
+        there and take it off a node that lost the label): a cron expression, minute hour
+        day month weekday, e.g. '30 3 * * *' for 03:30 every day; null: only by hand
+        """, pattern=r"[0-9*/,-]+( [0-9*/,-]+){4}", like="'30 3 * * *'"),
 })
 
 # the whole pillar key, in pillar.example's order

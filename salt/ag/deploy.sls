@@ -17,7 +17,7 @@
     (no node labelled webserver: no TLS files to check) is left out #}
 {{ run_steps('ag-deploy', nodes, [
       ('ag-deploy-roll', 'ag_roll.dockerd_rolled', 'master'),
-      ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall'], nodes),
+      ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall', 'ag.backup'], nodes),
       ('ag-deploy-swarm', ['swarm'], nodes),
       ('ag-deploy-tls', ['ag.tls'], web_nodes),
       ('ag-deploy-checkout', ['ag.checkout'], nfs_node),

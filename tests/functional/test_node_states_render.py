@@ -180,6 +180,24 @@ def test_nfs_clients_mount_the_servers_checkout(tmp_path):
     assert mount["options"] == ["rw", "hard", "vers=4.2", "_netdev"]
 
 
+@pytest.mark.parametrize(("minion", "schedule", "fun"), [
+    ("nuc2", "30 3 * * *", "schedule.present"),  # the node labelled database
+    ("nuc1", "30 3 * * *", "schedule.absent"),
+    ("nuc2", None, "schedule.absent"),
+])
+def test_the_backup_schedule_is_on_the_database_node_only(tmp_path, minion, schedule, fun):
+    cluster = {"manager": "nuc1", "nodes": {
+        "nuc1": {"address": "198.18.0.11", "labels": ["webserver"]},
+        "nuc2": {"address": "198.18.0.12", "labels": ["database"]}}}
+    pillar = {"cluster": cluster, "backup": {"schedule": schedule, "keep": 3}}
+    (state,) = show_sls(tmp_path, "ag.backup", OSES["bookworm"], pillar, minion=minion).values()
+    assert state[0] == fun and state[1]["name"] == "ag-backup"
+    if fun == "schedule.present":  # salt-run ag.backup's arguments
+        assert state[1]["function"] == "ag_app.backup" and state[1]["cron"] == schedule
+        assert state[1]["job_args"] == ["/srv/autograder-backups", 3, "ag-stack",
+                                        "/srv/autograder-full-stack"]
+
+
 def test_nfs_not_managed_renders_no_nfs_state(tmp_path):
     states = show_sls(tmp_path, "nfs", OSES["noble"], {"nfs": {"managed": False}})
     assert [fun for fun, _ in states.values()] == ["test.succeed_without_changes"]

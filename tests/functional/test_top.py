@@ -6,7 +6,7 @@ import pytest
 CLUSTER = {"manager": "nuc1.eecs.example.edu",
            "nodes": {"nuc1.eecs.example.edu": {"address": "198.18.0.11"},
                      "nuc2.eecs.example.edu": {"address": "198.18.0.12"}}}
-NODE_STATES = ["docker", "limits", "nfs", "firewall", "swarm"]
+NODE_STATES = ["docker", "limits", "nfs", "firewall", "ag.backup", "swarm"]
 
 
 @pytest.mark.parametrize(("minion", "pillar", "states"), [

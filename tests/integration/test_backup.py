@@ -1,8 +1,8 @@
-"""Tier 1 (issue 20.3): `salt-run ag.backup` keeps the site's data where backup:dir says, on the
-nodes that hold it, readable by root only and never printed; onto nodes wiped and deployed
-again, `salt-run ag.restore` brings back the database (a course the site made), media_root (a
-submission) and the secrets dir (the secret key and the GPG key of the receipts) and rolls
-the services that mount them; backup:keep prunes the oldest."""
+"""Tier 1 (issue 20.3): `salt-run ag.backup` (and backup:schedule) keeps the site's data where
+backup:dir says, on the node labelled database, readable by root only and never printed;
+onto nodes wiped and deployed again, `salt-run ag.restore` brings back the database (a course
+the site made), media_root (a submission) and the secrets dir (the secret key and the GPG key
+of the receipts) and rolls the services given them; backup:keep prunes the oldest."""
 
 import json
 import time
@@ -13,6 +13,8 @@ from agdeploy import (
     COURSES,
     MANAGER,
     STACK,
+    apply,
+    changed,
     deploy,
     deployed_with_bootstrap,
     kept_data,
@@ -22,6 +24,8 @@ from agdeploy import (
     teardown,
     wait_converged,
 )
+
+from bed.util import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +52,14 @@ def courses(bed):
 
 
 def secrets(bed):
-    """name → content of the secrets dir's files (read here, compared, never printed)."""
-    names = sh(bed, MANAGER, f"ls {SECRETS}").split()
-    return {name: sh(bed, MANAGER, f"cat {SECRETS}/{name}") for name in names}
+    """path → content of the secrets dir's files (read here, compared, never printed)."""
+    names = sh(bed, MANAGER, f"cd {SECRETS} && find . -type f").split()
+    return {name.removeprefix("./"): sh(bed, MANAGER, f"cat {SECRETS}/{name}") for name in names}
+
+
+def database_node(bed):
+    return next(n for n, spec in bed.pillar["autograder"]["cluster"]["nodes"].items()
+                if "database" in spec["labels"])
 
 
 def test_a_backup_restored_onto_wiped_nodes_brings_the_site_back(bed):
@@ -66,11 +75,9 @@ def test_a_backup_restored_onto_wiped_nodes_brings_the_site_back(bed):
     assert res.returncode == 0 and all(size > 0 for size in taken["parts"].values()), res.stdout
     assert not [name for name, value in before["secrets"].items()
                 if len(value) >= 16 and value in res.stdout + res.stderr], "a secret was printed"
-    database = next(n for n, spec in bed.pillar["autograder"]["cluster"]["nodes"].items()
-                    if "database" in spec["labels"])
     where = f"/srv/autograder-backups/{taken['name']}"
-    assert sh(bed, database, f"stat -c %a {where} {where}/postgres.sql").split() == ["700", "600"]
-    assert sh(bed, MANAGER, f"stat -c %a {where}/files.tar.gz") == "600"
+    assert sh(bed, database_node(bed), f"stat -c %a {where} {where}/postgres.sql "
+                                       f"{where}/files.tar.gz").split() == ["700", "600", "600"]
 
     # the site lost: no swarm, no volumes (the database), no media_root or secrets dir
     teardown(bed)
@@ -109,6 +116,31 @@ def test_a_backup_that_is_not_there_is_refused_naming_it_and_keep_prunes(bed):
         names = [json.loads(bed.salt_raw("salt-run", "--out=json", "ag.backup",
                                          f"name=2099010{i}-000000").stdout)["name"]
                  for i in (1, 2)]
-        assert sh(bed, MANAGER, "ls /srv/autograder-backups").split() == [names[1]]
+        assert sh(bed, database_node(bed), "ls /srv/autograder-backups").split() == [names[1]]
     finally:
         bed.write_pillar(bed.pillar)
+
+
+def test_the_schedule_makes_backups_on_the_database_node_only_until_it_is_removed(bed):
+    """backup:schedule (a cron expression): the node states put ag_app.backup in the database
+    node's minion schedule with ag.backup's arguments, and no other node's; a second run
+    changes nothing; null takes it off again."""
+    database = database_node(bed)
+    pillar = json.loads(json.dumps(bed.pillar))
+    pillar["autograder"]["backup"] = {"schedule": "* * * * *", "keep": 2}
+    bed.write_pillar(pillar)
+    try:
+        first = apply(bed, "ag.backup")
+        assert {n for n, states in first.items() if changed(states)} == {database}
+        assert not [n for n, states in apply(bed, "ag.backup").items() if changed(states)]
+        before = set(sh(bed, database, "ls /srv/autograder-backups").split())
+        made = wait_for(lambda: set(sh(bed, database, "ls /srv/autograder-backups").split())
+                        - before, timeout=150, what="a scheduled backup", interval=5)
+        (name,) = made
+        parts = sh(bed, database, f"cd /srv/autograder-backups/{name} && ls").split()
+        assert parts == ["files.tar.gz", "postgres.sql"]
+    finally:
+        bed.write_pillar(bed.pillar)
+    off = apply(bed, "ag.backup")
+    assert {n for n, states in off.items() if changed(states)} == {database}
+    assert "ag-backup" not in str(bed.salt(database, "schedule.list")[database])

@@ -90,7 +90,7 @@ def test_the_minion_gets_the_custom_modules_and_states(master, minion):
     assert salt.run("ag_pillar.validate", minion_tgt=MINION).data == {"valid": True, "errors": []}
     assert "ag_swarm.nodes" in salt.run("sys.list_functions", "ag_swarm", minion_tgt=MINION).data
     top = salt.run("state.show_top", minion_tgt=MINION).data
-    assert top == {"base": ["docker", "limits", "nfs", "firewall", "swarm"]}
+    assert top == {"base": ["docker", "limits", "nfs", "firewall", "ag.backup", "swarm"]}
     swarm = salt.run("state.show_sls", "swarm.initialized", minion_tgt=MINION).data
     assert "ag_swarm" in swarm["swarm-initialized"]
 

@@ -11,6 +11,9 @@ import urllib.request
 import pytest
 
 from bed import config, images, netns, releases, upstream
+from tests.extensions import load
+
+ag_compose = load("_utils/ag_compose.py", "ag_compose")
 
 pytestmark = pytest.mark.real_stack
 
@@ -126,28 +129,73 @@ def test_the_release_s_dockerfiles_build_unchanged(node, release, image):
         node.exec(NODE, "docker", "rmi", tag, check=False)
 
 
-def test_generate_secrets_runs_in_the_django_image_as_ag_secrets_runs_it(node, release):
-    """Upstream's generate_secrets.py needs Django, python-gnupg and gpg: in the image built
-    from the release (ag_app.secrets_generated's command and bind), it makes the secret key
-    and a real GPG key in the secrets dir, its GPG home."""
+SECRETS = "/tmp/ag-real-checkout-secrets"  # a node path: the checkout's secrets dir
+APP_SECRETS = "/usr/src/app/autograder/settings/secrets"
+
+
+@pytest.fixture(scope="module")
+def real_secrets(node, release):
+    """The django image built from the release, and upstream's secrets made in SECRETS by
+    generate_secrets.py in it, with ag_app.secrets_generated's command and bind; removed after."""
     server = f"{CHECKOUT}/autograder-server"
-    secrets = "/tmp/ag-real-secrets"
-    node.exec(NODE, "rm", "-rf", secrets)
+    node.exec(NODE, "rm", "-rf", SECRETS)
     node.exec(NODE, "docker", "build", "-q", "-f", f"{server}/Dockerfile-django-prod",
               "-t", "ag-real-django", server)
-    try:
-        run(node, "-v", f"{secrets}:/usr/src/app/autograder/settings/secrets", "-e",
-            "EMAIL_FROM_ADDR=ag@example.edu", "-w", "/usr/src/app", "ag-real-django",
-            "python3", "generate_secrets.py")
-        fingerprint = node.exec(NODE, "cat", f"{secrets}/gpg_key_id_file").stdout.strip()
-        assert len(fingerprint) == 40 and int(fingerprint, 16)
-        listed = node.exec(NODE, "sh", "-c", f"gpg --homedir {secrets} --list-keys 2>&1 || "
-                           f"ls {secrets}").stdout
-        assert fingerprint in listed or "pubring.kbx" in listed, listed
-        node.exec(NODE, "test", "-s", f"{secrets}/secret_key")
-    finally:
-        node.exec(NODE, "rm", "-rf", secrets)
-        node.exec(NODE, "docker", "rmi", "ag-real-django", check=False)
+    run(node, "-v", f"{SECRETS}:{APP_SECRETS}", "-e", "EMAIL_FROM_ADDR=ag@example.edu",
+        "-w", "/usr/src/app", "ag-real-django", "python3", "generate_secrets.py")
+    yield SECRETS
+    node.exec(NODE, "rm", "-rf", SECRETS)
+    node.exec(NODE, "docker", "rmi", "ag-real-django", check=False)
+
+
+def test_generate_secrets_runs_in_the_django_image_as_ag_secrets_runs_it(node, real_secrets):
+    """Upstream's generate_secrets.py needs Django, python-gnupg and gpg: in the image built
+    from the release, it makes the secret key and a real GPG key in the secrets dir, its
+    GPG home."""
+    fingerprint = node.exec(NODE, "cat", f"{real_secrets}/gpg_key_id_file").stdout.strip()
+    assert len(fingerprint) == 40 and int(fingerprint, 16)
+    listed = node.exec(NODE, "sh", "-c", f"gpg --homedir {real_secrets} --list-keys 2>&1 || "
+                       f"ls {real_secrets}").stdout
+    assert fingerprint in listed or "pubring.kbx" in listed, listed
+    node.exec(NODE, "test", "-s", f"{real_secrets}/secret_key")
+
+
+# upstream's sign_email and check_signature (autograder/core/submission_email_receipts.py)
+SIGN_AND_VERIFY = f"""
+import gnupg
+home = {APP_SECRETS!r}
+keyid, passphrase = (open(f"{{home}}/{{name}}").read() for name in ("gpg_key_id_file",
+                                                                    "gpg_key_password"))
+signed = str(gnupg.GPG(gnupghome=home).sign("receipt 42", keyid=keyid, passphrase=passphrase))
+print("signed" if signed else "EMPTY", bool(gnupg.GPG(gnupghome=home).verify(signed.encode())))
+"""
+
+
+def sign_and_verify(node, *mounts) -> str:
+    return run(node, *mounts, "ag-real-django", "python3", "-c", SIGN_AND_VERIFY,
+               check=False).stdout.strip()
+
+
+def test_the_real_app_signs_receipts_with_each_secret_file_given_at_its_path(
+        node, real_secrets, tmp_path):
+    """Issue 17.8: the real gpg writes into its home as it signs. The secrets dir mounted
+    read-only (as the deploy did) gives an empty signature, which the app sends silently;
+    each file the deploy gives as a swarm secret (ag_compose.checkout_secret_files: gpg's
+    runtime files left out), bound read-only at its own path as swarm binds a secret, leaves
+    the dir writable, and the receipt is signed and verifies."""
+    assert sign_and_verify(node, "-v", f"{real_secrets}:{APP_SECRETS}:ro") == "EMPTY False"
+    settings = tmp_path / "autograder-server/autograder/settings"
+    settings.mkdir(parents=True)  # a checkout whose secrets dir is the node's
+    (settings / "secrets").symlink_to(netns.node_dir(NODE) / "fs" / real_secrets.lstrip("/"))
+    given = ag_compose.checkout_secret_files(str(tmp_path))
+    prefix = "autograder/settings/secrets/"
+    assert {"gpg_key_id_file", "gpg_key_password", "secret_key", "pubring.kbx"} <= {
+        path.removeprefix(prefix) for path in given}
+    assert any(path.startswith(f"{prefix}private-keys-v1.d/") for path in given), given
+    mounts = [arg for path in given for arg in (
+        "-v", f"{real_secrets}/{path.removeprefix(prefix)}:{APP_SECRETS}/"
+              f"{path.removeprefix(prefix)}:ro")]
+    assert sign_and_verify(node, *mounts) == "signed True"
 
 
 def test_the_hub_serves_the_real_bases_under_their_official_names(node, served):
