@@ -184,6 +184,65 @@ def service_remove(name):
     return True
 
 
+# a label no node carries: a service constrained to it runs nowhere until the constraint goes
+PAUSED = "node.labels.ag.paused == true"
+# the task states of a container that is there: a paused service has none of them left
+TASK_ON_A_NODE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
+
+
+def _placed(client, name, constraints_of):
+    """Service `name`'s placement constraints set to constraints_of(its constraints), the
+    rest of its spec as it is (read again when another writer came between)."""
+    def update(fresh):
+        service = client.api.inspect_service(name)
+        template = service["Spec"]["TaskTemplate"]
+        placement = template.get("Placement") or {}
+        wanted = constraints_of(placement.get("Constraints") or [])
+        if wanted == (placement.get("Constraints") or []):
+            return False
+        template["Placement"] = {**placement, "Constraints": wanted}
+        client.api.update_service(service["ID"], service["Version"]["Index"],
+                                  task_template=template, fetch_current_spec=True)
+        return True
+    return __utils__["ag_engine.versioned_update"](f"placing service {name}", update)
+
+
+def services_paused(names, timeout):
+    """Pause the swarm services `names` (an upgrade's celery workers, while its migrations
+    run): each is constrained to run nowhere (PAUSED), so its tasks stop as a redeploy stops
+    them, a celery worker finishing the task it runs within its stop_grace_period, and what
+    is queued waits in the broker. Waits until none of their containers is left (at most
+    `timeout` seconds). The next stack deploy resumes them (its spec has no such
+    constraint); services_resumed does without one. Returns the names it paused.
+
+    CLI Example: salt nuc1 ag_app.services_paused '[ag-stack_grader]' 360
+    """
+    with _engine(f"pausing {', '.join(names)}", patient=True) as client:
+        paused = [name for name in names
+                  if _placed(client, name, lambda now: sorted(set(now) | {PAUSED}))]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = sorted({t["ServiceID"] for name in names for t in client.api.tasks(
+                filters={"service": name}) if t["Status"]["State"] in TASK_ON_A_NODE})
+            if not left:
+                return paused
+            if time.monotonic() > deadline:
+                raise CommandExecutionError(f"{len(left)} of the services paused still run a "
+                                            f"task after {timeout} s")
+            time.sleep(1)
+
+
+def services_resumed(names):
+    """Undo services_paused: the PAUSED constraint taken off the services `names`. Returns
+    the names it resumed.
+
+    CLI Example: salt nuc1 ag_app.services_resumed '[ag-stack_grader]'
+    """
+    with _engine(f"resuming {', '.join(names)}") as client:
+        return [name for name in names
+                if _placed(client, name, lambda now: [c for c in now if c != PAUSED])]
+
+
 def image_digest(reference):
     """The registry's digest (sha256:...) of `reference` (repo:tag), or None when the registry
     does not hold it. Asked through this node's dockerd, which reaches 127.0.0.1:5000.

@@ -23,6 +23,7 @@ __virtualname__ = "ag_app"
 log = logging.getLogger(__name__)
 
 DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the deployed hash
+PAUSE_MARGIN = 60  # seconds beyond their stop grace period for paused workers to stop
 DJANGO = "django"  # the compose file's service that serves the app and owns its migrations
 MIGRATE = ("migrate", "--noinput")
 
@@ -270,8 +271,8 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
             deployed = fh.read().strip()
     except OSError:
         deployed = None
-    running = set(__salt__["ag_app.stack_status"](name))
-    absent = sorted(set(compose.get("services") or {}) - running)
+    present = set(__salt__["ag_app.stack_status"](name))
+    absent = sorted(set(compose.get("services") or {}) - present)
     if deployed == content and not absent and not missing:
         ret["comment"] = f"stack {name} runs this content already"
         return ret
@@ -291,16 +292,25 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
                                          "step (ag_app.images_pushed) must run first")
         return ret
     if upgrade:
+        # no worker runs the old code against a database being migrated: the celery workers
+        # stop (each finishing its task) and what is queued waits; the deploy resumes them
+        workers = [f"{name}_{worker}" for worker in __utils__["ag_compose.celery_workers"](compose)
+                   if worker in present]
+        paused = __salt__["ag_app.services_paused"](
+            workers, int(worker_stop_grace_period or 0) + PAUSE_MARGIN)
         job = __salt__["ag_app.job_like"](f"{name}_{DJANGO}", f"{name}_migrate", django["image"],
                                           ["python3", "manage.py", *MIGRATE])
         if job["retcode"] != 0:
+            __salt__["ag_app.services_resumed"](paused)
             ret.update(result=False, comment=(
                 f"the migrations of the new release failed on {job['node']} (exit "
                 f"{job['retcode']}), in a one-off task of the new {DJANGO} image:\n"
                 f"{job['output'].strip()}\nThe stack was not deployed: the site still serves the "
-                "old release. Fix the cause, or set app:revision back, then deploy again"))
+                "old release (its celery workers resumed). Fix the cause, or set app:revision "
+                "back, then deploy again"))
             return ret
         changes["migrations"]["new"] = _applied_migrations(job["output"])
+        changes["paused"] = {"new": paused}
     os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
     files = {}
     for kind, text in generated.items():

@@ -150,6 +150,12 @@ def _override_of(compose: dict, services: dict, secrets=None) -> dict:
             "services": services, **({"secrets": secrets} if secrets else {})}
 
 
+def celery_workers(compose: dict) -> list:
+    """The compose file's services that run a celery worker (the graders among them)."""
+    return sorted(name for name, service in (compose.get("services") or {}).items()
+                  if CELERY_WORKER.search(str(service.get("command"))))
+
+
 def builds(compose: dict) -> dict:
     """What the compose file builds: {(context, dockerfile): sorted image names} (one build per
     context and Dockerfile; upstream builds several images from one)."""

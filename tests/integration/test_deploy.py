@@ -13,6 +13,7 @@ import re
 import secrets
 import subprocess
 import tarfile
+import time
 
 import pytest
 import yaml
@@ -173,21 +174,60 @@ def test_a_changed_source_file_rebuilds_and_rolls_only_its_image(bed):
 def test_a_new_release_s_migrations_run_before_any_service_rolls(bed):
     """Issue 20.1: a release with a new migration: applied by a one-off task of the new django
     image, on the stack's network, before the stack rolls (ag.migrate after it finds none
-    left); the one-off is gone after."""
+    left), while no celery worker runs (paused, resumed by the deploy); the one-off is gone
+    after."""
     before = task_ids(bed)
     with in_checkout(bed, f"{CHECKOUT}/autograder-server/autograder/core/migrations/"
                           "0099_ag_release.py",
                      'operations = ["CREATE TABLE ag_release (id INTEGER)"]') as redeployed:
+        since = time.time()
         code, steps, output = deploy(bed)
         assert code == 0, output
         stack = minion_changes(steps["ag-deploy-stack"])[(MANAGER, "ag-stack-deployed")]
         assert stack["migrations"] == {"new": ["core.0099_ag_release"]}, output
+        paused = stack["paused"]["new"]
+        assert f"{STACK}_grader" in paused and f"{STACK}_django" not in paused, paused
+        lives = container_lives(bed, since)
+        ((migrate_start, migrate_end),) = lives[f"{STACK}_migrate"]
+        overlapping = [(service, life) for service in paused for life in lives.get(service, [])
+                       if life[0] < migrate_end and life[1] > migrate_start]
+        assert overlapping == [], "a celery worker ran while the migrations did"
+        resumed = {service for service in paused
+                   if any(start > migrate_end for start, _ in lives.get(service, []))}
+        assert resumed == set(paused) & after_deploy(bed), "the deploy resumed no worker"
+        assert f"{STACK}_grader" in resumed
         assert "ag-deploy-migrate" not in changed_steps(steps), output
         assert f"{STACK}_migrate" not in sh(bed, MANAGER, "docker service ls --format '{{.Name}}'")
         after = task_ids(bed)
         assert f"{STACK}_django" in {s for s in before if after.get(s) != before[s]}
     code, _, output = redeployed
     assert code == 0, output
+
+
+def container_lives(bed, since) -> dict:
+    """service → [(start, end)] of its containers on every node since `since` (end: now for
+    one still running), from the engines' events."""
+    starts, lives = {}, {}
+    for node in bed.nodes:
+        events = sh(bed, node, f"docker events --since {since:.3f} --until {time.time():.3f} "
+                               "--filter type=container --filter event=start --filter event=die "
+                               "--format '{{.TimeNano}} {{.Action}} {{.ID}} "
+                               "{{index .Actor.Attributes \"com.docker.swarm.service.name\"}}'")
+        for line in events.splitlines():
+            stamp, action, container, service = (line.split() + [""])[:4]
+            if action == "start":
+                starts[container] = (service, int(stamp) / 1e9)
+            elif container in starts:
+                service, start = starts.pop(container)
+                lives.setdefault(service, []).append((start, int(stamp) / 1e9))
+    for service, start in starts.values():
+        lives.setdefault(service, []).append((start, float("inf")))
+    return lives
+
+
+def after_deploy(bed) -> set:
+    """The stack's services that run a task now."""
+    return {service for service, ids in task_ids(bed).items() if ids}
 
 
 def test_a_rotated_e_mail_password_rolls_exactly_the_services_that_read_the_secrets(bed):

@@ -16,6 +16,9 @@ ag_compose = load("_utils/ag_compose.py", "ag_compose")
 CHECKOUT = REPO / "tests/standin/autograder-full-stack"
 SERVICES = set(yaml.safe_load((CHECKOUT / "docker-compose.yml").read_text())["services"])
 CONCURRENCY = {"celery_small_tasks": 4, "celery_project_downloads": 2, "celerybeat": 1}
+WORKERS = {name for name, service in yaml.safe_load(
+    (CHECKOUT / "docker-compose.yml").read_text())["services"].items()
+    if "celery" in str(service.get("command")) and "worker" in str(service.get("command"))}
 
 
 class Docker:
@@ -66,6 +69,14 @@ class Docker:
     def stack_secrets_pruned(self, name):
         return []
 
+    def services_paused(self, names, timeout):
+        self.log.append(("paused", tuple(names), timeout))
+        return list(names)
+
+    def services_resumed(self, names):
+        self.log.append(("resumed", tuple(names)))
+        return list(names)
+
     def local_task_exec(self, service, cmd):
         self.commands.append(cmd)
         return self.manage
@@ -83,10 +94,11 @@ def ag_app(docker, tmp_path, monkeypatch):
     module.__salt__ = module_fakes({
         **{f"ag_app.{name}": getattr(docker, name) for name in (
             "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
-            "job_like", "stack_secrets_pruned")},
+            "job_like", "stack_secrets_pruned", "services_paused", "services_resumed")},
         "ag_app.services": docker.service_list})
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
-                        for f in ("checkout_override", "builds", "context_hash", "pinned")}
+                        for f in ("checkout_override", "builds", "context_hash", "pinned",
+                                  "celery_workers")}
     module.__opts__ = {"test": False}
     module.__grains__ = {"id": "nuc1"}
     module.test = lambda on: module.__opts__.update(test=on)
@@ -96,7 +108,7 @@ def ag_app(docker, tmp_path, monkeypatch):
 
 def deploy(ag_app, workers=4):
     return ag_app.stack_deployed("ag-stack", str(CHECKOUT), ["docker-compose.yml"], workers,
-                                 CONCURRENCY)
+                                 CONCURRENCY, worker_stop_grace_period=300)
 
 
 def output(stdout, retcode=0, stderr=""):
@@ -199,11 +211,16 @@ def test_a_new_release_s_migrations_run_with_its_image_before_the_stack_rolls(ag
     old = docker.django
     docker.release = "r2"
     ret = deploy(ag_app)
-    (job, service, name, image, cmd), rolled = docker.log[1:]
+    paused, (job, service, name, image, cmd), rolled = docker.log[1:]
+    # every celery worker, the graders among them, stops first and is resumed by the deploy
+    assert paused[0] == "paused" and set(paused[1]) == {
+        f"ag-stack_{w}" for w in WORKERS} and "ag-stack_grader" in paused[1]
+    assert paused[2] == 300 + ag_app.PAUSE_MARGIN  # their stop grace period, and a margin
     assert (job, service, name, rolled) == ("job", "ag-stack_django", "ag-stack_migrate", ("deploy",))
     assert image == docker.django != old and cmd == ["python3", "manage.py", "migrate", "--noinput"]
     assert ret["result"] is True and ret["changes"]["migrations"] == {"new": ["core.0042_y"]}
-    assert deploy(ag_app)["changes"] == {} and len(docker.log) == 3
+    assert ret["changes"]["paused"] == {"new": list(paused[1])}
+    assert deploy(ag_app)["changes"] == {} and len(docker.log) == 4
 
 
 def test_test_mode_says_the_migrations_would_run_first_and_runs_nothing(ag_app, docker):
@@ -224,6 +241,7 @@ def test_failed_migrations_of_a_new_release_leave_the_old_one_serving(ag_app, do
     assert ret["result"] is False and docker.django == old and len(docker.deploys) == 1
     assert "exit 1" in ret["comment"] and "ProgrammingError" in ret["comment"]
     assert "still serves the old release" in ret["comment"]
+    assert [entry[0] for entry in docker.log[-3:]] == ["paused", "job", "resumed"]
     docker.job["retcode"] = 0
     assert deploy(ag_app)["result"] is True and docker.django != old  # once fixed, it rolls
 

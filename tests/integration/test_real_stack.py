@@ -1,0 +1,106 @@
+"""Issue 17.4 and 17.7: `salt-run state.orchestrate ag.deploy`, unchanged, takes the tier 1 bed
+from nodes without a swarm to the REAL autograder-full-stack 2022.01.v1 (served by the bed's
+git daemon, built from its own Dockerfiles on the look-alike bases of bed/real_bases.py):
+every service of its compose file where the labels say, the real `manage.py migrate` on the
+real postgres, the bootstrap through the real models; a second deploy changes nothing.
+Marked real_stack (the first build of the real images takes long; cached after): run with
+`AG_BED_ID=4 ./testbed test -m real_stack`."""
+
+import json
+import time
+
+import pytest
+from agdeploy import (
+    ADMIN,
+    CHECKOUT,
+    COURSE,
+    MANAGER,
+    STACK,
+    assert_migrated_and_bootstrapped_once,
+    changed_steps,
+    deploy,
+    placement_errors,
+    services,
+    sh,
+    task_ids,
+    teardown,
+    with_bootstrap,
+)
+
+from bed import config, images, netns, upstream
+
+pytestmark = pytest.mark.real_stack
+
+RELEASE = "2022.01.v1"
+DEPLOY_TIMEOUT = 7200  # the first build of the real images, with cold caches
+
+
+def wipe_checkout(bed):
+    """The shared checkout emptied (the stand-in's or the release's: one path for both)."""
+    sh(bed, MANAGER, f"find {CHECKOUT} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} +")
+
+
+@pytest.fixture(scope="module")
+def bed(netns_bed):
+    """The release deployed by ag.deploy from nodes without a swarm (its first run in .first,
+    its time in .seconds); afterwards the stand-in's images, checkout and pillar are back."""
+    if not any(config.UPSTREAM_BUNDLES.glob("*.bundle")):
+        pytest.skip(f"no release bundles in {config.UPSTREAM_BUNDLES}")
+    started = upstream.up()
+    images.build_all("real")
+    for node in netns_bed.nodes:
+        images.load_into(netns.node_exec, node, group="real")
+    teardown(netns_bed)
+    wipe_checkout(netns_bed)
+    original = netns_bed.read_pillar()
+    pillar = with_bootstrap(original)
+    pillar["autograder"]["app"].update(git_url=upstream.UPSTREAM_GIT_URL, revision=RELEASE)
+    netns_bed.pillar = pillar
+    netns_bed.write_pillar(pillar)
+    began = time.monotonic()
+    netns_bed.first = deploy(netns_bed, timeout=DEPLOY_TIMEOUT)
+    netns_bed.seconds = time.monotonic() - began
+    try:
+        yield netns_bed
+    finally:
+        netns_bed.write_pillar(original)
+        netns_bed.pillar = original
+        teardown(netns_bed)
+        wipe_checkout(netns_bed)
+        for node in netns_bed.nodes:
+            images.load_into(netns.node_exec, node)
+        for daemon in started:
+            daemon.stop()
+
+
+def test_the_release_deploys_every_service_where_its_label_is(bed):
+    code, steps, output = bed.first
+    assert code == 0, output[-6000:]
+    print(f"ag.deploy of the real {RELEASE} from no swarm: {bed.seconds:.0f} s")
+    compose = sh(bed, MANAGER, f"docker stack config -c {CHECKOUT}/docker-compose.yml")
+    assert compose  # the CLI reads the release's compose file as the deploy did
+    deployed = services(bed)
+    assert len(deployed) == 19, sorted(deployed)
+    assert placement_errors(bed, bed.pillar) == []
+    assert_migrated_and_bootstrapped_once(bed, steps, output)
+
+
+def test_the_real_models_hold_the_bootstrap(bed):
+    (node,) = services(bed)[f"{STACK}_django"][1]
+    container = sh(bed, node, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_django")
+    query = ("import json; from autograder.core.models import Course; "
+             f"c = Course.objects.get(name={COURSE!r}); "
+             "print('AG', json.dumps(sorted(u.username for u in c.admins.all())))")
+    out = sh(bed, node, f'docker exec {container} python3 manage.py shell -c "{query}"')
+    admins = json.loads([line for line in out.splitlines() if line.startswith("AG ")][-1][3:])
+    assert admins == [ADMIN]
+
+
+def test_a_second_deploy_changes_nothing_and_restarts_no_task(bed):
+    before = task_ids(bed)
+    code, steps, output = deploy(bed)
+    assert code == 0, output[-4000:]
+    assert changed_steps(steps) == set(), output[-4000:]
+    assert task_ids(bed) == before
+    code, steps, output = deploy(bed, "test=True")
+    assert code == 0 and changed_steps(steps) == set(), output[-4000:]
