@@ -252,17 +252,17 @@ def plan_lines(orchestration):
         if step["result"] is False:
             lines.append(f"{sid}: would fail: {step['comment']}")
             break
-        if sid == "roll":  # the master's own state: {node: what it would do}
-            lines += [f"roll: {node}: {what}" for node, what in step["changes"].items()]
-            lines += [] if step["changes"] else ["roll: no change"]
-            continue
-        per_minion = step["changes"].get("ret") or {}
-        if sid == "sync" or not isinstance(per_minion, dict):
-            continue
-        changes = [f"{minion} {state['__id__']}: {state['comment']}"
-                   for minion, states in sorted(per_minion.items()) if isinstance(states, dict)
-                   for state in sorted(states.values(), key=lambda s: s.get("__run_num__", 0))
-                   if state["changes"]]
+        if sid in MASTER_STEPS:  # the master's own state: {node or what: what it would do}
+            changes = [f"{key}: {what}" for key, what in step["changes"].items()]
+        else:
+            per_minion = step["changes"].get("ret") or {}
+            if sid == "sync" or not isinstance(per_minion, dict):
+                continue
+            changes = [f"{minion} {state['__id__']}: {state['comment']}"
+                       for minion, states in sorted(per_minion.items())
+                       if isinstance(states, dict)
+                       for state in sorted(states.values(), key=lambda s: s.get("__run_num__", 0))
+                       if state["changes"]]
         causes = [cause for cause in FEEDS.get(sid, {}).get("from", ()) if cause in changed]
         if changes:
             changed.add(sid)
@@ -276,9 +276,13 @@ def plan_lines(orchestration):
     return lines
 
 
+# ag.deploy's steps that are states of the master itself (_states/ag_master.py)
+MASTER_STEPS = ("roll", "backup")
 # what the later steps of ag.deploy work on: the steps whose changes they see only once made,
 # and what the deploy may then do that a plan cannot tell
 FEEDS = {
+    "backup": {"from": ("checkout",),
+               "may": "back up the site's data before an upgrade to the new revision"},
     "tweaks": {"from": ("checkout",),
                "may": "edit the new revision's files with the site's settings"},
     "images": {"from": ("checkout", "tweaks", "registry"),
@@ -434,6 +438,8 @@ def roll(test=False):
 # --- backups ------------------------------------------------------------------------------
 
 BACKUP_TIMEOUT = 3600  # seconds for a backup or restore (a big media_root)
+# the revision of the checkout the stack step last deployed, on the manager (ag_app.stack_deployed)
+DEPLOYED_REVISION = "/var/lib/ag-deploy/{stack}.revision"
 
 
 def _backups(autograder):
@@ -487,6 +493,37 @@ def restore(name):
                             "roll)")
     (stack_states,) = _applied([manager], "ag.stack").values()
     return {**restored, "stack": [state["comment"] for state in stack_states if state["changes"]]}
+
+
+@_as_sentence
+def upgrade_backup(test=False):
+    """ag.deploy's backup step: when the checkout (after the checkout step) holds another
+    revision than the one the stack runs, an upgrade, a backup (ag.backup) named by the time
+    and '-before-upgrade', before anything of the new release is built or migrated. {} when
+    the stack runs this revision, or no stack was deployed by this product yet. With `test`,
+    what it would do.
+
+    CLI Example: salt-run ag.upgrade_backup test=True
+    """
+    autograder = _cluster_pillar()
+    app = _settings(autograder, "app")
+    manager = autograder["cluster"]["manager"]
+    files = (autograder.get("nfs") or {}).get("server") or manager
+    record = DEPLOYED_REVISION.format(stack=app["stack_name"])
+    if _on_node(manager, "file.file_exists", record) is not True:
+        return {}
+    running = _on_node(manager, "file.read", record).strip()
+    new = _on_node(files, "git.revision", app["checkout"])
+    if new == running:
+        return {}
+    upgrade = f"{running[:12]} -> {new[:12]}"
+    if test:
+        return {"backup": f"would be made on {_backups(autograder)[0]} ({upgrade})"}
+    made = backup(time.strftime("%Y%m%d-%H%M%S") + "-before-upgrade")
+    if "error" in made:
+        return made
+    return {"backup": f"{made['name']} ({upgrade}): " + ", ".join(
+        f"{path} {size} bytes" for path, size in made["parts"].items())}
 
 
 # the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the

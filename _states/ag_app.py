@@ -328,6 +328,8 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         return ret
     with open(record, "w") as fh:
         fh.write(content + "\n")
+    with open(os.path.join(DEPLOYED_DIR, f"{name}.revision"), "w") as fh:  # ag.upgrade_backup's
+        fh.write(__salt__["git.revision"](checkout) + "\n")
     pruned = __salt__["ag_app.stack_secrets_pruned"](name)
     if pruned:  # names made of digests, never a value
         changes["secrets"] = {"old": pruned}

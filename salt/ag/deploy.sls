@@ -16,11 +16,12 @@
 {#- the guide's steps in order, each on the nodes it concerns; a step with no node to run on
     (no node labelled webserver: no TLS files to check) is left out #}
 {{ run_steps('ag-deploy', nodes, [
-      ('ag-deploy-roll', 'ag_roll.dockerd_rolled', 'master'),
+      ('ag-deploy-roll', 'ag_master.dockerd_rolled', 'master'),
       ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall', 'ag.backup'], nodes),
       ('ag-deploy-swarm', ['swarm'], nodes),
       ('ag-deploy-tls', ['ag.tls'], web_nodes),
       ('ag-deploy-checkout', ['ag.checkout'], nfs_node),
+      ('ag-deploy-backup', 'ag_master.backed_up_before_upgrade', 'master'),
       ('ag-deploy-tweaks', ['ag.tweaks'], nfs_node),
       ('ag-deploy-registry', ['ag.registry'], manager),
       ('ag-deploy-images', ['ag.images'], nfs_node),

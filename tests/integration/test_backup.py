@@ -144,3 +144,24 @@ def test_the_schedule_makes_backups_on_the_database_node_only_until_it_is_remove
     off = apply(bed, "ag.backup")
     assert {n for n, states in off.items() if changed(states)} == {database}
     assert "ag-backup" not in str(bed.salt(database, "schedule.list")[database])
+
+
+def test_an_upgrade_is_backed_up_before_anything_of_it_is_built(bed):
+    """Issue 20.1: the deploy's backup step, right after the checkout: the stack ran another
+    revision than the checkout now holds (the record the stack step keeps, set back here as
+    an upgrade leaves it), so a backup named '-before-upgrade' is made on the database node;
+    then the stack runs this revision and the next deploy backs up nothing."""
+    record = f"/var/lib/ag-deploy/{STACK}.revision"
+    current = sh(bed, MANAGER, f"cat {record}")
+    assert len(current) == 40, current
+    sh(bed, MANAGER, f"echo {'0' * 40} > {record}")
+    code, steps, output = deploy(bed)
+    assert code == 0, output
+    made = steps["ag-deploy-backup"]["changes"]["backup"]
+    assert f"{'0' * 12} -> {current[:12]}" in made and "-before-upgrade" in made, made
+    name = made.split()[0]
+    assert sh(bed, database_node(bed), f"ls /srv/autograder-backups/{name}").split() == [
+        "files.tar.gz", "postgres.sql"]
+    assert sh(bed, MANAGER, f"cat {record}") == current
+    code, steps, output = deploy(bed)
+    assert code == 0 and not steps["ag-deploy-backup"]["changes"], output

@@ -96,6 +96,7 @@ def ag_app(docker, tmp_path, monkeypatch):
             "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
             "job_like", "stack_secrets_pruned", "services_paused", "services_resumed")},
         "ag_app.services": docker.service_list})
+    module.__salt__["git.revision"] = lambda checkout: f"commit-of-{docker.release}"  # Salt's
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned",
                                   "celery_workers")}

@@ -108,7 +108,8 @@ def master(monkeypatch, minions, errors=(), cluster=None, pillar=CLUSTER):
                         {"ag_cluster.validate": lambda autograder, known_minions: list(errors),
                          "ag_cluster.move_errors": ag_cluster.move_errors,
                          "ag_cluster.done_approvals": ag_cluster.done_approvals,
-                         "ag_cluster.render_errors": ag_cluster.render_errors})
+                         "ag_cluster.render_errors": ag_cluster.render_errors,
+                         "ag_schema.with_defaults": ag_schema.with_defaults})
     runner.__opts__ = {}
     cluster = cluster or Cluster()
     runner.__salt__ = {"pillar.show_pillar": lambda minion: {"autograder": {"cluster": pillar}},
@@ -372,16 +373,68 @@ def test_roll_of_a_node_whose_tasks_do_not_end_gives_it_back_and_restarts_nothin
 
 
 def test_plan_names_the_nodes_the_roll_would_restart():
-    roll = {"ag_roll_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled": {
+    roll = {"ag_master_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled": {
         "__id__": "ag-deploy-roll", "__run_num__": 1, "result": None, "comment": "",
         "changes": {"nuc2": "would be drained, its dockerd restarted, made active again"}}}
     steps = {**step("ag-deploy-sync", 0, result=None, ret={"nuc1": True}), **roll}
     assert runner.plan_lines({"data": {"master": steps}}) == [
         "roll: nuc2: would be drained, its dockerd restarted, made active again"]
-    roll["ag_roll_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled"]["changes"] = {}
+    roll["ag_master_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled"]["changes"] = {}
     assert runner.plan_lines({"data": {"master": steps}}) == ["roll: no change"]
 
 
 def test_roll_before_there_is_a_swarm_leaves_the_restarts_to_the_node_states(monkeypatch):
     cluster = FakeCluster(due=("nuc1", "nuc2"), members=())
     assert roll(monkeypatch, cluster) == {} and cluster.log == []
+
+
+class Upgrade(Cluster):
+    """A cluster whose stack last ran `deployed` (None: never deployed by the product) and
+    whose checkout now holds `checkout`."""
+
+    def __init__(self, deployed, checkout):
+        super().__init__()
+        self.deployed, self.checkout, self.backups = deployed, checkout, []
+
+    def execute(self, tgt, fun, arg=(), tgt_type="glob", timeout=None):
+        answers = {
+            "file.file_exists": lambda: self.deployed is not None,
+            "file.read": lambda: self.deployed + "\n",
+            "git.revision": lambda: self.checkout,
+            "ag_app.backup": lambda: self.backups.append(arg) or {
+                "name": arg[-1], "parts": {f"/srv/b/{arg[-1]}/postgres.sql": 42}},
+        }
+        if fun not in answers:
+            return super().execute(tgt, fun, arg, tgt_type, timeout)
+        self.jobs.append((fun, tgt))
+        return {tgt: answers[fun]()}
+
+
+@pytest.mark.parametrize(("deployed", "checkout"), [(None, "b" * 40), ("a" * 40, "a" * 40)])
+def test_no_upgrade_no_backup(monkeypatch, deployed, checkout):
+    cluster = master(monkeypatch, ["nuc1", "nuc2"], cluster=Upgrade(deployed, checkout))
+    assert runner.upgrade_backup() == {} and cluster.backups == []
+
+
+def test_an_upgrade_is_backed_up_on_the_database_node_first(monkeypatch):
+    cluster = master(monkeypatch, ["nuc1", "nuc2"], cluster=Upgrade("a" * 40, "b" * 40))
+    planned = runner.upgrade_backup(test=True)
+    assert planned == {"backup": f"would be made on nuc1 ({'a' * 12} -> {'b' * 12})"}
+    assert cluster.backups == []
+    done = runner.upgrade_backup()
+    ((backup_dir, keep, stack, checkout, name),) = cluster.backups
+    assert (backup_dir, keep, stack) == ("/srv/autograder-backups", 7, "ag-stack")
+    assert name.endswith("-before-upgrade") and ("ag_app.backup", "nuc1") in cluster.jobs
+    assert done == {"backup": f"{name} ({'a' * 12} -> {'b' * 12}): "
+                              f"/srv/b/{name}/postgres.sql 42 bytes"}
+
+
+def test_plan_says_a_backup_before_the_upgrade_may_follow_a_checkout_it_cannot_make():
+    backup = {"ag_master_|-ag-deploy-backup_|-ag-deploy-backup_|-backed_up_before_upgrade": {
+        "__id__": "ag-deploy-backup", "__run_num__": 2, "result": True, "comment": "",
+        "changes": {}}}
+    steps = {**step("ag-deploy-checkout", 1, result=None, ret={"nuc1": {"c": {
+        "__id__": "ag-checkout", "changes": {"revision": "x"}, "comment": "would move"}}}),
+        **backup}
+    assert runner.plan_lines({"data": {"master": steps}})[-1].startswith(
+        "backup: not known yet: it depends on checkout above")
