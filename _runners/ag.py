@@ -500,8 +500,8 @@ def upgrade_backup(test=False):
     """ag.deploy's backup step: when the checkout (after the checkout step) holds another
     revision than the one the stack runs, an upgrade, a backup (ag.backup) named by the time
     and '-before-upgrade', before anything of the new release is built or migrated. {} when
-    the stack runs this revision, or no stack was deployed by this product yet. With `test`,
-    what it would do.
+    the stack runs this revision, no stack was deployed by this product yet, or the checkout
+    is no git repository. With `test`, what it would do.
 
     CLI Example: salt-run ag.upgrade_backup test=True
     """
@@ -512,6 +512,8 @@ def upgrade_backup(test=False):
     record = DEPLOYED_REVISION.format(stack=app["stack_name"])
     if _on_node(manager, "file.file_exists", record) is not True:
         return {}
+    if _on_node(files, "file.directory_exists", f"{app['checkout']}/.git") is not True:
+        return {}  # a checkout that is no git repository has no revision to compare
     running = _on_node(manager, "file.read", record).strip()
     new = _on_node(files, "git.revision", app["checkout"])
     if new == running:

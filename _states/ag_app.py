@@ -274,6 +274,8 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     present = set(__salt__["ag_app.stack_status"](name))
     absent = sorted(set(compose.get("services") or {}) - present)
     if deployed == content and not absent and not missing:
+        if not __opts__["test"]:  # a release that changed none of it is still the one running
+            _record_revision(os.path.join(DEPLOYED_DIR, f"{name}.revision"), checkout)
         ret["comment"] = f"stack {name} runs this content already"
         return ret
     changes = {"content": {"old": deployed, "new": content}}
@@ -328,13 +330,22 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         return ret
     with open(record, "w") as fh:
         fh.write(content + "\n")
-    with open(os.path.join(DEPLOYED_DIR, f"{name}.revision"), "w") as fh:  # ag.upgrade_backup's
-        fh.write(__salt__["git.revision"](checkout) + "\n")
+    _record_revision(os.path.join(DEPLOYED_DIR, f"{name}.revision"), checkout)
     pruned = __salt__["ag_app.stack_secrets_pruned"](name)
     if pruned:  # names made of digests, never a value
         changes["secrets"] = {"old": pruned}
     ret.update(changes=changes, comment=f"stack {name} deployed")
     return ret
+
+
+def _record_revision(record, checkout):
+    """The git revision of `checkout` the stack now runs, in `record`, where ag.upgrade_backup
+    compares the checkout's with it; a checkout that is no git repository has none."""
+    if os.path.isdir(os.path.join(checkout, ".git")):
+        with open(record, "w") as fh:
+            fh.write(__salt__["git.revision"](checkout) + "\n")
+    elif os.path.exists(record):
+        os.unlink(record)
 
 
 CRASH_LOOP = 5  # failed tasks of a service, while nothing else of its stack got further

@@ -150,18 +150,26 @@ def test_an_upgrade_is_backed_up_before_anything_of_it_is_built(bed):
     """Issue 20.1: the deploy's backup step, right after the checkout: the stack ran another
     revision than the checkout now holds (the record the stack step keeps, set back here as
     an upgrade leaves it), so a backup named '-before-upgrade' is made on the database node;
-    then the stack runs this revision and the next deploy backs up nothing."""
+    then the stack runs this revision and the next deploy backs up nothing. (Tier 1's
+    checkout is a copy: made a git repository here, as a site's clone is.)"""
     record = f"/var/lib/ag-deploy/{STACK}.revision"
-    current = sh(bed, MANAGER, f"cat {record}")
-    assert len(current) == 40, current
-    sh(bed, MANAGER, f"echo {'0' * 40} > {record}")
-    code, steps, output = deploy(bed)
+    sh(bed, MANAGER, f"cd {CHECKOUT} && git init -q && git add -A && git -c user.name=site "
+                     "-c user.email=site@example.edu commit -qm 'a site clone'")
+    try:
+        code, _, output = deploy(bed)  # the stack step records the revision it deployed
+        assert code == 0, output
+        current = sh(bed, MANAGER, f"cat {record}")
+        assert current == sh(bed, MANAGER, f"git -C {CHECKOUT} rev-parse HEAD")
+        sh(bed, MANAGER, f"echo {'0' * 40} > {record}")
+        code, steps, output = deploy(bed)
+    finally:
+        sh(bed, MANAGER, f"rm -rf {CHECKOUT}/.git")
     assert code == 0, output
     made = steps["ag-deploy-backup"]["changes"]["backup"]
     assert f"{'0' * 12} -> {current[:12]}" in made and "-before-upgrade" in made, made
     name = made.split()[0]
     assert sh(bed, database_node(bed), f"ls /srv/autograder-backups/{name}").split() == [
         "files.tar.gz", "postgres.sql"]
-    assert sh(bed, MANAGER, f"cat {record}") == current
-    code, steps, output = deploy(bed)
+    code, steps, output = deploy(bed)  # no git repository: no revision, no upgrade to see
     assert code == 0 and not steps["ag-deploy-backup"]["changes"], output
+    assert sh(bed, MANAGER, f"test -e {record} || echo gone") == "gone"

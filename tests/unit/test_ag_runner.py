@@ -399,6 +399,7 @@ class Upgrade(Cluster):
     def execute(self, tgt, fun, arg=(), tgt_type="glob", timeout=None):
         answers = {
             "file.file_exists": lambda: self.deployed is not None,
+            "file.directory_exists": lambda: True,
             "file.read": lambda: self.deployed + "\n",
             "git.revision": lambda: self.checkout,
             "ag_app.backup": lambda: self.backups.append(arg) or {
