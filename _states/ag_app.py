@@ -298,10 +298,14 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         # stop (each finishing its task) and what is queued waits; the deploy resumes them
         workers = [f"{name}_{worker}" for worker in __utils__["ag_compose.celery_workers"](compose)
                    if worker in present]
-        paused = __salt__["ag_app.services_paused"](
-            workers, int(worker_stop_grace_period or 0) + PAUSE_MARGIN)
-        job = __salt__["ag_app.job_like"](f"{name}_{DJANGO}", f"{name}_migrate", django["image"],
-                                          ["python3", "manage.py", *MIGRATE])
+        try:
+            paused = __salt__["ag_app.services_paused"](
+                workers, int(worker_stop_grace_period or 0) + PAUSE_MARGIN)
+            job = __salt__["ag_app.job_like"](f"{name}_{DJANGO}", f"{name}_migrate",
+                                              django["image"], ["python3", "manage.py", *MIGRATE])
+        except CommandExecutionError:
+            __salt__["ag_app.services_resumed"](workers)  # those paused before it failed
+            raise
         if job["retcode"] != 0:
             __salt__["ag_app.services_resumed"](paused)
             ret.update(result=False, comment=(

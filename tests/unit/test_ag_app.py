@@ -37,6 +37,7 @@ class Docker:
         self.release = "r1"  # what the registry's images are built from
         self.django = None  # the image the django service runs (None: no service yet)
         self.job = {"retcode": 0, "node": "nuc2", "output": "  Applying core.0042_y... OK\n"}
+        self.workers_hang = False
         self.log = []  # the jobs and the deploys, in order
 
     def service_list(self):  # ag_app.services
@@ -71,6 +72,8 @@ class Docker:
 
     def services_paused(self, names, timeout):
         self.log.append(("paused", tuple(names), timeout))
+        if self.workers_hang:
+            raise CommandExecutionError(f"2 of the services paused still run a task after {timeout} s")
         return list(names)
 
     def services_resumed(self, names):
@@ -231,6 +234,15 @@ def test_test_mode_says_the_migrations_would_run_first_and_runs_nothing(ag_app, 
     ret = deploy(ag_app)
     assert ret["result"] is None and "before any service rolls" in ret["changes"]["migrations"]["new"]
     assert [entry[0] for entry in docker.log] == ["deploy"]
+
+
+def test_workers_that_do_not_stop_are_resumed_and_nothing_is_migrated(ag_app, docker):
+    deploy(ag_app)
+    docker.release, docker.workers_hang = "r2", True
+    ret = deploy(ag_app)
+    assert ret["result"] is False and "still run a task after 360 s" in ret["comment"]
+    (paused, resumed) = docker.log[1:]
+    assert resumed == ("resumed", paused[1]) and len(docker.deploys) == 1
 
 
 def test_failed_migrations_of_a_new_release_leave_the_old_one_serving(ag_app, docker):
