@@ -529,6 +529,7 @@ SERVER = "autograder-server"
 # what the checkout holds that no deploy makes again: every submission and result file, and the
 # secrets (the GPG key that signed every receipt, the secret key of every session)
 BACKED_UP_DIRS = (f"{SERVER}/media_root", f"{SERVER}/autograder/settings/secrets")
+SECRETS_DIR = BACKED_UP_DIRS[1]  # restored as it was: a key made since goes
 # the live database's password stays: the running postgres was made with it
 KEPT_LIVE = (f"{SERVER}/autograder/settings/secrets/db_password",)
 
@@ -565,7 +566,7 @@ def restore(backup_dir, stack, checkout, name):
         if not os.path.isfile(f"{where}/{part}"):
             raise CommandExecutionError(f"no backup {name} on {__grains__['id']}: {where}/{part} "
                                         "is missing; nothing was restored")
-    count = restore_files(f"{where}/files.tar.gz", checkout, KEPT_LIVE)
+    count = restore_files(f"{where}/files.tar.gz", checkout, KEPT_LIVE, [SECRETS_DIR])
     loaded = restore_task_input(service, f"{where}/postgres.sql", LOADED, LOAD_CMD)
     if loaded["retcode"] != 0:
         raise CommandExecutionError(
@@ -662,10 +663,12 @@ def backup_files(dest, root, paths, keep):
     return {"file": dest, "bytes": os.path.getsize(dest), "pruned": _pruned(dest, keep)}
 
 
-def restore_files(src, root, keep_live=()):
+def restore_files(src, root, keep_live=(), mirrored=()):
     """The tar.gz `src` (from backup_files) unpacked under `root`, over what is there; the
-    files `keep_live` (relative paths) stay as they are. Refuses members that would land
-    outside `root` or are links. Returns the number of files restored.
+    files `keep_live` (relative paths) stay as they are, and in the directories `mirrored`
+    (relative paths) a file the backup does not hold is removed (the secrets dir: a key made
+    since must not outlive the restore). Refuses members that would land outside `root` or
+    are links. Returns the number of files restored.
 
     CLI Example: salt nuc1 ag_app.restore_files /srv/b/1/files.tar.gz /srv/full-stack
     """
@@ -676,6 +679,13 @@ def restore_files(src, root, keep_live=()):
                     or not (member.isfile() or member.isdir())):
                 raise CommandExecutionError(f"{src} holds {member.name!r}, which is not a plain "
                                             f"file or directory under {root}; nothing restored")
+        held = {posixpath.normpath(m.name) for m in members} | set(keep_live)
+        for top in mirrored:
+            for folder, _, names in os.walk(os.path.join(root, top)):
+                for name in names:
+                    path = os.path.join(folder, name)
+                    if os.path.relpath(path, root) not in held:
+                        os.unlink(path)
         wanted = [m for m in members if posixpath.normpath(m.name) not in keep_live]
         for member in wanted:
             tar.extract(member, root, set_attrs=True)

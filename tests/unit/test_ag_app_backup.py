@@ -34,8 +34,14 @@ def test_files_round_trip_keeping_the_live_password_and_pruning_the_oldest(tmp_p
     wiped = tmp_path / "wiped"
     checkout(wiped, secret="new key", password="live password")
     (wiped / DIRS[0] / "c1/s1/hello.py").unlink()
-    count = ag_app.restore_files(packed["file"], str(wiped), ["server/secrets/db_password"])
+    (wiped / DIRS[1] / "private-keys-v1.d").mkdir()
+    (wiped / DIRS[1] / "private-keys-v1.d/NEW.key").write_text("made since")
+    (wiped / DIRS[0] / "c1/s2.py").write_text("kept: media_root is not mirrored")
+    count = ag_app.restore_files(packed["file"], str(wiped), ["server/secrets/db_password"],
+                                 [DIRS[1]])
     assert count == 2
+    assert not (wiped / DIRS[1] / "private-keys-v1.d/NEW.key").exists()
+    assert (wiped / DIRS[0] / "c1/s2.py").exists()
     assert (wiped / DIRS[0] / "c1/s1/hello.py").read_text() == "print(1)"
     assert (wiped / DIRS[1] / "secret_key").read_text() == "old key"
     assert (wiped / DIRS[1] / "db_password").read_text() == "live password"
