@@ -111,7 +111,7 @@ def test_a_deploy_can_be_followed_step_by_step(bed):
     its nodes and as each node ends it (issue 18.9)."""
     code, steps, output = deploy(bed, follow=True)
     assert code == 0 and changed_steps(steps) == set(), output
-    for sls, nodes in (("docker,limits,nfs,firewall", bed.nodes), ("swarm", bed.nodes),
+    for sls, nodes in (("docker,limits,nfs,firewall,ag.backup", bed.nodes), ("swarm", bed.nodes),
                        ("ag.stack", [MANAGER])):
         assert re.search(rf"\d\d:\d\d:\d\d {re.escape(sls)}: started on {', '.join(nodes)}\n",
                          output), output
