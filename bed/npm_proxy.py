@@ -30,6 +30,7 @@ from pathlib import Path
 
 PAGE_TTL = 24 * 3600
 TIMEOUT = 120
+RETRIES = 3
 CORGI = "application/vnd.npm.install-v1+json"  # the abbreviated packument npm install asks for
 # npm's names: lower case, url-safe, an optional @scope/ (its / sent as %2f or /)
 NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9._~-][a-z0-9._~-]*")
@@ -151,7 +152,7 @@ class Proxy(BaseHTTPRequestHandler):
             return kept.read_bytes()
         url = self.registry + urllib.parse.quote(name, safe="@")
         try:
-            raw = _fetch(url, accept=CORGI if corgi else "application/json")
+            raw = self._fetch(url, accept=CORGI if corgi else "application/json")
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise LookupError(f"the registry has no {name}") from exc
@@ -176,7 +177,7 @@ class Proxy(BaseHTTPRequestHandler):
             raise LookupError("no tarball of a packument under that key")
         kept = self.cache / "files" / key
         if not kept.exists():
-            _keep(kept, _fetch(known.read_text()))
+            _keep(kept, self._fetch(known.read_text()))
         return kept.read_bytes()
 
     def _rebuilt_dir(self) -> Path:
@@ -198,6 +199,24 @@ class Proxy(BaseHTTPRequestHandler):
                 return (self._rebuilt_dir() / name.replace("/", "%2f") / f"{version}.tgz") \
                     .read_bytes()
         raise LookupError(f"no rebuilt {file} of {name}")
+
+    def _fetch(self, url: str, accept: str = "*/*") -> bytes:
+        """`url` from the registry (logged: a warm build's log has no "fetched" line), tried
+        again after a failure that is not the registry's answer (a name lookup of this
+        machine's resolver failed under load)."""
+        for attempt in range(RETRIES):
+            try:
+                data = _fetch(url, accept)
+            except urllib.error.HTTPError:
+                raise
+            except OSError as exc:
+                self.log_message("fetching %s failed (%s)", url, exc)
+                if attempt == RETRIES - 1:
+                    raise
+                time.sleep(1 + attempt)
+                continue
+            self.log_message("fetched %s (%d bytes)", url, len(data))
+            return data
 
     def log_message(self, fmt, *args):
         self.access_log.write(f"{self.address_string()} {fmt % args}\n")

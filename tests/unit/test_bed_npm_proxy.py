@@ -69,7 +69,7 @@ def get(url, accept=npm_proxy.CORGI):
 
 
 def test_tarballs_point_at_the_proxy_and_come_once(proxy):
-    url, registry, _ = proxy
+    url, registry, tmp_path = proxy
     doc = json.loads(get(f"{url}/demo"))
     tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
     assert tarball.startswith(f"{url}/-/files/") and tarball.endswith("/demo-1.0.0.tgz")
@@ -79,15 +79,31 @@ def test_tarballs_point_at_the_proxy_and_come_once(proxy):
     assert get(tarball) == b"tarball" and json.loads(get(f"{url}/demo")) == doc
     assert [p for p, _ in Registry.asked] == ["/demo", "/demo/-/demo-1.0.0.tgz"]
     assert Registry.asked[0][1] == npm_proxy.CORGI  # npm install's abbreviated packument
+    log = (tmp_path / "access.log").read_text()
+    assert log.count(" fetched ") == 2  # what a warm build's log lacks
 
 
 def test_a_kept_packument_is_served_when_the_registry_does_not_answer(proxy, monkeypatch):
     url, registry, _ = proxy
     doc = json.loads(get(f"{url}/demo"))
     monkeypatch.setattr(npm_proxy, "PAGE_TTL", -1)  # kept too long: asked again
+    monkeypatch.setattr(npm_proxy, "RETRIES", 1)
     registry.shutdown()
     registry.server_close()
     assert json.loads(get(f"{url}/demo")) == doc
+
+
+def test_a_failed_lookup_is_tried_again(proxy, monkeypatch):
+    url, _, _ = proxy
+    real, failures = npm_proxy._fetch, [OSError("Temporary failure in name resolution")]
+
+    def flaky(address, accept="*/*"):
+        if failures:
+            raise failures.pop()
+        return real(address, accept)
+    monkeypatch.setattr(npm_proxy, "_fetch", flaky)
+    monkeypatch.setattr(npm_proxy.time, "sleep", lambda s: None)
+    assert json.loads(get(f"{url}/demo"))["name"] == "demo"
 
 
 def test_scoped_names_reach_the_registry_escaped(proxy):
