@@ -135,7 +135,8 @@ BUILDS = {
     # upstream's conf.d (root /usr/src/app/dist) serves the built app: its index.html for the
     # /web routes and the bundle that page loads (not the template in public/)
     "website": ("ag-website-vue", "Dockerfile-website-prod",
-                "nginx && page=$(curl -sf http://localhost/web/courses) && "
+                # (nginx's logs, /dev/stdout and /dev/stderr, out of the check's output)
+                "nginx >/dev/null 2>&1 && page=$(curl -sf http://localhost/web/courses) && "
                 "echo \"$page\" | grep -o '<title>Autograder</title>' && "
                 "app=$(echo \"$page\" | grep -o '/js/app\\.[0-9a-f]*\\.js' | head -n 1) && "
                 "curl -sf -o /dev/null http://localhost$app && echo \"${app%%.*}\"",
