@@ -26,7 +26,7 @@ CHECKOUT = "/tmp/ag-real-checkout"
 
 @pytest.fixture(scope="module")
 def served(netns_bed):
-    """The bed's daemons of bed/upstream.py (git, Docker Hub, DNS, apt, PyPI, the plain
+    """The bed's daemons of bed/upstream.py (git, Docker Hub, DNS, apt, PyPI, npm, the plain
     https URLs), stopped afterwards if this started them."""
     if not any(config.UPSTREAM_BUNDLES.glob("*.bundle")):
         pytest.skip(f"no release bundles in {config.UPSTREAM_BUNDLES}")
