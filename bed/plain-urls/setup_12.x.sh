@@ -10,7 +10,7 @@
 # Also installed, because the bed does not serve node-sass's prebuilt binding (GitHub) and
 # node-sass then builds it with node-gyp: python2 (node-gyp 3), make and g++, and Node's
 # headers from Debian (libnode-dev), which npm's built-in config points node-gyp at
-# (`nodedir`) instead of its download of them from nodejs.org. Differences: bed/README.md.
+# (`nodedir`) instead of downloading them. Differences: bed/README.md.
 set -e
 export DEBIAN_FRONTEND=noninteractive
 NPM_VERSION=6.14.16
