@@ -4,9 +4,10 @@ base image's npm config names it, https through the bed's CA). Run by bed/upstre
 `python -m bed.npm_proxy ADDR PORT PUBLIC_URL CACHE_DIR CERT KEY ACCESS_LOG`.
 
 /<name> (or /@scope%2fname) is the registry's packument with each version's dist.tarball
-rewritten to /-/files/<key>/<file>; a tarball is fetched once, from the address a packument
-gave for it, and kept under CACHE_DIR, so a second build downloads nothing. Only addresses
-that a packument named are ever fetched. Packuments are kept for a day (the website's lock
+rewritten to /-/files/<name>/-/<file>; a tarball is fetched once, from the address the
+package's packument gave for that file (kept in one map per package), and kept under
+CACHE_DIR, so a second build downloads nothing. Only addresses that a packument named are
+ever fetched. Packuments are kept for a day (the website's lock
 pins its versions; `npm@6` is not pinned), and a kept one is served when the registry does
 not answer.
 
@@ -16,7 +17,6 @@ tarball under /-/rebuilt/; a version the registry has is never replaced.
 """
 
 import gzip
-import hashlib
 import json
 import re
 import ssl
@@ -34,7 +34,7 @@ RETRIES = 3
 CORGI = "application/vnd.npm.install-v1+json"  # the abbreviated packument npm install asks for
 # npm's names: lower case, url-safe, an optional @scope/ (its / sent as %2f or /)
 NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9._~-][a-z0-9._~-]*")
-KEY = re.compile(r"[0-9a-f]{32}")
+FILE = re.compile(r"[A-Za-z0-9._~+-]+\.tgz")
 # what a version's manifest keeps of a rebuilt package's package.json (npm's install fields)
 MANIFEST_FIELDS = ("name", "version", "dependencies", "optionalDependencies",
                    "peerDependencies", "bundleDependencies", "bin", "directories", "engines",
@@ -58,21 +58,29 @@ def package_name(path: str):
     return name if NAME.fullmatch(name) and ".." not in name else None
 
 
-def url_key(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:32]
+def stem(name: str) -> str:
+    """A package's name as one path segment (its cache files', its tarballs' paths)."""
+    return name.replace("/", "%2f")
 
 
-def rewrite(packument: dict, public: str, remember) -> dict:
-    """The packument with each version's tarball at the proxy (`public` + -/files/<key>/<file>);
-    remember(key, address) is told each address."""
+def rewrite(packument: dict, name: str, public: str) -> dict:
+    """Each version's tarball at the proxy (`public` + -/files/<name>/-/<file>), in place;
+    returns {file: the registry's address of it}. A file name the proxy would not take, or
+    two addresses under one name, is left as the registry gave it (npm would then fail to
+    reach it: the bed's DNS answers no registry name)."""
+    addresses, files = {}, {}
+    for manifest in packument.get("versions", {}).values():
+        if address := (manifest.get("dist") or {}).get("tarball"):
+            file = urllib.parse.unquote(urllib.parse.urlsplit(address).path.rsplit("/", 1)[-1])
+            files.setdefault(file, set()).add(address)
     for manifest in packument.get("versions", {}).values():
         dist = manifest.get("dist") or {}
-        if address := dist.get("tarball"):
-            key = url_key(address)
-            remember(key, address)
-            file = urllib.parse.urlsplit(address).path.rsplit("/", 1)[-1]
-            dist["tarball"] = f"{public}-/files/{key}/{file}"
-    return packument
+        file = urllib.parse.unquote(urllib.parse.urlsplit(dist.get("tarball", "")).path
+                                    .rsplit("/", 1)[-1])
+        if FILE.fullmatch(file) and len(files[file]) == 1:
+            addresses[file] = dist["tarball"]
+            dist["tarball"] = f"{public}-/files/{stem(name)}/-/{file}"
+    return addresses
 
 
 def add_rebuilt(packument: dict, rebuilt: dict, public: str) -> list:
@@ -105,7 +113,7 @@ class Proxy(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         try:
             if path.startswith("/-/files/"):
-                body, ctype = self._file(path.removeprefix("/-/files/").split("/", 1)[0]), \
+                body, ctype = self._file(path.removeprefix("/-/files/")), \
                     "application/octet-stream"
             elif path.startswith("/-/rebuilt/"):
                 body, ctype = self._rebuilt(path.removeprefix("/-/rebuilt/")), \
@@ -147,7 +155,7 @@ class Proxy(BaseHTTPRequestHandler):
         return json.dumps(packument).encode()
 
     def _packument(self, name: str, corgi: bool) -> bytes:
-        kept = self.cache / "packuments" / ("corgi" if corgi else "full") / name.replace("/", "%2f")
+        kept = self.cache / "packuments" / ("corgi" if corgi else "full") / stem(name)
         if kept.exists() and time.time() - kept.stat().st_mtime < PAGE_TTL:
             return kept.read_bytes()
         url = self.registry + urllib.parse.quote(name, safe="@")
@@ -163,21 +171,27 @@ class Proxy(BaseHTTPRequestHandler):
             if kept.exists():  # stale beats nothing
                 return kept.read_bytes()
             raise
-        _keep(kept, json.dumps(rewrite(json.loads(raw), self.public, self._remember)).encode())
+        packument = json.loads(raw)
+        addresses = rewrite(packument, name, self.public)
+        known = self.cache / "urls" / f"{stem(name)}.json"
+        if known.exists():  # the other form's, or an older packument's
+            addresses = {**json.loads(known.read_text()), **addresses}
+        _keep(known, json.dumps(addresses, sort_keys=True).encode())
+        _keep(kept, json.dumps(packument).encode())
         return kept.read_bytes()
 
-    def _remember(self, key: str, address: str) -> None:
-        known = self.cache / "urls" / key
-        if not known.exists():
-            _keep(known, address.encode())
-
-    def _file(self, key: str) -> bytes:
-        known = self.cache / "urls" / key
-        if not KEY.fullmatch(key) or not known.exists():
-            raise LookupError("no tarball of a packument under that key")
-        kept = self.cache / "files" / key
+    def _file(self, rest: str) -> bytes:
+        """<name>/-/<file>: fetched from the address the package's packument gave."""
+        name, _, file = urllib.parse.unquote(rest).rpartition("/-/")
+        known = self.cache / "urls" / f"{stem(name)}.json"
+        if package_name(name) != name or not FILE.fullmatch(file) or not known.exists():
+            raise LookupError(f"no tarball {file!r} of a packument of {name!r}")
+        address = json.loads(known.read_text()).get(file)
+        if address is None:
+            raise LookupError(f"the packument of {name} names no {file}")
+        kept = self.cache / "files" / stem(name) / file
         if not kept.exists():
-            _keep(kept, self._fetch(known.read_text()))
+            _keep(kept, self._fetch(address))
         return kept.read_bytes()
 
     def _rebuilt_dir(self) -> Path:
@@ -186,7 +200,7 @@ class Proxy(BaseHTTPRequestHandler):
     def _rebuilt_versions(self, name: str) -> dict:
         """version → its record (bed/npm_rebuilt.py writes <name>/<version>.json beside the
         .tgz)."""
-        here = self._rebuilt_dir() / name.replace("/", "%2f")
+        here = self._rebuilt_dir() / stem(name)
         return {p.stem: json.loads(p.read_text()) for p in sorted(here.glob("*.json"))}
 
     def _rebuilt(self, rest: str) -> bytes:
@@ -196,8 +210,7 @@ class Proxy(BaseHTTPRequestHandler):
             raise LookupError(f"no rebuilt package {name!r}")
         for version in self._rebuilt_versions(name):
             if file == f"{name.rsplit('/', 1)[-1]}-{version}.tgz":
-                return (self._rebuilt_dir() / name.replace("/", "%2f") / f"{version}.tgz") \
-                    .read_bytes()
+                return (self._rebuilt_dir() / stem(name) / f"{version}.tgz").read_bytes()
         raise LookupError(f"no rebuilt {file} of {name}")
 
     def _fetch(self, url: str, accept: str = "*/*") -> bytes:

@@ -139,8 +139,11 @@ BUILDS = {
                 "nginx >/dev/null 2>&1 && page=$(curl -sf http://localhost/web/courses) && "
                 "echo \"$page\" | grep -o '<title>Autograder</title>' && "
                 "app=$(echo \"$page\" | grep -o '/js/app\\.[0-9a-f]*\\.js' | head -n 1) && "
-                "curl -sf -o /dev/null http://localhost$app && echo \"${app%%.*}\"",
-                "<title>Autograder</title>\n/js/app", WEBSITE_CONF),
+                "curl -sf -o /dev/null http://localhost$app && echo \"${app%%.*}\" && "
+                # node-sass's binding, built by node-gyp against Debian's headers, compiles
+                "cd /usr/src/app && node -p \"require('node-sass').renderSync("
+                "{data: 'a { b: c }', outputStyle: 'compressed'}).css.toString().trim()\"",
+                "<title>Autograder</title>\n/js/app\na{b:c}", WEBSITE_CONF),
 }
 
 
@@ -158,12 +161,23 @@ def test_the_release_s_dockerfiles_build_unchanged(node, release, image):
     path = f"{CHECKOUT}/{context}"
     node.exec(NODE, "git", "-C", path, "diff", "--exit-code", "HEAD")  # upstream's files
     tag = f"ag-real-{image}"
+    logs = {d: d.dir / "access.log" for d in (upstream.WEB, upstream.NPM)}
+    before = {d: log.stat().st_size if log.exists() else 0 for d, log in logs.items()}
     node.exec(NODE, "docker", "build", "-q", "-f", f"{path}/{dockerfile}", "-t", tag, path)
     try:
         assert run(node, *(run_args[0] if run_args else ()), tag, "sh", "-c", check) \
             .stdout.strip() == expected
     finally:
         node.exec(NODE, "docker", "rmi", tag, check=False)
+    if image == "website":  # what the build asked the bed for
+        web, npm = (logs[d].read_bytes()[before[d]:].decode() for d in (upstream.WEB,
+                                                                       upstream.NPM))
+        assert '"GET /setup_12.x HTTP/1.1" 200' in web
+        assert '"GET /sass/node-sass/releases/download/v4.14.1/linux-x64-72_binding.node ' \
+            'HTTP/1.1" 404' in web
+        assert "ag-client-typescript: versions 2.4.4 rebuilt by the bed" in npm
+        assert '"GET /-/rebuilt/ag-client-typescript/-/ag-client-typescript-2.4.4.tgz ' \
+            'HTTP/1.1" 200' in npm
 
 
 def test_generate_secrets_runs_in_the_django_image_as_ag_secrets_runs_it(node, release):

@@ -72,7 +72,7 @@ def test_tarballs_point_at_the_proxy_and_come_once(proxy):
     url, registry, tmp_path = proxy
     doc = json.loads(get(f"{url}/demo"))
     tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
-    assert tarball.startswith(f"{url}/-/files/") and tarball.endswith("/demo-1.0.0.tgz")
+    assert tarball == f"{url}/-/files/demo/-/demo-1.0.0.tgz"
     assert doc["versions"]["1.0.0"]["dist"]["integrity"] == "sha512-x"
     assert get(tarball) == b"tarball"
     registry.shutdown()  # the registry gone: the tarball and the packument come from the cache
@@ -114,9 +114,9 @@ def test_scoped_names_reach_the_registry_escaped(proxy):
 
 def test_nothing_is_fetched_that_no_packument_named(proxy):
     url, _, _ = proxy
-    for path in ("/-/files/0123456789abcdef0123456789abcdef/x.tgz", "/-/files/..%2f..%2fetc",
-                 "/..%2fetc%2fpasswd", "/-/rebuilt/demo/-/demo-9.tgz", "/-/whoami",
-                 "/absent"):
+    for path in ("/-/files/demo/-/demo-1.0.0.tgz", "/-/files/..%2f..%2fetc",
+                 "/-/files/..%2f..%2furls/-/demo.json", "/..%2fetc%2fpasswd",
+                 "/-/rebuilt/demo/-/demo-9.tgz", "/-/whoami", "/absent"):
         with pytest.raises(urllib.error.HTTPError) as err:
             get(url + path)
         assert err.value.code == 404, path
@@ -162,13 +162,25 @@ def test_a_version_the_registry_has_is_never_replaced(tmp_path):
     assert doc["versions"]["1.0.0"]["dist"]["integrity"] == "sha512-x"
 
 
-def test_rewrite_remembers_each_address_by_key():
-    seen = {}
-    doc = npm_proxy.rewrite(packument("https://registry.example"), PUBLIC, seen.__setitem__)
-    [(key, address)] = seen.items()
-    assert address == "https://registry.example/demo/-/demo-1.0.0.tgz"
-    assert key == npm_proxy.url_key(address)
-    assert doc["versions"]["1.0.0"]["dist"]["tarball"] == f"{PUBLIC}-/files/{key}/demo-1.0.0.tgz"
+def test_rewrite_gives_each_file_s_address():
+    doc = packument("https://registry.example")
+    assert npm_proxy.rewrite(doc, "demo", PUBLIC) == {
+        "demo-1.0.0.tgz": "https://registry.example/demo/-/demo-1.0.0.tgz"}
+    assert doc["versions"]["1.0.0"]["dist"]["tarball"] == f"{PUBLIC}-/files/demo/-/demo-1.0.0.tgz"
+
+
+def test_rewrite_of_a_scoped_package_and_of_an_address_it_cannot_take():
+    doc = {"versions": {
+        "1.0.0": {"dist": {"tarball": "https://r.example/@s/p/-/p-1.0.0.tgz"}},
+        "2.0.0": {"dist": {"tarball": "https://r.example/@s/p/-/p-2.0.0.tgz"}},
+        "2.0.1": {"dist": {"tarball": "https://mirror.example/p-2.0.0.tgz"}},  # same file name
+        "3.0.0": {"dist": {"tarball": "https://r.example/x/y/weird%20name.tgz"}}}}
+    assert npm_proxy.rewrite(doc, "@s/p", PUBLIC) == {
+        "p-1.0.0.tgz": "https://r.example/@s/p/-/p-1.0.0.tgz"}
+    tarballs = [v["dist"]["tarball"] for v in doc["versions"].values()]
+    assert tarballs == [f"{PUBLIC}-/files/@s%2fp/-/p-1.0.0.tgz",
+                        "https://r.example/@s/p/-/p-2.0.0.tgz", "https://mirror.example/p-2.0.0.tgz",
+                        "https://r.example/x/y/weird%20name.tgz"]
 
 
 @pytest.mark.parametrize("path, name", [
