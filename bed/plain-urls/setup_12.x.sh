@@ -3,11 +3,11 @@
 # `curl -sL ... | bash -` as root. NodeSource's script adds NodeSource's apt repository, so
 # that the next `apt-get install nodejs` installs their Node 12 (with npm 6 inside; python3
 # came with it, which the website's build scripts need). None of that can be reached here:
-# this installs Node.js 12
-# from Debian's packages (bullseye's 12.22.12, the line NodeSource's setup_12.x ended with)
-# and npm 6.14.16, the npm of Node 12.22.12's release, from the npm registry the
-# image's npm config names (the bed's npm proxy), where NodeSource's package has it. The
-# Dockerfile's own `apt-get install nodejs` after it finds nodejs installed.
+# this installs Node.js 12 from Debian's packages (bullseye's 12.22.12, the line NodeSource's
+# setup_12.x ended with) with python3-minimal, and npm 6.14.16, the npm of Node 12.22.12's
+# release, from the npm registry the image's npm config names (the bed's npm proxy), where
+# NodeSource's package has it. The Dockerfile's own `apt-get install nodejs` after it finds
+# nodejs installed.
 # Also installed, because the bed does not serve node-sass's prebuilt binding (GitHub) and
 # node-sass then builds it with node-gyp: python2 (node-gyp 3), make and g++, and Node's
 # headers from Debian (libnode-dev), which npm's built-in config points node-gyp at
