@@ -34,6 +34,9 @@ BED_DOMAIN = "agbed.test"
 PYPI_PORT = 3141
 APT_PORT = 3142
 PYPI_INDEX = f"http://pypi.{BED_DOMAIN}:{PYPI_PORT}/simple/"
+NPM_PORT = 4873
+# the bed's npm proxy (bed/npm_proxy.py), https with a certificate of the bed's CA
+NPM_REGISTRY = f"https://npm.{BED_DOMAIN}:{NPM_PORT}/"
 # Tier 1 (namespace) nodes are nucN at .(10+N); tier 2 (VM) guests at .(100+N), so a stale
 # neighbour cache entry from one tier never points at the other.
 TIER_BASE = {"netns": 10, "vm": 100}

@@ -9,8 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).with_name("plain-urls")
-# name → {path: the file of HERE that answers it}
-SITES = {"get.docker.com": {"/": "get-docker.sh"}}
+# name → {path: the file of HERE that answers it}; any other path: 404
+SITES = {
+    "get.docker.com": {"/": "get-docker.sh"},
+    "deb.nodesource.com": {"/setup_12.x": "setup_12.x.sh"},
+    # node-sass 4 downloads its prebuilt binding from GitHub's releases: the bed answers 404,
+    # and node-sass builds it (node-gyp) as it does when a download fails
+    "github.com": {},
+}
 
 
 class PlainUrls(BaseHTTPRequestHandler):

@@ -82,11 +82,16 @@ BASES = (
          # a venv over /usr/local: python3, pip and what they install in /usr/local, as in the
          # official image, apart from Debian's own Python packages (which pip-sync must not see)
          script="python3 -m venv /usr/local\nupdate-ca-certificates"),
+    # the website's Dockerfile installs Node 12 and npm in it (bed/plain-urls/setup_12.x.sh):
+    # npm's global config names the bed's npm proxy, and the CA store that trusts the bed's
+    # CA (Node's own list of CAs does not have it)
     Base("nginx", ("nginx:1.13",), ("nginx-core",),
          {"Env": [config.PATH_ENV], "Cmd": ["nginx", "-g", "daemon off;"],
           "ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGTERM"},
          files=(("/etc/nginx/nginx.conf", _here("nginx.conf"), 0o644),
                 ("/etc/nginx/conf.d/default.conf", _here("nginx-default.conf"), 0o644),
+                ("/usr/etc/npmrc", f"registry={config.NPM_REGISTRY}\n"
+                 "cafile=/etc/ssl/certs/ca-certificates.crt\n", 0o644),
                 *BED_FETCHES),
          script="useradd --system --user-group --no-create-home --home-dir /nonexistent"
                 " --shell /bin/false nginx\n"

@@ -11,11 +11,16 @@ guests have no other route), each by a daemon on this machine:
            packages, with a certificate of the bed's CA (bed/ca.py)
   pypi     bed/pypi_proxy.py, a caching proxy of this machine's PyPI index, as
            pypi.<BED_DOMAIN> (the real python base image's pip.conf)
+  npm      bed/npm_proxy.py, a caching proxy of this machine's npm registry, as
+           https://npm.<BED_DOMAIN>:<NPM_PORT>/ (the real nginx base image's npm config), with
+           the packages the registry lost rebuilt from their source (bed/npm_rebuilt.py)
   git      a git daemon serving the stand-in autograder-full-stack (tests/standin), committed,
            as a site clones upstream's repository; and under upstream/ the real releases
            (config.UPSTREAM_BUNDLES), each repository beside the others as on GitHub, so
            autograder-full-stack's relative submodule URLs (../autograder-server.git)
-           resolve: UPSTREAM_GIT_URL at a release tag checks out with its submodules
+           resolve: UPSTREAM_GIT_URL at a release tag checks out with its submodules;
+           beside each release tag T whose website pins a rebuilt npm package, the bed's
+           T-agbed (bed/npm_rebuilt.py, bed/README.md)
 """
 
 import functools
@@ -33,7 +38,7 @@ from pathlib import Path
 
 from tests import standin
 
-from . import ca, config, images, plain_urls, releases
+from . import ca, config, images, npm_rebuilt, plain_urls, releases
 from .util import debian_mirror, log, pid_alive, stop_pid, wait_for
 
 DIR = config.BED_DIR / "vm"
@@ -100,6 +105,7 @@ GIT = HostDaemon("git", 9418)
 DNS = HostDaemon("dns", 53)
 PYPI = HostDaemon("pypi", config.PYPI_PORT)
 WEB = HostDaemon("web", 443)
+NPM = HostDaemon("npm", config.NPM_PORT)
 PYPI_CACHE = config.CACHE_DIR / "pypi"
 
 
@@ -232,6 +238,15 @@ def _pypi_up() -> None:
                 str(PYPI.port), str(PYPI_CACHE), str(PYPI.dir / "access.log")])
 
 
+def _npm_up() -> None:
+    for name, version in npm_rebuilt.REBUILT:
+        npm_rebuilt.record(name, version)
+    cert, key = ca.server_certificate([f"npm.{config.BED_DOMAIN}"], NPM.dir)
+    NPM.start([str(config.SALT_BIN / "python"), "-m", "bed.npm_proxy", config.BRIDGE_ADDR,
+               str(NPM.port), config.NPM_REGISTRY, str(npm_rebuilt.CACHE), str(cert), str(key),
+               str(NPM.dir / "access.log")])
+
+
 def _web_up() -> None:
     cert, key = ca.server_certificate(list(plain_urls.SITES), WEB.dir)
     WEB.start([str(config.SALT_BIN / "python"), "-m", "bed.plain_urls", config.BRIDGE_ADDR,
@@ -246,6 +261,13 @@ def _git_up() -> None:
     standin.write(GIT.dir / "repos/autograder-full-stack", git=True)
     if not releases.bare_repos(GIT.dir / "repos/upstream"):
         log(f"git: no bundles in {config.UPSTREAM_BUNDLES}; serving the stand-in only")
+    else:
+        try:
+            for tag, commit in npm_rebuilt.bed_tags(GIT.dir / "repos/upstream").items():
+                log(f"git: the bed's {tag} is {commit[:8]}")
+        except (RuntimeError, OSError) as exc:  # no npm here, the registry unreachable
+            log(f"git: the bed's -agbed release tags not made ({exc}); the website's "
+                f"npm install will not find ag-client-typescript 2.4.4")
     GIT.start(["git", "daemon", "--reuseaddr", "--export-all", f"--listen={config.BRIDGE_ADDR}",
                f"--port={GIT.port}", f"--base-path={GIT.dir / 'repos'}", str(GIT.dir / "repos")])
 
@@ -255,7 +277,8 @@ def _git_up() -> None:
 FOR_GUESTS = (APT, HUB, GIT)
 
 
-STARTERS = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up, WEB: _web_up}
+STARTERS = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up, WEB: _web_up,
+            NPM: _npm_up}
 
 
 def up(daemons=None) -> list:

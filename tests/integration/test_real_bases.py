@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from bed import config, images, netns, releases, upstream
+from bed import config, images, netns, npm_rebuilt, releases, upstream
 from tests.extensions import load
 
 ag_compose = load("_utils/ag_compose.py", "ag_compose")
@@ -19,6 +19,9 @@ pytestmark = pytest.mark.real_stack
 
 NODE = "nuc1"
 RELEASE = "2022.01.v1"
+# the bed's copy of RELEASE (bed/npm_rebuilt.py): the website's lock takes the bed's rebuild of
+# ag-client-typescript 2.4.4, which the npm registry lost; nothing else differs
+BED_RELEASE = RELEASE + npm_rebuilt.BED_SUFFIX
 NET = "ag-real-probe"  # a user network: containers reach each other by name, not on loopback
 PG_PASSWORD = "s3cret-from-a-file"
 CHECKOUT = "/tmp/ag-real-checkout"
@@ -26,7 +29,7 @@ CHECKOUT = "/tmp/ag-real-checkout"
 
 @pytest.fixture(scope="module")
 def served(netns_bed):
-    """The bed's daemons of bed/upstream.py (git, Docker Hub, DNS, apt, PyPI, the plain
+    """The bed's daemons of bed/upstream.py (git, Docker Hub, DNS, apt, PyPI, npm, the plain
     https URLs), stopped afterwards if this started them."""
     if not any(config.UPSTREAM_BUNDLES.glob("*.bundle")):
         pytest.skip(f"no release bundles in {config.UPSTREAM_BUNDLES}")
@@ -38,10 +41,11 @@ def served(netns_bed):
 
 @pytest.fixture(scope="module")
 def release(netns_bed, served):
-    """RELEASE checked out on NODE by ag.checkout (at CHECKOUT): its states' results."""
+    """The bed's copy of RELEASE checked out on NODE by ag.checkout (at CHECKOUT): its states'
+    results."""
     netns_bed.exec(NODE, "rm", "-rf", CHECKOUT)
     netns_bed.salt(NODE, "saltutil.sync_all")  # ag.deploy's sync step, for its ag_app states
-    app = {"git_url": upstream.UPSTREAM_GIT_URL, "revision": RELEASE, "checkout": CHECKOUT}
+    app = {"git_url": upstream.UPSTREAM_GIT_URL, "revision": BED_RELEASE, "checkout": CHECKOUT}
     yield netns_bed.salt(NODE, "state.sls", "ag.checkout",
                          "pillar=" + json.dumps({"autograder": {"app": app}}))[NODE]
     netns_bed.exec(NODE, "rm", "-rf", CHECKOUT)
@@ -98,7 +102,29 @@ def test_ag_checkout_clones_a_release_with_its_submodules(netns_bed, release):
     netns_bed.exec(NODE, "test", "-f", f"{CHECKOUT}/ag-website-vue/Dockerfile-website-prod")
 
 
-# image: (build context in the checkout, Dockerfile, a check run in the image, its output)
+def test_the_bed_s_copy_differs_from_the_release_only_in_one_lock_entry(netns_bed, release):
+    """BED_RELEASE is RELEASE with its ag-website-vue link moved to one commit on the pinned
+    one, which changes only ag-client-typescript 2.4.4's integrity in package-lock.json."""
+    stack = netns_bed.exec(NODE, "git", "-C", CHECKOUT, "diff", "--name-only", RELEASE,
+                           "HEAD").stdout.split()
+    assert stack == ["ag-website-vue"]
+    website = f"{CHECKOUT}/ag-website-vue"
+    pinned = netns_bed.exec(NODE, "git", "-C", CHECKOUT, "rev-parse",
+                            f"{RELEASE}:ag-website-vue").stdout.strip()
+    assert netns_bed.exec(NODE, "git", "-C", website, "rev-parse", "HEAD^").stdout.strip() \
+        == pinned
+    diff = netns_bed.exec(NODE, "git", "-C", website, "diff", "-U4", pinned, "HEAD").stdout
+    changed = [line for line in diff.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(changed) == 2 and all('"integrity": "sha512-' in line for line in changed), diff
+    assert '"ag-client-typescript": {' in diff and '"version": "2.4.4"' in diff
+    rebuilt = npm_rebuilt.record("ag-client-typescript", "2.4.4")["integrity"]
+    assert changed[1] == f'+      "integrity": "{rebuilt}",'
+
+
+# image: (build context in the checkout, Dockerfile, a check run in the image, its output,
+# and `docker run` arguments of the check)
+WEBSITE_CONF = ("-v", f"{CHECKOUT}/ag-website-vue/nginx/conf.d:/etc/nginx/conf.d")  # as compose
 BUILDS = {
     "django": ("autograder-server", "Dockerfile-django-prod",
                "python -c 'import django, psycopg2, celery, gnupg; "
@@ -109,6 +135,18 @@ BUILDS = {
     "nginx": ("nginx/production", "Dockerfile",
               "openssl dhparam -in /etc/nginx/ssl/dhparam.pem -noout -text | head -1",
               "DH Parameters: (2048 bit)"),
+    # upstream's conf.d (root /usr/src/app/dist) serves the built app: its index.html for the
+    # /web routes and the bundle that page loads (not the template in public/)
+    "website": ("ag-website-vue", "Dockerfile-website-prod",
+                # (nginx's logs, /dev/stdout and /dev/stderr, out of the check's output)
+                "nginx >/dev/null 2>&1 && page=$(curl -sf http://localhost/web/courses) && "
+                "echo \"$page\" | grep -o '<title>Autograder</title>' && "
+                "app=$(echo \"$page\" | grep -o '/js/app\\.[0-9a-f]*\\.js' | head -n 1) && "
+                "curl -sf -o /dev/null http://localhost$app && echo \"${app%%.*}\" && "
+                # node-sass's binding, built by node-gyp against Debian's headers, compiles
+                "cd /usr/src/app && node -p \"require('node-sass').renderSync("
+                "{data: 'a { b: c }', outputStyle: 'compressed'}).css.toString().trim()\"",
+                "<title>Autograder</title>\n/js/app\na{b:c}", WEBSITE_CONF),
 }
 
 
@@ -117,16 +155,32 @@ def test_the_release_s_dockerfiles_build_unchanged(node, release, image):
     """Each Dockerfile's own fetches reach the bed: pip (`pip install pip-tools`, `pip-sync`)
     the PyPI proxy by the name the python base's pip.conf gives, apt-get the apt proxy,
     `wget https://get.docker.com` the bed's answer, trusted through the bed's CA; all by the
-    bed's DNS. The checks show each image has what its service runs."""
-    context, dockerfile, check, expected = BUILDS[image]
+    bed's DNS. The website's: `curl https://deb.nodesource.com/setup_12.x | bash` the bed's
+    answer (Debian's Node 12, npm 6 from the npm proxy), `npm install` the bed's npm proxy,
+    node-sass's binding download a 404 from the bed and its node-gyp build Debian's headers
+    of Node; its checkout is the bed's copy (test above). The checks show each image has what
+    its service runs."""
+    context, dockerfile, check, expected, *run_args = BUILDS[image]
     path = f"{CHECKOUT}/{context}"
     node.exec(NODE, "git", "-C", path, "diff", "--exit-code", "HEAD")  # upstream's files
     tag = f"ag-real-{image}"
+    logs = {d: d.dir / "access.log" for d in (upstream.WEB, upstream.NPM)}
+    before = {d: log.stat().st_size if log.exists() else 0 for d, log in logs.items()}
     node.exec(NODE, "docker", "build", "-q", "-f", f"{path}/{dockerfile}", "-t", tag, path)
     try:
-        assert run(node, tag, "sh", "-c", check).stdout.strip() == expected
+        assert run(node, *(run_args[0] if run_args else ()), tag, "sh", "-c", check) \
+            .stdout.strip() == expected
     finally:
         node.exec(NODE, "docker", "rmi", tag, check=False)
+    if image == "website":  # what the build asked the bed for
+        web, npm = (logs[d].read_bytes()[before[d]:].decode() for d in (upstream.WEB,
+                                                                       upstream.NPM))
+        assert '"GET /setup_12.x HTTP/1.1" 200' in web
+        assert '"GET /sass/node-sass/releases/download/v4.14.1/linux-x64-72_binding.node ' \
+            'HTTP/1.1" 404' in web
+        assert "ag-client-typescript: versions 2.4.4 rebuilt by the bed" in npm
+        assert '"GET /-/rebuilt/ag-client-typescript/-/ag-client-typescript-2.4.4.tgz ' \
+            'HTTP/1.1" 200' in npm
 
 
 SECRETS = "/tmp/ag-real-checkout-secrets"  # a node path: the checkout's secrets dir

@@ -1,6 +1,7 @@
 """Issue 17.4 and 17.7: `salt-run state.orchestrate ag.deploy`, unchanged, takes the tier 1 bed
-from nodes without a swarm to the REAL autograder-full-stack 2022.01.v1 (served by the bed's
-git daemon, built from its own Dockerfiles on the look-alike bases of bed/real_bases.py):
+from nodes without a swarm to the REAL autograder-full-stack 2022.01.v1 (the bed's copy,
+served by its git daemon, built from its own Dockerfiles on the look-alike bases of
+bed/real_bases.py):
 every service of its compose file where the labels say, the real `manage.py migrate` on the
 real postgres, the bootstrap through the real models; a second deploy changes nothing.
 Marked real_stack (the first build of the real images takes long; cached after): run with
@@ -27,11 +28,14 @@ from agdeploy import (
     with_bootstrap,
 )
 
-from bed import config, images, netns, upstream
+from bed import config, images, netns, npm_rebuilt, upstream
 
 pytestmark = pytest.mark.real_stack
 
 RELEASE = "2022.01.v1"
+# the bed's copy of RELEASE: the website's lock takes the bed's rebuild of a package the npm
+# registry lost (bed/README.md)
+BED_RELEASE = RELEASE + npm_rebuilt.BED_SUFFIX
 DEPLOY_TIMEOUT = 7200  # the first build of the real images, with cold caches
 
 
@@ -54,7 +58,7 @@ def bed(netns_bed):
     wipe_checkout(netns_bed)
     original = netns_bed.read_pillar()
     pillar = with_bootstrap(original)
-    pillar["autograder"]["app"].update(git_url=upstream.UPSTREAM_GIT_URL, revision=RELEASE)
+    pillar["autograder"]["app"].update(git_url=upstream.UPSTREAM_GIT_URL, revision=BED_RELEASE)
     netns_bed.pillar = pillar
     netns_bed.write_pillar(pillar)
     began = time.monotonic()
