@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 
 import yaml
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the deployed hash
 PAUSE_MARGIN = 60  # seconds beyond their stop grace period for paused workers to stop
+POSTGRES = "postgres"  # the compose file's database service
 DJANGO = "django"  # the compose file's service that serves the app and owns its migrations
 MIGRATE = ("migrate", "--noinput")
 
@@ -278,6 +280,10 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
             _record_revision(os.path.join(DEPLOYED_DIR, f"{name}.revision"), checkout)
         ret["comment"] = f"stack {name} runs this content already"
         return ret
+    moving = _postgres_major_move(name, compose, override)
+    if moving:
+        ret.update(result=False, comment=moving)
+        return ret
     changes = {"content": {"old": deployed, "new": content}}
     if absent:
         changes["services"] = {"new": absent}
@@ -473,6 +479,38 @@ def converged(name, timeout=600, interval=2):
 def _digest(reference):
     """The sha256:... of an image reference pinned by digest (the reference itself when not)."""
     return reference.rpartition("@")[2]
+
+
+def _postgres_major(image):
+    """The postgres major version an image reference names ('9.5', '14'), None when its tag
+    names none (latest, a digest alone)."""
+    tag = (image or "").split("@")[0].rpartition("/")[2].partition(":")[2]
+    found = re.match(r"(\d+)(?:\.(\d+))?", tag)
+    if not found:
+        return None
+    return found.group(0) if int(found.group(1)) < 10 and found.group(2) else found.group(1)
+
+
+def _postgres_major_move(name, compose, override):
+    """A sentence when the deploy would give the running postgres service of stack `name`
+    another major version: it refuses the data files the old one made (and a new server
+    must never be pointed at them), so the move goes through a dump and a restore; the
+    steps. None when the major version stays or is not known."""
+    service = compose.get("services", {}).get(POSTGRES) or {}
+    new = (override.get("services", {}).get(POSTGRES) or {}).get("image") or service.get("image")
+    old, new = _postgres_major(_running_image(f"{name}_{POSTGRES}")), _postgres_major(new)
+    if not (old and new) or old == new:
+        return None
+    volumes = [parts[0] for parts in (str(v).split(":") for v in service.get("volumes") or [])
+               if len(parts) > 1 and parts[1].rstrip("/") == "/var/lib/postgresql/data"]
+    volume = f"{name}_{volumes[0]}" if volumes else "the database's volume"
+    return (f"postgres would move from major version {old} to {new}, whose server refuses the "
+            f"data files {old} made; nothing was changed. Keep app:postgres_version at {old}, "
+            f"or move the data by dump and restore: 1. salt-run ag.backup (note its name); "
+            f"2. docker service rm {name}_{POSTGRES} on the manager, then docker volume rm "
+            f"{volume} on the node labelled database; 3. salt-run ag.deploy with the new "
+            f"app:postgres_version (an empty database, migrated); 4. salt-run ag.restore "
+            f"name=<the backup's name>")
 
 
 def _running_image(service):

@@ -279,8 +279,8 @@ def test_the_app_signs_receipts_in_its_writable_gpg_home(bed):
 
 def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     pillar = copy.deepcopy(bed.pillar)
-    # an image no node has or can pull: the service's tasks are rejected
-    pillar["autograder"]["app"].update(postgres_version="99", converge_timeout=20)
+    # an image no node has or can pull, of the running major version: its tasks are rejected
+    pillar["autograder"]["app"].update(postgres_version="9.5.99", converge_timeout=20)
     bed.write_pillar(pillar)
     try:
         code, steps, output = deploy(bed)
@@ -294,8 +294,25 @@ def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     assert re.search(f"stack {STACK} did not converge: (every service not running keeps "
                      "failing|it got no further for 20s)", output), output
     assert f"{STACK}_postgres: 0/1 running" in output, output
-    assert re.search(r"task \w{12} on nuc1: rejected \d+s ago, [^\n]*postgres:99", output), output
+    assert re.search(r"task \w{12} on nuc1: rejected \d+s ago, [^\n]*postgres:9.5.99", output), output
     assert restored == 0, restore_output
+
+
+def test_a_new_postgres_major_version_is_refused_naming_the_steps(bed):
+    """Issue 20.3: a new major version never starts on the old one's data files: the stack
+    step refuses it before any change and says how to move by dump and restore."""
+    before = task_ids(bed)
+    pillar = copy.deepcopy(bed.pillar)
+    pillar["autograder"]["app"]["postgres_version"] = "14"
+    bed.write_pillar(pillar)
+    try:
+        code, steps, output = deploy(bed)
+    finally:
+        bed.write_pillar(bed.pillar)
+    assert code != 0 and steps["ag-deploy-stack"]["result"] is False, output
+    assert "postgres would move from major version 9.5 to 14" in output, output
+    assert f"docker volume rm {STACK}_pgdata" in output and "salt-run ag.restore" in output
+    assert task_ids(bed) == before
 
 
 def test_status_shows_nodes_labels_and_where_services_run(bed):

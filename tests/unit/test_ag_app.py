@@ -38,10 +38,14 @@ class Docker:
         self.django = None  # the image the django service runs (None: no service yet)
         self.job = {"retcode": 0, "node": "nuc2", "output": "  Applying core.0042_y... OK\n"}
         self.workers_hang = False
+        self.postgres = "postgres:9.5"  # what the stack's postgres service runs
         self.log = []  # the jobs and the deploys, in order
 
     def service_list(self):  # ag_app.services
-        return [{"name": "ag-stack_django", "image": self.django}] if self.django else []
+        if not self.django:
+            return []
+        return [{"name": "ag-stack_django", "image": self.django},
+                {"name": "ag-stack_postgres", "image": self.postgres}]
 
     def job_like(self, service, name, image, cmd, timeout=3600):
         self.log.append(("job", service, name, image, cmd))
@@ -110,9 +114,9 @@ def ag_app(docker, tmp_path, monkeypatch):
     return module
 
 
-def deploy(ag_app, workers=4):
+def deploy(ag_app, workers=4, postgres_version=None):
     return ag_app.stack_deployed("ag-stack", str(CHECKOUT), ["docker-compose.yml"], workers,
-                                 CONCURRENCY, worker_stop_grace_period=300)
+                                 CONCURRENCY, postgres_version, worker_stop_grace_period=300)
 
 
 def output(stdout, retcode=0, stderr=""):
@@ -234,6 +238,25 @@ def test_test_mode_says_the_migrations_would_run_first_and_runs_nothing(ag_app, 
     ret = deploy(ag_app)
     assert ret["result"] is None and "before any service rolls" in ret["changes"]["migrations"]["new"]
     assert [entry[0] for entry in docker.log] == ["deploy"]
+
+
+@pytest.mark.parametrize(("running", "wanted", "refused"), [
+    ("postgres:9.5", "14", True), ("postgres:13@sha256:ab", "14", True),
+    ("postgres:9.5", "9.5", False), ("postgres:13", "13.4", False),
+    ("postgres:latest", "14", False),  # no major version to compare
+])
+def test_a_new_major_postgres_is_refused_with_the_dump_and_restore_steps(
+        ag_app, docker, running, wanted, refused):
+    deploy(ag_app)
+    docker.postgres = running
+    ret = deploy(ag_app, postgres_version=wanted)
+    if refused:
+        assert ret["result"] is False and len(docker.deploys) == 1, ret
+        assert f"to {wanted}" in ret["comment"] and "salt-run ag.backup" in ret["comment"]
+        assert "docker volume rm ag-stack_pgdata" in ret["comment"]
+        assert "salt-run ag.restore" in ret["comment"]
+    else:
+        assert ret["result"] is True and len(docker.deploys) == 2, ret
 
 
 def test_workers_that_do_not_stop_are_resumed_and_nothing_is_migrated(ag_app, docker):
