@@ -634,7 +634,9 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
     "postgres_version": Version("""
         the postgres service's image version, e.g. 14 (null: what the compose file says; upstream
         2024.08 ships 9.5, which its docs call unsupported). A new major version does not start
-        on the data an older one made: dump and restore first (upstream's README)
+        on the data an older one made: ag.deploy refuses to change the major version of a
+        running database and names the steps (salt-run ag.backup, remove the service and its
+        volume, deploy, salt-run ag.restore)
         """),
     "converge_timeout": seconds("""
         the deploy waits for every service to run its desired tasks as long as the stack gets
