@@ -501,6 +501,15 @@ def _exec_result(container, result, tail=None) -> dict:
             "stdout": out[-tail:] if tail else out, "stderr": err[-tail:] if tail else err}
 
 
+def local_task_running(service):
+    """Whether a container of swarm service `service` runs on this node.
+
+    CLI Example: salt nuc1 ag_app.local_task_running ag-stack_nginx
+    """
+    with _engine(f"looking for a task of {service}") as client:
+        return _local_task(client, service) is not None
+
+
 def local_task_exec(service, cmd):
     """Run `cmd` (a list) in this node's running container of swarm service `service`.
     Returns {container, retcode, stdout, stderr}, or None when no task of it runs here.

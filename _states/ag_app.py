@@ -358,6 +358,48 @@ def _record_revision(record, checkout):
         os.unlink(record)
 
 
+def tls_loaded(name, files):
+    """The TLS `files` (the certificate and key on this node) are those the nginx task of
+    service `name` here loaded: when they changed since (a renewed certificate), `nginx -s
+    reload` in the task loads them without a restart. A digest of what was loaded (never
+    their content) is kept in DEPLOYED_DIR; with no nginx task here, nginx reads them at its
+    next start, so the digest is only noted."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as fh:
+            digest.update(hashlib.sha256(fh.read()).digest())
+    digest = digest.hexdigest()
+    record = os.path.join(DEPLOYED_DIR, f"{name}.tls.sha256")
+    try:
+        with open(record) as fh:
+            loaded = fh.read().strip()
+    except OSError:
+        loaded = None
+    if loaded == digest:
+        ret["comment"] = f"{name} on {node} serves these TLS files"
+        return ret
+    running = loaded is not None and __salt__["ag_app.local_task_running"](name)
+    if __opts__["test"]:
+        if running:
+            ret.update(result=None, changes={"tls": {"old": loaded[:12], "new": digest[:12]}},
+                       comment=f"{name} on {node} would reload the renewed TLS files")
+        return ret
+    if running:
+        res = __salt__["ag_app.local_task_exec"](name, ["nginx", "-s", "reload"])
+        if res is None or res["retcode"] != 0:
+            ret.update(result=False, comment=f"nginx -s reload in {name} on {node} failed: "
+                                             f"{_tail(res) if res else 'its task ended'}")
+            return ret
+        ret.update(changes={"tls": {"old": loaded[:12], "new": digest[:12]}},
+                   comment=f"{name} on {node} reloaded the renewed TLS files")
+    os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
+    with open(record, "w") as fh:
+        fh.write(digest + "\n")
+    return ret
+
+
 CRASH_LOOP = 5  # failed tasks of a service, while nothing else of its stack got further
 LOG_LINES = 5  # of each task shown in a convergence failure
 

@@ -1,7 +1,12 @@
 {#- The guide's first step for the web server: the site's TLS certificate and key, present on
-    every node labelled webserver (nginx mounts the node's /etc/ssl). Checked, never read or
-    shown; the deploy stops here, naming the node and the file, when one is missing. #}
+    every node labelled webserver (nginx mounts the node's /etc/ssl). Checked, never shown;
+    the deploy stops here, naming the node and the file, when one is missing. A renewed
+    certificate reaches the nginx task running here: it reloads the files, no restart. #}
 {%- from 'ag/map.jinja' import app with context %}
+# the ag_app states work through the ag_app execution module, which needs the docker SDK
+include:
+  - docker.sdk
+
 {%- for what, path in [('certificate', app.tls_certificate), ('key', app.tls_key)] %}
 {%- if not path.startswith('/etc/ssl/') %}
 ag-tls-{{ what }}:
@@ -21,3 +26,12 @@ ag-tls-{{ what }}:
     - comment: TLS {{ what }} present at {{ path }} on {{ grains['id'] }}
 {%- endif %}
 {%- endfor %}
+
+ag-tls-loaded:
+  ag_app.tls_loaded:
+    - name: {{ app.stack_name }}_nginx
+    - files: {{ [app.tls_certificate, app.tls_key] | json }}
+    - require:
+      - sls: docker.sdk
+      - test: ag-tls-certificate
+      - test: ag-tls-key

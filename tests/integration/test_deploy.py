@@ -277,6 +277,32 @@ def test_the_app_signs_receipts_in_its_writable_gpg_home(bed):
     assert "AG True True" in out, out
 
 
+def test_a_renewed_certificate_is_reloaded_by_nginx_without_a_restart(bed):
+    """Issue 20.6: a site renews its TLS certificate on the webserver node; the deploy's TLS
+    step has the nginx task there reload it (`nginx -s reload`: the same task, no restart),
+    and a second deploy changes nothing."""
+    cert, key = "/etc/ssl/certs/autograder.io.cert", "/etc/ssl/private/autograder.io.key.pem"
+    (node,) = services(bed)[f"{STACK}_nginx"][1]
+    nginx = sh(bed, node, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_nginx")
+    before = task_ids(bed)
+    sh(bed, node, f"cp {cert} {cert}.kept && cp {key} {key}.kept && openssl req -x509 "
+                  f"-newkey rsa:2048 -nodes -subj /CN=renewed.example.edu -days 2 "
+                  f"-keyout {key} -out {cert} 2>/dev/null")
+    try:
+        code, steps, output = deploy(bed)
+        assert code == 0, output
+        assert minion_changes(steps["ag-deploy-tls"])[(node, "ag-tls-loaded")]["tls"], output
+        served = sh(bed, node, f"docker exec {nginx} cat /var/www/tls")
+        assert served == sh(bed, node, f"cat {cert} {key} | sha256sum | cut -d' ' -f1")
+        assert task_ids(bed) == before, "a task restarted"
+        code, steps, output = deploy(bed)
+        assert code == 0 and changed_steps(steps) == set(), output
+    finally:
+        sh(bed, node, f"mv {cert}.kept {cert} && mv {key}.kept {key}")
+        code, _, output = deploy(bed)
+    assert code == 0, output
+
+
 def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     pillar = copy.deepcopy(bed.pillar)
     # an image no node has or can pull, of the running major version: its tasks are rejected

@@ -39,6 +39,7 @@ class Docker:
         self.job = {"retcode": 0, "node": "nuc2", "output": "  Applying core.0042_y... OK\n"}
         self.workers_hang = False
         self.postgres = "postgres:9.5"  # what the stack's postgres service runs
+        self.nginx_here = True  # a task of the nginx service runs on this node
         self.log = []  # the jobs and the deploys, in order
 
     def service_list(self):  # ag_app.services
@@ -102,7 +103,8 @@ def ag_app(docker, tmp_path, monkeypatch):
         **{f"ag_app.{name}": getattr(docker, name) for name in (
             "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
             "job_like", "stack_secrets_pruned", "services_paused", "services_resumed")},
-        "ag_app.services": docker.service_list})
+        "ag_app.services": docker.service_list,
+        "ag_app.local_task_running": lambda service: docker.nginx_here})
     module.__salt__["git.revision"] = lambda checkout: f"commit-of-{docker.release}"  # Salt's
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned",
@@ -405,3 +407,51 @@ def test_a_failure_or_a_missing_marker_fails_with_the_output_tail(ag_app, docker
 def test_no_bootstrap_in_the_pillar_runs_nothing(ag_app, docker):
     ret = ag_app.bootstrapped("ag-stack_django")
     assert ret["comment"] == "no bootstrap in the pillar" and docker.commands == []
+
+
+# --- tls_loaded -----------------------------------------------------------------------------
+
+def test_a_renewed_certificate_is_reloaded_by_the_nginx_task_here_once(ag_app, docker, tmp_path):
+    cert, key = tmp_path / "site.cert", tmp_path / "site.key"
+    cert.write_text("certificate 1")
+    key.write_text("the key")
+    files = [str(cert), str(key)]
+    docker.manage = output("")
+    assert ag_app.tls_loaded("ag-stack_nginx", files)["changes"] == {}  # noted: nginx starts on it
+    assert ag_app.tls_loaded("ag-stack_nginx", files)["changes"] == {} and docker.commands == []
+    cert.write_text("certificate 2")  # renewed
+    ag_app.test(True)
+    planned = ag_app.tls_loaded("ag-stack_nginx", files)
+    assert planned["result"] is None and "would reload" in planned["comment"]
+    assert docker.commands == []
+    ag_app.test(False)
+    done = ag_app.tls_loaded("ag-stack_nginx", files)
+    assert done["result"] is True and set(done["changes"]["tls"]) == {"old", "new"}
+    assert docker.commands == [["nginx", "-s", "reload"]]
+    assert "certificate" not in str(done) and "the key" not in str(done)
+    assert ag_app.tls_loaded("ag-stack_nginx", files)["changes"] == {}
+
+
+def test_a_renewal_with_no_nginx_here_is_noted_for_its_next_start(ag_app, docker, tmp_path):
+    cert = tmp_path / "site.cert"
+    cert.write_text("certificate 1")
+    ag_app.tls_loaded("ag-stack_nginx", [str(cert)])
+    cert.write_text("certificate 2")
+    docker.nginx_here = False
+    assert ag_app.tls_loaded("ag-stack_nginx", [str(cert)])["changes"] == {}
+    docker.nginx_here = True
+    assert ag_app.tls_loaded("ag-stack_nginx", [str(cert)])["changes"] == {}
+    assert docker.commands == []
+
+
+def test_a_reload_that_fails_names_the_node_and_keeps_the_old_digest(ag_app, docker, tmp_path):
+    cert = tmp_path / "site.cert"
+    cert.write_text("certificate 1")
+    ag_app.tls_loaded("ag-stack_nginx", [str(cert)])
+    cert.write_text("certificate 2")
+    docker.manage = output("", retcode=1, stderr="nginx: [emerg] cannot load certificate")
+    failed = ag_app.tls_loaded("ag-stack_nginx", [str(cert)])
+    assert failed["result"] is False and "on nuc1" in failed["comment"]
+    assert "cannot load certificate" in failed["comment"]
+    docker.manage = output("")
+    assert ag_app.tls_loaded("ag-stack_nginx", [str(cert)])["changes"]  # tried again
