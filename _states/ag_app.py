@@ -243,6 +243,13 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     and the pins are written to DEPLOYED_DIR on this node; test=True judges the same content
     a deploy would use."""
     ret = _ret(name)
+    absent_files = [path for path in compose_files
+                    if not os.path.isfile(os.path.join(checkout, path))]
+    if absent_files:
+        ret.update(result=False, comment=(
+            f"no {', '.join(absent_files)} in the checkout {checkout} on {__grains__['id']}: "
+            "put it there, or take it out of autograder:app:extra_compose_files"))
+        return ret
     override = __utils__["ag_compose.checkout_override"](checkout, workers, concurrency,
                                                          postgres_version, web_on_webserver_only,
                                                          worker_stop_grace_period)

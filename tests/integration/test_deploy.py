@@ -305,13 +305,17 @@ def test_a_renewed_certificate_is_reloaded_by_nginx_without_a_restart(bed):
 
 def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     pillar = copy.deepcopy(bed.pillar)
-    # an image no node has or can pull, of the running major version: its tasks are rejected
-    pillar["autograder"]["app"].update(postgres_version="9.5.99", converge_timeout=20)
+    # a site's compose file naming an image no node has or can pull: its tasks are rejected
+    pillar["autograder"]["app"]["extra_compose_files"] += ["docker-compose.broken.yml"]
+    pillar["autograder"]["app"]["converge_timeout"] = 20
+    sh(bed, MANAGER, f"echo '{{version: \"3.7\", services: {{redis: {{image: \"redis:99\"}}}}}}' "
+                     f"> {CHECKOUT}/docker-compose.broken.yml")
     bed.write_pillar(pillar)
     try:
         code, steps, output = deploy(bed)
     finally:
         bed.write_pillar(bed.pillar)
+        sh(bed, MANAGER, f"rm {CHECKOUT}/docker-compose.broken.yml")
         restored, _, restore_output = deploy(bed)
     assert code != 0 and steps["ag-deploy-stack"]["result"] is False, output
     assert "ag-deploy-migrate" not in steps or steps["ag-deploy-migrate"]["result"] is False
@@ -319,8 +323,8 @@ def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     # which the stack got no further, whichever comes first; either names each task's error
     assert re.search(f"stack {STACK} did not converge: (every service not running keeps "
                      "failing|it got no further for 20s)", output), output
-    assert f"{STACK}_postgres: 0/1 running" in output, output
-    assert re.search(r"task \w{12} on nuc1: rejected \d+s ago, [^\n]*postgres:9.5.99", output), output
+    assert f"{STACK}_redis: 0/1 running" in output, output
+    assert re.search(r"task \w{12} on nuc1: rejected \d+s ago, [^\n]*redis:99", output), output
     assert restored == 0, restore_output
 
 

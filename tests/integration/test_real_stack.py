@@ -29,6 +29,7 @@ from agdeploy import (
 )
 
 from bed import config, images, netns, npm_rebuilt, upstream
+from tests import standin
 
 pytestmark = pytest.mark.real_stack
 
@@ -62,6 +63,11 @@ def bed(netns_bed):
     netns_bed.pillar = pillar
     netns_bed.write_pillar(pillar)
     began = time.monotonic()
+    # cloned first, as a site does before it adds its own compose file: the bed's (no IPVS)
+    netns_bed.salt(MANAGER, "saltutil.sync_all")  # ag.checkout's ag_app state
+    checkout = netns_bed.salt(MANAGER, "state.sls", "ag.checkout", timeout=1800)[MANAGER]
+    assert all(state["result"] for state in checkout.values()), checkout
+    netns_bed.exec(MANAGER, "cp", str(standin.BED_OVERRIDE), CHECKOUT)
     netns_bed.first = deploy(netns_bed, timeout=DEPLOY_TIMEOUT)
     netns_bed.seconds = time.monotonic() - began
     try:

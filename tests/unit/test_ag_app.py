@@ -455,3 +455,11 @@ def test_a_reload_that_fails_names_the_node_and_keeps_the_old_digest(ag_app, doc
     assert "cannot load certificate" in failed["comment"]
     docker.manage = output("")
     assert ag_app.tls_loaded("ag-stack_nginx", [str(cert)])["changes"]  # tried again
+
+
+def test_a_compose_file_the_checkout_lacks_is_named_and_nothing_is_deployed(ag_app, docker):
+    ret = ag_app.stack_deployed("ag-stack", str(CHECKOUT), ["docker-compose.yml", "site.yml"], 4,
+                                CONCURRENCY)
+    assert ret["result"] is False and docker.deploys == []
+    assert ret["comment"].startswith(f"no site.yml in the checkout {CHECKOUT} on nuc1")
+    assert "extra_compose_files" in ret["comment"]
