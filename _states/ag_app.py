@@ -365,6 +365,38 @@ def _record_revision(record, checkout):
         os.unlink(record)
 
 
+SHADOWED = "# ag.tweaks: set again below (docker refuses a key twice; the later one counts): "
+
+
+def compose_keys_once(name):
+    """The compose file `name` sets each key of a mapping once: an earlier line its mapping
+    sets again (upstream's postgres and redis `image:`) becomes a comment, as the later
+    value is the one docker read before it refused repeated keys. Only such lines change."""
+    ret = _ret(name)
+    with open(name) as fh:
+        lines = fh.read().splitlines(keepends=True)
+    try:
+        shadowed = __utils__["ag_compose.shadowed_lines"]("".join(lines))
+    except (ValueError, yaml.YAMLError) as exc:
+        ret.update(result=False, comment=f"{name} on {__grains__['id']}: {exc}")
+        return ret
+    if not shadowed:
+        ret["comment"] = f"{name} sets each key once"
+        return ret
+    changes = {"shadowed": {"new": [f"line {n + 1}: {lines[n].strip()}" for n in shadowed]}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes,
+                   comment=f"{len(shadowed)} repeated key(s) of {name} would become comments")
+        return ret
+    for n in shadowed:
+        indent = lines[n][:len(lines[n]) - len(lines[n].lstrip())]
+        lines[n] = f"{indent}{SHADOWED}{lines[n].lstrip()}"
+    with open(name, "w") as fh:
+        fh.write("".join(lines))
+    ret.update(changes=changes, comment=f"{len(shadowed)} repeated key(s) of {name} made comments")
+    return ret
+
+
 def tls_loaded(name, files):
     """The TLS `files` (the certificate and key on this node) are those the nginx task of
     service `name` here loaded: when they changed since (a renewed certificate), `nginx -s

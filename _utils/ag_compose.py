@@ -150,6 +150,37 @@ def _override_of(compose: dict, services: dict, secrets=None) -> dict:
             "services": services, **({"secrets": secrets} if secrets else {})}
 
 
+def shadowed_lines(text: str):
+    """The lines of a compose file's `text` (0-based) that set a key its mapping sets again
+    later, each a one-line scalar: upstream's compose file names `image:` twice in postgres
+    and redis, which older docker and PyYAML read as the later value and today's docker
+    refuses ("mapping key already defined"). Raises ValueError naming a repeated key whose
+    value is more than one line (no line alone can be taken out)."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, yaml.MappingNode):
+            last = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in last:
+                        earlier_key, earlier_value = last[key.value]
+                        if not (isinstance(earlier_value, yaml.ScalarNode)
+                                and earlier_value.end_mark.line == earlier_key.start_mark.line):
+                            raise ValueError(f"line {earlier_key.start_mark.line + 1}: "
+                                             f"{key.value!r} is set again at line "
+                                             f"{key.start_mark.line + 1}, over more than one line")
+                        found.append(earlier_key.start_mark.line)
+                    last[key.value] = (key, value)
+                walk(value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item)
+
+    walk(yaml.compose(text))
+    return sorted(found)
+
+
 def celery_workers(compose: dict) -> list:
     """The compose file's services that run a celery worker (the graders among them)."""
     return sorted(name for name, service in (compose.get("services") or {}).items()

@@ -68,8 +68,11 @@ while read -r context dockerfile first others; do
     for tag in $first $others; do docker push -q \$tag >/dev/null; done"
 done <<<"$builds"
 
-# Deploy the stack and wait until every service runs what it wants
-bed "$manager" sh -ec "cd $checkout && docker stack deploy -c docker-compose.yml -c docker-compose.bed.yml $stack >/dev/null"
+# Deploy the stack and wait until every service runs what it wants. Today's docker refuses
+# upstream's compose file (postgres and redis set `image:` twice); a sysadmin deletes the
+# first of each, which older docker ignored
+bed "$manager" sh -ec "cd $checkout && sed -i '/^    image: 127\.0\.0\.1:5000\/\(postgres\|redis\)$/d' docker-compose.yml
+  docker stack deploy -c docker-compose.yml -c docker-compose.bed.yml $stack >/dev/null"
 bed "$manager" sh -c "until docker stack services $stack --format '{{.Replicas}}' |
   awk -F/ '\$1 != \$2 {bad=1} END {exit bad}'; do sleep 1; done"
 

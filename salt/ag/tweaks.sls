@@ -7,6 +7,9 @@
     guide's own "UPDATE THIS" (the postgres password, emptied). #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- set root = app.checkout %}
+# the ag_app state works through _utils/ag_compose.py, which needs the docker SDK
+include:
+  - docker.sdk
 
 {#- _prod.env reaches every service spec as env_file, so it carries no password: upstream's
     AG_DB_PASSWORD=postgres (or a password an earlier deploy wrote) is blanked, an e-mail
@@ -86,6 +89,14 @@ ag-tweaks-compose-postgres-password-empty:
     - pattern: '^(\s*POSTGRES_PASSWORD:).*$'
     - repl: "\\1 ''"
     - show_changes: False
+
+{#- a key set twice in one mapping (upstream's postgres and redis `image:`): today's docker
+    refuses the file, older docker took the later value; the earlier line becomes a comment #}
+ag-tweaks-compose-keys-once:
+  ag_app.compose_keys_once:
+    - name: {{ root }}/docker-compose.yml
+    - require:
+      - sls: docker.sdk
 
 ag-tweaks-site-domain-nginx:
   file.replace:

@@ -38,7 +38,8 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     first = minion.apply("ag.tweaks")
     assert all(r["result"] is True for r in first.values()), first
     backups = {sid for sid in first if "-no-backup-of-" in sid}
-    assert changed(first) == set(first) - backups
+    sdk = {sid for sid in first if sid.startswith("docker-sdk-")}  # the minion has it
+    assert changed(first) == set(first) - backups - sdk
     assert not [p for p in checkout.rglob("*.bak")], "a backup copy left in the checkout"
     env = (checkout / "autograder-server/_prod.env").read_text()
     assert "ALLOWED_HOSTS=grading.example.edu\n" in env and "SITE_DOMAIN=grading.example.edu\n" in env
@@ -61,10 +62,17 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
     assert "autograder/settings/secrets" in ignore and "autograder/settings/oauth2_secrets.json" in ignore
     # no password in the env_file every service spec inlines; upstream's default is gone
     assert "\nAG_DB_PASSWORD=\n" in env and "AG_DB_PASSWORD=postgres" not in env
-    # the compose file: only the guide's "UPDATE THIS" postgres password, emptied
+    # the compose file: only the guide's "UPDATE THIS" postgres password, emptied, and
+    # upstream's first `image:` of postgres and redis, set again below it, made a comment
+    # (today's docker refuses a key twice; PyYAML, like older docker, reads the later one)
     upstream = yaml.safe_load((STANDIN / "docker-compose.yml").read_text())
     upstream["services"]["postgres"]["environment"] = {"POSTGRES_PASSWORD": ""}
-    assert yaml.safe_load((checkout / "docker-compose.yml").read_text()) == upstream
+    compose = (checkout / "docker-compose.yml").read_text()
+    assert yaml.safe_load(compose) == upstream
+    assert compose.count("# ag.tweaks: set again below") == 2
+    assert "    # ag.tweaks: set again below (docker refuses a key twice; the later one counts): " \
+           "image: 127.0.0.1:5000/postgres\n" in compose
+    assert len(compose.splitlines()) == len((STANDIN / "docker-compose.yml").read_text().splitlines())
     settings = (checkout / "autograder-server/autograder/settings/production.py").read_text()
     assert settings.startswith("from .base import *")  # upstream's lines stay, the block follows
     assert settings.count("# BEGIN ag.deploy: passwords from the secrets dir") == 1
@@ -76,7 +84,8 @@ def test_tweaks_edit_exact_lines_once(local_minion, checkout):
 def test_test_mode_reports_and_changes_nothing(local_minion, checkout):
     before = {p: p.read_bytes() for p in checkout.rglob("*") if p.is_file()}
     ret = local_minion(tweaks_pillar(checkout)).apply("ag.tweaks", test=True)
-    edits = {sid: r for sid, r in ret.items() if "-no-backup-of-" not in sid}
+    edits = {sid: r for sid, r in ret.items()
+             if "-no-backup-of-" not in sid and not sid.startswith("docker-sdk-")}
     assert {r["result"] for r in edits.values()} == {None}
     assert all(r["result"] is True and not r["changes"] for sid, r in ret.items()
                if sid not in edits)  # no backup copy to remove

@@ -159,3 +159,15 @@ def test_every_celery_worker_and_nothing_else_gets_the_stop_grace_period(compose
     assert {out["services"][name]["stop_grace_period"] for name in graced} == {"300s"}
     assert not any("stop_grace_period" in s for s in ag_compose.override(
         compose, 4, UPSTREAM_CONCURRENCY)["services"].values())
+
+
+def test_a_key_set_twice_in_a_mapping_is_found_on_its_earlier_line():
+    text = ("services:\n  postgres:\n    image: 127.0.0.1:5000/postgres\n    restart: always\n"
+            "    image: postgres:9.5\n  redis:\n    image: redis:latest\n")
+    assert ag_compose.shadowed_lines(text) == [2]
+    assert ag_compose.shadowed_lines("a:\n  b: 1\n  c: 2\n") == []
+
+
+def test_a_key_set_twice_over_several_lines_is_refused_naming_its_lines():
+    with pytest.raises(ValueError, match="line 2: 'deploy' is set again at line 4"):
+        ag_compose.shadowed_lines("web:\n  deploy:\n    replicas: 1\n  deploy: {}\n")
