@@ -229,6 +229,26 @@ def images_pushed(name, compose_file="docker-compose.yml"):
     return ret
 
 
+def _digest_of(paths, texts=()):
+    """sha256 of the files `paths` and the strings `texts`, in order: what a record keeps."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            digest.update(hashlib.sha256(fh.read()).digest())
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode()).digest())
+    return digest.hexdigest()
+
+
+def _recorded(record):
+    """The digest the file `record` keeps, None when there is none."""
+    try:
+        with open(record) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
 @_failing_as_sentences
 def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres_version=None,
                    web_on_webserver_only=True, worker_stop_grace_period=None):
@@ -267,19 +287,10 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         "override": yaml.safe_dump(override, sort_keys=True),
         "images": yaml.safe_dump(pins, sort_keys=True),
     }
-    content = hashlib.sha256()
-    for path in compose_files:
-        with open(os.path.join(checkout, path), "rb") as fh:
-            content.update(hashlib.sha256(fh.read()).digest())
-    for text in generated.values():
-        content.update(hashlib.sha256(text.encode()).digest())
-    content = content.hexdigest()
+    content = _digest_of([os.path.join(checkout, path) for path in compose_files],
+                         generated.values())
     record = os.path.join(DEPLOYED_DIR, f"{name}.sha256")
-    try:
-        with open(record) as fh:
-            deployed = fh.read().strip()
-    except OSError:
-        deployed = None
+    deployed = _recorded(record)
     present = set(__salt__["ag_app.stack_status"](name))
     absent = sorted(set(compose.get("services") or {}) - present)
     if deployed == content and not absent and not missing:
@@ -405,17 +416,9 @@ def tls_loaded(name, files):
     next start, so the digest is only noted."""
     ret = _ret(name)
     node = __grains__["id"]
-    digest = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as fh:
-            digest.update(hashlib.sha256(fh.read()).digest())
-    digest = digest.hexdigest()
+    digest = _digest_of(files)
     record = os.path.join(DEPLOYED_DIR, f"{name}.tls.sha256")
-    try:
-        with open(record) as fh:
-            loaded = fh.read().strip()
-    except OSError:
-        loaded = None
+    loaded = _recorded(record)
     if loaded == digest:
         ret["comment"] = f"{name} on {node} serves these TLS files"
         return ret

@@ -28,6 +28,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from .util import reply
+
 PAGE_TTL = 24 * 3600
 TIMEOUT = 120
 RETRIES = 3
@@ -127,11 +129,7 @@ class Proxy(BaseHTTPRequestHandler):
             return self.send_error(404, str(exc))
         except OSError as exc:  # the registry did not answer
             return self.send_error(502, str(exc))
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, body, ctype)
 
     def do_POST(self):
         """npm audit's report: the bed has no audit service."""

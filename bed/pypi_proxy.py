@@ -17,6 +17,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from .util import reply
+
 PAGE_TTL = 24 * 3600
 TIMEOUT = 60
 HREF = re.compile(r'href="([^"]+)"')
@@ -59,11 +61,7 @@ class Proxy(BaseHTTPRequestHandler):
             return self.send_error(404, str(exc))
         except OSError as exc:  # the index did not answer
             return self.send_error(502, str(exc))
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, body, ctype)
 
     def _page(self, project: str) -> bytes:
         if not PROJECT.fullmatch(project):

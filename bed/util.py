@@ -130,3 +130,12 @@ def debian_mirror() -> str:
             return line.split()[1]
     raise RuntimeError("found no Debian mirror in this machine's apt sources; the bed's "
                        "images need one (add it to /etc/apt/sources.list.d)")
+
+
+def reply(handler, body: bytes, ctype: str) -> None:
+    """Answer the request `handler` (an http.server handler) serves: 200, `body` of `ctype`."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
