@@ -2,7 +2,9 @@
 `__salt__`/`__utils__` dunders instead of Salt's loader."""
 
 import functools
+import http.server
 import importlib.util
+import threading
 from unittest import mock
 
 from bed.config import REPO
@@ -56,3 +58,10 @@ class FakeClock:
 
     def sleep(self, seconds):
         self.now += seconds
+
+
+def serve(handler):
+    """An HTTP server of `handler` on a free loopback port, in a thread → (server, its URL)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

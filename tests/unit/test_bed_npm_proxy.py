@@ -4,14 +4,14 @@ served when the registry stops answering, nothing fetched that no packument name
 bed's rebuilt versions added only where the registry lacks them."""
 
 import json
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from bed import npm_proxy
+from tests.extensions import serve
 
 PUBLIC = "https://npm.agbed.test:4873/"
 
@@ -40,12 +40,6 @@ class Registry(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def serve(handler):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture

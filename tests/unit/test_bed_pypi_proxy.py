@@ -2,14 +2,14 @@
 /files/, each file fetched once and then served from its cache, nothing fetched that no index
 page named."""
 
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from bed import pypi_proxy
+from tests.extensions import serve
 
 PAGE = ('<html><body><a href="../../packages/demo-1.0.tar.gz#sha256=abc" '
         'data-dist-info-metadata="sha256=def">demo-1.0.tar.gz</a></body></html>')
@@ -29,12 +29,6 @@ class Index(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def serve(handler):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
