@@ -169,7 +169,7 @@ def cmd_demo(tier: str) -> int:
 def cmd_test(pytest_args) -> int:
     """With arguments, one pytest run on this bed. Without, the whole suite as runs one
     after the other (side by side, the two cores made both three times slower): unit,
-    functional and tier 1 (but not the real stack's groundwork, real_stack, whose images
+    functional and tier 1 (but not the real stack, real_stack, whose images
     take a quarter of an hour to build the first time) on this bed, then tier 2 (the tests
     marked vm, but not its half-hour whole-stack deploy, vm_stack) on the next one, whose
     kept guests outlive the other tier's runs (tests/conftest.py), then the unit and
