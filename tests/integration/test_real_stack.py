@@ -8,6 +8,7 @@ Marked real_stack (the first build of the real images takes long; cached after):
 `AG_BED_ID=4 ./testbed test -m real_stack`."""
 
 import json
+import re
 import time
 
 import pytest
@@ -83,10 +84,10 @@ def bed(netns_bed):
             daemon.stop()
 
 
-def test_the_release_deploys_every_service_where_its_label_is(bed):
+def test_the_release_deploys_every_service_where_its_label_is(bed, measured):
     code, steps, output = bed.first
     assert code == 0, output[-6000:]
-    print(f"ag.deploy of the real {RELEASE} from no swarm: {bed.seconds:.0f} s")
+    measured(f"ag.deploy of the real {RELEASE} from no swarm: {bed.seconds:.0f} s")
     compose = sh(bed, MANAGER, f"docker stack config -c {CHECKOUT}/docker-compose.yml")
     assert compose  # the CLI reads the release's compose file as the deploy did
     deployed = services(bed)
@@ -114,3 +115,25 @@ def test_a_second_deploy_changes_nothing_and_restarts_no_task(bed):
     assert task_ids(bed) == before
     code, steps, output = deploy(bed, "test=True")
     assert code == 0 and changed_steps(steps) == set(), output[-4000:]
+
+
+UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def test_the_memory_the_running_stack_takes(bed, measured):
+    """What the release's containers use on each node (docker stats), for the site's sizing."""
+    used = {}
+    for node in bed.nodes:
+        lines = sh(bed, node, "docker stats --no-stream --format '{{.Name}} {{.MemUsage}}'")
+        for line in lines.splitlines():
+            name, usage = line.split(" ", 1)
+            if name.startswith(f"{STACK}_"):
+                amount, unit = re.fullmatch(r"([\d.]+)(\w+)", usage.split(" / ")[0]).groups()
+                used.setdefault(node, {})[name.split(".")[0]] = float(amount) * UNITS[unit]
+    running = {service for per_node in used.values() for service in per_node}
+    assert running == {f"{STACK}_{s}" for s, (_, nodes) in (
+        (name.removeprefix(f"{STACK}_"), spec) for name, spec in services(bed).items()) if nodes}
+    for node, per_service in sorted(used.items()):
+        measured(f"{node}: {sum(per_service.values()) / 2**20:.0f} MiB in "
+                 f"{len(per_service)} containers of the real stack")
+    measured(f"the real stack: {sum(sum(v.values()) for v in used.values()) / 2**20:.0f} MiB")
