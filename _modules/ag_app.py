@@ -537,10 +537,10 @@ LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -
 SERVER = "autograder-server"
 # what the checkout holds that no deploy makes again: every submission and result file, and the
 # secrets (the GPG key that signed every receipt, the secret key of every session)
-BACKED_UP_DIRS = (f"{SERVER}/media_root", f"{SERVER}/autograder/settings/secrets")
-SECRETS_DIR = BACKED_UP_DIRS[1]  # restored as it was: a key made since goes
+SECRETS_DIR = f"{SERVER}/autograder/settings/secrets"  # restored as it was: a key made since goes
+BACKED_UP_DIRS = (f"{SERVER}/media_root", SECRETS_DIR)
 # the live database's password stays: the running postgres was made with it
-KEPT_LIVE = (f"{SERVER}/autograder/settings/secrets/db_password",)
+KEPT_LIVE = (f"{SECRETS_DIR}/db_password",)
 
 
 def backup(backup_dir, keep, stack, checkout, name=None):

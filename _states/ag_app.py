@@ -241,12 +241,19 @@ def _digest_of(paths, texts=()):
 
 
 def _recorded(record):
-    """The digest the file `record` keeps, None when there is none."""
+    """What the file `record` (in DEPLOYED_DIR) keeps, None when there is none."""
     try:
         with open(record) as fh:
             return fh.read().strip()
     except OSError:
         return None
+
+
+def _record(record, value):
+    """`value` kept in the file `record` in DEPLOYED_DIR, read by _recorded."""
+    os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
+    with open(record, "w") as fh:
+        fh.write(value + "\n")
 
 
 @_failing_as_sentences
@@ -290,15 +297,17 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     content = _digest_of([os.path.join(checkout, path) for path in compose_files],
                          generated.values())
     record = os.path.join(DEPLOYED_DIR, f"{name}.sha256")
+    revision = os.path.join(DEPLOYED_DIR, f"{name}.revision")
     deployed = _recorded(record)
     present = set(__salt__["ag_app.stack_status"](name))
     absent = sorted(set(compose.get("services") or {}) - present)
     if deployed == content and not absent and not missing:
         if not __opts__["test"]:  # a release that changed none of it is still the one running
-            _record_revision(os.path.join(DEPLOYED_DIR, f"{name}.revision"), checkout)
+            _record_revision(revision, checkout)
         ret["comment"] = f"stack {name} runs this content already"
         return ret
-    moving = _postgres_major_move(name, compose, override)
+    images = {s["name"]: s["image"] for s in __salt__["ag_app.services"]()}  # what runs now
+    moving = _postgres_major_move(name, compose, override, images.get(f"{name}_{POSTGRES}"))
     if moving:
         ret.update(result=False, comment=moving)
         return ret
@@ -306,7 +315,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     if absent:
         changes["services"] = {"new": absent}
     django = pins["services"].get(DJANGO, {})
-    running = _running_image(f"{name}_{DJANGO}")
+    running = images.get(f"{name}_{DJANGO}")
     upgrade = running is not None and _digest(running) != _digest(django.get("image", ""))
     if upgrade:
         changes["migrations"] = {"new": f"run with the new {DJANGO} image before any service rolls"}
@@ -356,9 +365,8 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         ret.update(result=False, changes=changes,
                    comment=f"stack {name} was deployed but reads back without {', '.join(unread)}")
         return ret
-    with open(record, "w") as fh:
-        fh.write(content + "\n")
-    _record_revision(os.path.join(DEPLOYED_DIR, f"{name}.revision"), checkout)
+    _record(record, content)
+    _record_revision(revision, checkout)
     pruned = __salt__["ag_app.stack_secrets_pruned"](name)
     if pruned:  # names made of digests, never a value
         changes["secrets"] = {"old": pruned}
@@ -370,8 +378,7 @@ def _record_revision(record, checkout):
     """The git revision of `checkout` the stack now runs, in `record`, where ag.upgrade_backup
     compares the checkout's with it; a checkout that is no git repository has none."""
     if os.path.isdir(os.path.join(checkout, ".git")):
-        with open(record, "w") as fh:
-            fh.write(__salt__["git.revision"](checkout) + "\n")
+        _record(record, __salt__["git.revision"](checkout))
     elif os.path.exists(record):
         os.unlink(record)
 
@@ -422,23 +429,22 @@ def tls_loaded(name, files):
     if loaded == digest:
         ret["comment"] = f"{name} on {node} serves these TLS files"
         return ret
-    running = loaded is not None and __salt__["ag_app.local_task_running"](name)
+    renewed = {"tls": {"old": (loaded or "")[:12], "new": digest[:12]}}
     if __opts__["test"]:
-        if running:
-            ret.update(result=None, changes={"tls": {"old": loaded[:12], "new": digest[:12]}},
+        if loaded is not None and __salt__["ag_app.local_task_running"](name):
+            ret.update(result=None, changes=renewed,
                        comment=f"{name} on {node} would reload the renewed TLS files")
         return ret
-    if running:
-        res = __salt__["ag_app.local_task_exec"](name, ["nginx", "-s", "reload"])
-        if res is None or res["retcode"] != 0:
-            ret.update(result=False, comment=f"nginx -s reload in {name} on {node} failed: "
-                                             f"{_tail(res) if res else 'its task ended'}")
-            return ret
-        ret.update(changes={"tls": {"old": loaded[:12], "new": digest[:12]}},
-                   comment=f"{name} on {node} reloaded the renewed TLS files")
-    os.makedirs(DEPLOYED_DIR, mode=0o700, exist_ok=True)
-    with open(record, "w") as fh:
-        fh.write(digest + "\n")
+    # None: no task here, nginx reads the files at its next start
+    res = None if loaded is None else __salt__["ag_app.local_task_exec"](
+        name, ["nginx", "-s", "reload"])
+    if res is not None and res["retcode"] != 0:
+        ret.update(result=False, comment=f"nginx -s reload in {name} on {node} failed: "
+                                         f"{_tail(res)}")
+        return ret
+    if res is not None:
+        ret.update(changes=renewed, comment=f"{name} on {node} reloaded the renewed TLS files")
+    _record(record, digest)
     return ret
 
 
@@ -575,14 +581,15 @@ def _postgres_major(image):
     return found.group(0) if int(found.group(1)) < 10 and found.group(2) else found.group(1)
 
 
-def _postgres_major_move(name, compose, override):
-    """A sentence when the deploy would give the running postgres service of stack `name`
-    another major version: it refuses the data files the old one made (and a new server
-    must never be pointed at them), so the move goes through a dump and a restore; the
-    steps. None when the major version stays or is not known."""
+def _postgres_major_move(name, compose, override, running):
+    """A sentence when the deploy would give the postgres service of stack `name`, which
+    runs the image `running` (None: none runs), another major version: it refuses the data
+    files the old one made (and a new server must never be pointed at them), so the move
+    goes through a dump and a restore; the steps. None when the major version stays or is
+    not known."""
     service = compose.get("services", {}).get(POSTGRES) or {}
     new = (override.get("services", {}).get(POSTGRES) or {}).get("image") or service.get("image")
-    old, new = _postgres_major(_running_image(f"{name}_{POSTGRES}")), _postgres_major(new)
+    old, new = _postgres_major(running), _postgres_major(new)
     if not (old and new) or old == new:
         return None
     volumes = [parts[0] for parts in (str(v).split(":") for v in service.get("volumes") or [])
@@ -595,12 +602,6 @@ def _postgres_major_move(name, compose, override):
             f"{volume} on the node labelled database; 3. salt-run ag.deploy with the new "
             f"app:postgres_version (an empty database, migrated); 4. salt-run ag.restore "
             f"name=<the backup's name>")
-
-
-def _running_image(service):
-    """The image reference service `service` runs now (None when it does not exist)."""
-    found = [s for s in __salt__["ag_app.services"]() if s["name"] == service]
-    return found[0]["image"] if found else None
 
 
 def _manage(service, *args):

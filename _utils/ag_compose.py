@@ -34,7 +34,6 @@ SECRET_PATHS = ("autograder/settings/secrets", "autograder/settings/oauth2_secre
 GPG_RUNTIME = re.compile(r"(random_seed|trustdb\.gpg|S\..*|\.#lk.*|.*\.lock|.*~)")
 # generated once by the deploy (salt/ag/secrets.sls), beside upstream's generated secrets
 DB_PASSWORD = "autograder/settings/secrets/db_password"
-DB_PASSWORD_FILE = f"autograder-server/{DB_PASSWORD}"
 # the official postgres image reads POSTGRES_PASSWORD_FILE (as root, before dropping to the
 # postgres user) when POSTGRES_PASSWORD is empty, so the password is in no service spec and
 # no `docker inspect`; a swarm secret's plain target is under /run/secrets
@@ -93,10 +92,6 @@ def _secret_key(path: str, digest: str) -> str:
     return "ag_" + hashlib.sha256(f"{path}\0{digest}".encode()).hexdigest()[:24]
 
 
-def _given(path: str, digest: str, target: str) -> dict:
-    return {"source": _secret_key(path, digest), "target": target}
-
-
 def override(compose: dict, workers: int, concurrency: dict, secret_files=None,
              postgres_version=None, web_on_webserver_only=True,
              worker_stop_grace_period=None) -> dict:
@@ -110,15 +105,21 @@ def override(compose: dict, workers: int, concurrency: dict, secret_files=None,
     `web_on_webserver_only` ports 80/443 opened only on the node running their service
     (nginx, labelled webserver). It names files and digests, never a secret's value."""
     secret_files = secret_files or {}
-    services = {}
+    services, declared = {}, {}
+
+    def given(path, target):
+        """Secret file `path` given at `target`, and declared for the stack."""
+        key = _secret_key(path, secret_files[path])
+        declared[key] = {"file": f"./autograder-server/{path}"}
+        return {"source": key, "target": target}
+
     for name, service in (compose.get("services") or {}).items():
         entry = {}
         if name == "postgres":
             if DB_PASSWORD in secret_files:
                 entry["environment"] = {
                     "POSTGRES_PASSWORD_FILE": f"/run/secrets/{POSTGRES_PASSWORD_TARGET}"}
-                entry["secrets"] = [_given(DB_PASSWORD, secret_files[DB_PASSWORD],
-                                           POSTGRES_PASSWORD_TARGET)]
+                entry["secrets"] = [given(DB_PASSWORD, POSTGRES_PASSWORD_TARGET)]
             if postgres_version:
                 entry["image"] = f"postgres:{postgres_version}"
         command = service.get("command")
@@ -131,15 +132,10 @@ def override(compose: dict, workers: int, concurrency: dict, secret_files=None,
         if web_on_webserver_only and (web_ports := _web_ports_on_its_node(service)):
             entry["ports"] = web_ports
         if _builds_from_server(service) and secret_files:
-            entry["secrets"] = [_given(path, digest, f"{APP_DIR}/{path}")
-                                for path, digest in sorted(secret_files.items())]
+            entry["secrets"] = [given(path, f"{APP_DIR}/{path}") for path in sorted(secret_files)]
         if entry:
             services[name] = entry
-    used = {given["source"] for entry in services.values() for given in entry.get("secrets", ())}
-    secrets = {_secret_key(path, digest): {"file": f"./autograder-server/{path}"}
-               for path, digest in sorted(secret_files.items())
-               if _secret_key(path, digest) in used}
-    return _override_of(compose, services, secrets)
+    return _override_of(compose, services, dict(sorted(declared.items())))
 
 
 def _override_of(compose: dict, services: dict, secrets=None) -> dict:

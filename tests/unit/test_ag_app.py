@@ -86,6 +86,8 @@ class Docker:
         return list(names)
 
     def local_task_exec(self, service, cmd):
+        if service.endswith("_nginx") and not self.nginx_here:
+            return None  # no task of it on this node: nothing ran
         self.commands.append(cmd)
         return self.manage
 
