@@ -1,8 +1,8 @@
 {#- The guide's `docker stack deploy`, on the manager, then the wait for every service. The
     state computes the override (worker counts, each secret file a swarm secret at its own
-    path, postgres reading the database password secret, the postgres version, 80/443 on the webserver node
-    only; see _utils/ag_compose.py) from the checkout, so test=True judges what a deploy would
-    deploy; the deploy writes it to /var/lib/ag-deploy/. #}
+    path, postgres reading the database password secret, the postgres version, 80/443 on the
+    webserver node only; see _utils/ag_compose.py) from the checkout, so test=True judges
+    what a deploy would deploy; the deploy writes it to /var/lib/ag-deploy/. #}
 {%- from 'ag/map.jinja' import app, compose_files with context %}
 # the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:

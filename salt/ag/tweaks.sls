@@ -182,8 +182,8 @@ ag-tweaks-settings-secrets-from-files:
         if _ag_secret('email_host_password') is not None:
             EMAIL_HOST_PASSWORD = _ag_secret('email_host_password')
 
-{#- Secrets are given at run time (swarm secrets, the override of ag/stack.sls), never built into an
-    image; nor is _prod.env (the services get it as their env_file).
+{#- Secrets are given at run time (swarm secrets, the override of ag/stack.sls), never
+    built into an image; nor is _prod.env (the services get it as their env_file).
     Python caches anywhere in the tree (upstream ignores them at the top only) would change the build
     inputs whenever something runs the code in the checkout, and rebuild images for nothing. #}
 ag-tweaks-dockerignore-secrets:
