@@ -781,7 +781,6 @@ def bootstrapped(name, admins=(), course=None):
 # --- clean: what the deploy made on the manager, removed (salt/ag/clean.sls) ---------------
 
 GONE_POLL = 1  # seconds between two looks at the tasks of what was removed
-RECORDS = ("sha256", "override.yml", "images.yml")  # stack_deployed's files in DEPLOYED_DIR
 
 
 def _fail(ret, comment, changes=None):
@@ -828,6 +827,17 @@ def service_absent(name, timeout=120):
     return ret
 
 
+def _stack_records(name):
+    """The files of stack `name` in DEPLOYED_DIR on this node: its own (`name.sha256`, the
+    override, the pins, the revision) and its services' (`name_nginx.tls.sha256`)."""
+    try:
+        found = os.listdir(DEPLOYED_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(DEPLOYED_DIR, f) for f in found
+                  if f.startswith((f"{name}.", f"{name}_")))
+
+
 @_failing_as_sentences
 def stack_absent(name, timeout=120):
     """No stack `name`: its services removed, then, once their tasks are gone (waited for at
@@ -836,8 +846,7 @@ def stack_absent(name, timeout=120):
     volumes (the database's among them) stay on the nodes that ran it."""
     ret = _ret(name)
     node = __grains__["id"]
-    records = [path for path in (os.path.join(DEPLOYED_DIR, f"{name}.{kind}") for kind in RECORDS)
-               if os.path.exists(path)]
+    records = _stack_records(name)
     current = __salt__["ag_app.stack_objects"](name)
     held = {kind: names for kind, names in current.items() if names and kind != "tasks"}
     if records:

@@ -57,13 +57,24 @@ def assert_recovered(bed, fault, started, timeout=300):
     since `started` (time.monotonic() when the fault was over)."""
     wait_for(lambda: not unconverged(bed) and not placement_errors(bed, bed.pillar), timeout,
              lambda: f"the stack to converge (unconverged: {unconverged(bed)}) with every task "
-                     f"where its labels say (misplaced: {placement_errors(bed, bed.pillar)})",
+                     f"where its labels say (misplaced: {placement_errors(bed, bed.pillar)}); "
+                     f"the swarm's view:\n{swarm_view(bed)}",
              interval=2)
     bed.measured(f"{fault}: survived, converged {time.monotonic() - started:.0f} s after the fault ended")
     now = kept_data(bed)
     assert now["courses"] == bed.kept["courses"]
     for repo, tags in bed.kept["registry"].items():
         assert set(tags) <= set(now["registry"].get(repo, [])), f"{repo} lost tags"
+
+
+def swarm_view(bed):
+    """What the manager says of its nodes and of the misplaced services' tasks, every state
+    (for a failure's message)."""
+    misplaced = " ".join(service for service, _, _ in placement_errors(bed, bed.pillar))
+    return sh(bed, MANAGER, "docker node ls --format '{{.Hostname}} {{.ID}} {{.Status}} "
+                            "{{.Availability}}'; docker node inspect -f '{{.Description.Hostname}} "
+                            "{{json .Spec}}' $(docker node ls -q); "
+                            f"[ -z '{misplaced}' ] || docker service ps --no-trunc {misplaced}", check=False)
 
 
 def tasks_on(bed, node):

@@ -98,17 +98,19 @@ def states(engine, tmp_path, test=False):
 
 
 def test_stack_absent_reports_then_removes_services_before_networks_then_nothing(engine, tmp_path):
-    (tmp_path / "ag-stack.sha256").write_text("abc\n")
+    ours = ["ag-stack.revision", "ag-stack.sha256", "ag-stack_nginx.tls.sha256"]
+    for name in ours + ["other.sha256"]:
+        (tmp_path / name).write_text("abc\n")
     ret = states(engine, tmp_path, test=True).stack_absent("ag-stack")
     assert ret["result"] is None and engine.removed == []
     assert ret["changes"] == {
         "services": {"old": ["ag-stack_django", "ag-stack_nginx"], "new": []},
         "networks": {"old": ["ag-stack_default"], "new": []},
-        "files": {"old": [str(tmp_path / "ag-stack.sha256")], "new": []}}
+        "files": {"old": [str(tmp_path / name) for name in ours], "new": []}}
     ret = states(engine, tmp_path).stack_absent("ag-stack")
     assert ret["result"] is True and set(ret["changes"]) == {"services", "networks", "files"}
     assert [kind for kind, _ in engine.removed] == ["services", "services", "networks"]
-    assert not (tmp_path / "ag-stack.sha256").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sha256"]
     assert [s["Spec"]["Name"] for s in engine.objects["services"]] == ["registry"]
     again = states(engine, tmp_path).stack_absent("ag-stack")
     assert again["result"] is True and again["changes"] == {}
