@@ -543,6 +543,27 @@ BACKED_UP_DIRS = (f"{SERVER}/media_root", SECRETS_DIR)
 KEPT_LIVE = (f"{SECRETS_DIR}/db_password",)
 
 
+# what the ag_app states deployed, on the manager (_states/ag_app.py: DEPLOYED_DIR)
+DEPLOYED_REVISION = "/var/lib/ag-deploy/{stack}.revision"
+
+
+def revisions(stack, checkout):
+    """{deployed: the git revision of `checkout` that stack `stack` was last deployed from
+    (the ag_app.stack_deployed state's record on this manager), checkout: the one `checkout`
+    holds now}; None for either when there is none (no deploy recorded, or a checkout that is
+    no git repository). One call tells ag.upgrade_backup whether a deploy is an upgrade.
+
+    CLI Example: salt nuc1 ag_app.revisions ag-stack /srv/autograder-full-stack
+    """
+    try:
+        with open(DEPLOYED_REVISION.format(stack=stack)) as fh:
+            deployed = fh.read().strip() or None
+    except FileNotFoundError:
+        deployed = None
+    is_git = os.path.isdir(os.path.join(checkout, ".git"))
+    return {"deployed": deployed, "checkout": __salt__["git.revision"](checkout) if is_git else None}
+
+
 def backup(backup_dir, keep, stack, checkout, name=None):
     """A backup of the site's data named `name` (default: the time, YYYYmmdd-HHMMSS) in
     `backup_dir` on this node, which runs the postgres task of `stack` (the node labelled

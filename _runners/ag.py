@@ -438,8 +438,6 @@ def roll(test=False):
 # --- backups ------------------------------------------------------------------------------
 
 BACKUP_TIMEOUT = 3600  # seconds for a backup or restore (a big media_root)
-# the revision of the checkout the stack step last deployed, on the manager (ag_app.stack_deployed)
-DEPLOYED_REVISION = "/var/lib/ag-deploy/{stack}.revision"
 
 
 def _backups(autograder):
@@ -507,16 +505,11 @@ def upgrade_backup(test=False):
     """
     autograder = _cluster_pillar()
     app = _settings(autograder, "app")
-    manager = autograder["cluster"]["manager"]
-    files = (autograder.get("nfs") or {}).get("server") or manager
-    record = DEPLOYED_REVISION.format(stack=app["stack_name"])
-    if _on_node(manager, "file.file_exists", record) is not True:
-        return {}
-    if _on_node(files, "file.directory_exists", f"{app['checkout']}/.git") is not True:
-        return {}  # a checkout that is no git repository has no revision to compare
-    running = _on_node(manager, "file.read", record).strip()
-    new = _on_node(files, "git.revision", app["checkout"])
-    if new == running:
+    # the manager reads the checkout as the stack step does
+    revisions = _on_node(autograder["cluster"]["manager"], "ag_app.revisions",
+                         app["stack_name"], app["checkout"])
+    running, new = revisions["deployed"], revisions["checkout"]
+    if not running or not new or new == running:
         return {}
     upgrade = f"{running[:12]} -> {new[:12]}"
     if test:

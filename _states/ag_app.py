@@ -23,7 +23,9 @@ __virtualname__ = "ag_app"
 
 log = logging.getLogger(__name__)
 
-DEPLOYED_DIR = "/var/lib/ag-deploy"  # on the manager: the pinned override, the deployed hash
+# on the manager: the pinned override, the deployed hash, the revision (which the execution
+# module's ag_app.revisions reads)
+DEPLOYED_DIR = "/var/lib/ag-deploy"
 PAUSE_MARGIN = 60  # seconds beyond their stop grace period for paused workers to stop
 POSTGRES = "postgres"  # the compose file's database service
 DJANGO = "django"  # the compose file's service that serves the app and owns its migrations

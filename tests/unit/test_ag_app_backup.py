@@ -68,3 +68,16 @@ def test_a_refused_archive_writes_nothing_even_before_its_bad_member(tmp_path):
     with pytest.raises(CommandExecutionError):
         ag_app.restore_files(str(src), str(tmp_path / "site"))
     assert not (tmp_path / "site").exists()
+
+
+def test_revisions_read_the_deploy_s_record_and_the_checkout_s_git(tmp_path, monkeypatch):
+    monkeypatch.setattr(ag_app, "DEPLOYED_REVISION", str(tmp_path / "{stack}.revision"))
+    monkeypatch.setattr(ag_app, "__salt__", {"git.revision": lambda path: f"head of {path}"},
+                        raising=False)
+    site = tmp_path / "site"
+    site.mkdir()
+    assert ag_app.revisions("ag-stack", str(site)) == {"deployed": None, "checkout": None}
+    (site / ".git").mkdir()
+    (tmp_path / "ag-stack.revision").write_text("a" * 40 + "\n")
+    assert ag_app.revisions("ag-stack", str(site)) == {"deployed": "a" * 40,
+                                                       "checkout": f"head of {site}"}

@@ -398,10 +398,7 @@ class Upgrade(Cluster):
 
     def execute(self, tgt, fun, arg=(), tgt_type="glob", timeout=None):
         answers = {
-            "file.file_exists": lambda: self.deployed is not None,
-            "file.directory_exists": lambda: True,
-            "file.read": lambda: self.deployed + "\n",
-            "git.revision": lambda: self.checkout,
+            "ag_app.revisions": lambda: {"deployed": self.deployed, "checkout": self.checkout},
             "ag_app.backup": lambda: self.backups.append(arg) or {
                 "name": arg[-1], "parts": {f"/srv/b/{arg[-1]}/postgres.sql": 42}},
         }
@@ -411,10 +408,12 @@ class Upgrade(Cluster):
         return {tgt: answers[fun]()}
 
 
-@pytest.mark.parametrize(("deployed", "checkout"), [(None, "b" * 40), ("a" * 40, "a" * 40)])
+@pytest.mark.parametrize(("deployed", "checkout"),
+                         [(None, "b" * 40), ("a" * 40, None), ("a" * 40, "a" * 40)])
 def test_no_upgrade_no_backup(monkeypatch, deployed, checkout):
     cluster = master(monkeypatch, ["nuc1", "nuc2"], cluster=Upgrade(deployed, checkout))
     assert runner.upgrade_backup() == {} and cluster.backups == []
+    assert [fun for fun, _ in cluster.jobs] == ["ag_app.revisions"]  # one call, to the manager
 
 
 def test_an_upgrade_is_backed_up_on_the_database_node_first(monkeypatch):
