@@ -437,7 +437,9 @@ def stack_status(name, settle=5):
         short = spec["Name"][len(name) + 1:]
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         mine = [t for t in all_tasks if t.get("ServiceID") == attrs["ID"]]
-        wanted = [t for t in mine if t.get("DesiredState") == "running"]
+        # a task the swarm restarts waits out its restart delay desired "ready": still wanted
+        # (a global service's task on a node that rejects every one would else count as none)
+        wanted = [t for t in mine if t.get("DesiredState") in ("ready", "running")]
         current = [(t.get("Status") or {}).get("State") for t in wanted
                    if t["Spec"]["ContainerSpec"]["Image"] == image]
         running = [t for t in wanted if (t.get("Status") or {}).get("State") == "running"
@@ -446,7 +448,7 @@ def stack_status(name, settle=5):
         replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
         desired = len(wanted) if replicas is None else replicas
         update = (attrs.get("UpdateStatus") or {}).get("State")
-        shown = wanted + sorted((t for t in mine if t.get("DesiredState") != "running"),
+        shown = wanted + sorted((t for t in mine if t not in wanted),
                                 key=lambda t: t.get("UpdatedAt", ""), reverse=True)[:3]
         status[short] = {
             "desired": desired,

@@ -71,10 +71,15 @@ def swarm_view(bed):
     """What the manager says of its nodes and of the misplaced services' tasks, every state
     (for a failure's message)."""
     misplaced = " ".join(service for service, _, _ in placement_errors(bed, bed.pillar))
-    return sh(bed, MANAGER, "docker node ls --format '{{.Hostname}} {{.ID}} {{.Status}} "
-                            "{{.Availability}}'; docker node inspect -f '{{.Description.Hostname}} "
-                            "{{json .Spec}}' $(docker node ls -q); "
-                            f"[ -z '{misplaced}' ] || docker service ps --no-trunc {misplaced}", check=False)
+    manager = sh(bed, MANAGER, "docker node ls --format '{{.Hostname}} {{.ID}} {{.Status}} "
+                               "{{.Availability}}'; docker node inspect -f '{{.Description.Hostname}} "
+                               "{{json .Spec}}' $(docker node ls -q); "
+                               f"[ -z '{misplaced}' ] || docker service ps --no-trunc {misplaced}; "
+                               "grep -i 'orchestrat\\|schedul\\|dispatch' /var/log/docker.log "
+                               "| tail -20", check=False)
+    worker = sh(bed, WORKER, "grep 'level=error\\|level=warn' /var/log/docker.log | tail -20",
+                check=False)
+    return f"{manager}\n{WORKER}'s dockerd:\n{worker}"
 
 
 def tasks_on(bed, node):
