@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 
 import yaml
@@ -632,7 +633,8 @@ def _unapplied(showmigrations):
     return found
 
 
-SECRET_FILES = ("secret_key", "gpg_key_id_file", "gpg_key_password")
+SECRET_FILES = ("secret_key", "gpg_key_id_file", "gpg_key_password")  # generate_secrets.py's
+DB_PASSWORD = "db_password"  # made here: upstream's default 'postgres' never survives a deploy
 APP_DIR = "/usr/src/app"  # the server images' WORKDIR, where generate_secrets.py is
 
 
@@ -651,38 +653,56 @@ def secrets_generated(name, service="django", compose_file="docker-compose.yml")
     """Upstream's secrets (the Django secret key, the GPG key, its fingerprint and passphrase)
     in the secrets dir of the checkout `name`, made once by upstream's generate_secrets.py
     run in the image of `service` (its `latest`, built by ag.images): it needs Django,
-    python-gnupg and gpg, which the image has and a bare node has not. Existing secrets are
-    kept (a new GPG key would void every receipt sent); nothing of them is returned."""
+    python-gnupg and gpg, which the image has and a bare node has not. Then the database
+    password, made once here (readable by root only). Existing secrets are kept (a new GPG
+    key would void every receipt sent); nothing of them is returned."""
     ret = _ret(name)
     node = __grains__["id"]
     spec = _compose(name, compose_file)["services"][service]
     context = spec["build"]["context"] if isinstance(spec["build"], dict) else spec["build"]
     server = os.path.normpath(os.path.join(name, context))
     secrets_dir = os.path.join(server, "autograder", "settings", "secrets")
-    missing = [f for f in SECRET_FILES if not os.path.exists(os.path.join(secrets_dir, f))]
+    missing = [f for f in SECRET_FILES + (DB_PASSWORD,)
+               if not os.path.exists(os.path.join(secrets_dir, f))]
     if not missing:
         ret["comment"] = f"the app's secrets are in {secrets_dir} on {node}"
         return ret
     image = f"{spec['image']}:latest"
+    upstream = [f for f in missing if f in SECRET_FILES]
     ret["changes"] = {"generated": missing}
     if __opts__["test"]:
-        ret.update(result=None, comment=f"generate_secrets.py would make {', '.join(missing)} "
-                                        f"in {secrets_dir} on {node}, in {image}")
+        ret.update(result=None, comment=f"{', '.join(missing)} would be made in {secrets_dir} "
+                                        f"on {node}" + (f", by generate_secrets.py in {image}"
+                                                        if upstream else ""))
         return ret
     os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
+    if upstream:
+        failed = _generate_secrets(ret, image, server, secrets_dir)
+        if failed:
+            return failed
+    if DB_PASSWORD in missing:
+        with os.fdopen(os.open(os.path.join(secrets_dir, DB_PASSWORD),
+                               os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    ret["comment"] = f"{', '.join(missing)} made in {secrets_dir} on {node}"
+    return ret
+
+
+def _generate_secrets(ret, image, server, secrets_dir):
+    """Upstream's generate_secrets.py run in `image` with the secrets dir bound where it
+    writes; the failed `ret` when it failed or left a file missing, else None."""
+    node = __grains__["id"]
     sender = _env_value(os.path.join(server, "_prod.env"), "EMAIL_FROM_ADDR")
     res = __salt__["ag_app.image_run"](
         image, ["python3", "generate_secrets.py"],
         {secrets_dir: f"{APP_DIR}/autograder/settings/secrets"},
         {"EMAIL_FROM_ADDR": sender} if sender else {}, APP_DIR)
     left = [f for f in SECRET_FILES if not os.path.exists(os.path.join(secrets_dir, f))]
-    if res["retcode"] or left:
-        ret["changes"] = {}
-        why = (f"exited {res['retcode']}: {res['output'].strip()[-500:]}" if res["retcode"]
-               else f"ran, but {', '.join(left)} is still missing")
-        ret.update(result=False, comment=f"generate_secrets.py in {image} on {node} {why}")
-        return ret
-    ret["comment"] = f"generate_secrets.py made {', '.join(missing)} in {secrets_dir} on {node}"
+    if not res["retcode"] and not left:
+        return None
+    why = (f"exited {res['retcode']}: {res['output'].strip()[-500:]}" if res["retcode"]
+           else f"ran, but {', '.join(left)} is still missing")
+    ret.update(result=False, changes={}, comment=f"generate_secrets.py in {image} on {node} {why}")
     return ret
 
 

@@ -1,10 +1,10 @@
-{#- The app's secrets, made once on the NFS server node: upstream's generate_secrets.py, run in
-    the django image ag.images built (never again: a new GPG key would invalidate every
-    receipt sent) and the database password (the
-    upstream default 'postgres' never survives a deploy). Nothing here prints them; the files
-    stay in the secrets dir of the checkout, are kept out of every image (.dockerignore,
-    ag.tweaks) and reach the services at run time by mounts (the override of ag/stack.sls):
-    never through the environment, which every `docker inspect` shows. #}
+{#- The app's secrets, made once on the NFS server node by one state: upstream's
+    generate_secrets.py, run in the django image ag.images built (never again: a new GPG key
+    would invalidate every receipt sent), and the database password (the upstream default
+    'postgres' never survives a deploy). Nothing here prints them; the files stay in the
+    secrets dir of the checkout, are kept out of every image (.dockerignore, ag.tweaks) and
+    reach the services at run time as swarm secrets (the override of ag/stack.sls): never
+    through the environment, which every `docker inspect` shows. #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- set server = app.checkout ~ '/autograder-server' %}
 {%- set secrets = server ~ '/autograder/settings/secrets' %}
@@ -24,16 +24,6 @@ ag-secrets-private:
     - mode: '0700'
     - require:
       - ag_app: ag-secrets-generated
-
-ag-secrets-db-password:
-  cmd.run:
-    - name: umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > db_password
-    - cwd: {{ secrets }}
-    - creates: {{ secrets }}/db_password
-    - output_loglevel: quiet
-    - hide_output: True
-    - require:
-      - file: ag-secrets-private
 
 {#- Secrets the site keeps in files on this node (never in pillar): the OAuth client secrets,
     copied where the app reads them; the e-mail password, into the secrets dir (the settings

@@ -66,24 +66,37 @@ def test_made_once_in_the_django_image_with_the_site_s_sender(ag_app, image, che
     ag_app.__opts__["test"] = True
     planned = ag_app.secrets_generated(str(checkout))
     assert planned["result"] is None and image.runs == []
-    assert planned["changes"] == {"generated": ["secret_key", "gpg_key_id_file", "gpg_key_password"]}
+    assert planned["changes"] == {"generated": ["secret_key", "gpg_key_id_file", "gpg_key_password",
+                                                "db_password"]}
     ag_app.__opts__["test"] = False
     made = ag_app.secrets_generated(str(checkout))
     assert made["result"] is True and made["changes"] == planned["changes"]
     assert image.runs == [("127.0.0.1:5000/django:latest", ["python3", "generate_secrets.py"],
                            {"EMAIL_FROM_ADDR": "ag@example.edu"}, "/usr/src/app")]
     assert oct(secrets_dir(checkout).stat().st_mode & 0o777) == "0o700"
+    password = secrets_dir(checkout) / "db_password"
+    assert oct(password.stat().st_mode & 0o777) == "0o600" and len(password.read_text()) > 40
     again = ag_app.secrets_generated(str(checkout))
     assert again["result"] is True and again["changes"] == {} and len(image.runs) == 1
     assert "never-shown" not in json.dumps([planned, made, again])
+    assert password.read_text().strip() not in json.dumps([planned, made, again])
 
 
 def test_an_interrupted_run_is_finished_and_what_exists_is_kept(ag_app, image, checkout):
     secrets_dir(checkout).mkdir(parents=True)
     (secrets_dir(checkout) / "secret_key").write_text("kept")
     made = ag_app.secrets_generated(str(checkout))
-    assert made["changes"] == {"generated": ["gpg_key_id_file", "gpg_key_password"]}
+    assert made["changes"] == {"generated": ["gpg_key_id_file", "gpg_key_password", "db_password"]}
     assert (secrets_dir(checkout) / "secret_key").read_text() == "kept"
+
+
+def test_a_missing_database_password_alone_is_made_without_the_image(ag_app, image, checkout):
+    secrets_dir(checkout).mkdir(parents=True)
+    for name in ("secret_key", "gpg_key_id_file", "gpg_key_password"):
+        (secrets_dir(checkout) / name).write_text("kept")
+    made = ag_app.secrets_generated(str(checkout))
+    assert made["result"] is True and made["changes"] == {"generated": ["db_password"]}
+    assert image.runs == [] and (secrets_dir(checkout) / "db_password").exists()
 
 
 def test_a_failed_run_fails_naming_the_image_and_node(ag_app, image, checkout):
