@@ -417,12 +417,16 @@ def roll(test=False):
     """
     autograder = _cluster_pillar()
     manager = autograder["cluster"]["manager"]
+    # what is due first: one job, and the usual answer (nothing) needs no other
+    due = restarts_due(sorted(autograder["cluster"]["nodes"]))
+    if not due:
+        return {}
     info = __salt__["salt.execute"](manager, "ag_swarm.swarm_info", timeout=30).get(manager)
     if not isinstance(info, dict) or info.get("state") != "active":
         # no swarm (or no Docker) yet: nothing of the stack runs, the node states restart freely
         return {}
     members = _swarm_members(manager, autograder["cluster"]["nodes"])
-    due = restarts_due(sorted(members))
+    due = [node for node in due if node in members]  # the others are left to the node states
     if not due:
         return {}
     order = sorted(due, key=lambda node: (node == manager, node))

@@ -302,13 +302,14 @@ class FakeCluster:
     dockerd restarts when ROLLED_SLS is applied there for real, its tasks end once drained."""
 
     def __init__(self, due, members=("nuc1", "nuc2", "nuc3"), manager="nuc1"):
-        self.due, self.manager, self.log = set(due), manager, []
+        self.due, self.manager, self.log, self.jobs = set(due), manager, [], []
         self.nodes = {m: {"id": f"id-{m}", "hostname": m, "availability": "active",
                           "state": "ready", "role": "manager" if m == manager else "worker"}
                       for m in members}
 
     def execute(self, tgt, fun, arg=(), tgt_type="glob", kwarg=None, timeout=None):
         arg = list(arg)
+        self.jobs.append(fun)
         if fun == "state.apply":
             test = kwarg["test"]
             self.log += [] if test else [("apply", n) for n in tgt]
@@ -381,6 +382,16 @@ def test_plan_names_the_nodes_the_roll_would_restart():
         "roll: nuc2: would be drained, its dockerd restarted, made active again"]
     roll["ag_master_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled"]["changes"] = {}
     assert runner.plan_lines({"data": {"master": steps}}) == ["roll: no change"]
+
+
+def test_roll_with_nothing_due_asks_the_nodes_once(monkeypatch):
+    cluster = FakeCluster(due=())
+    assert roll(monkeypatch, cluster) == {} and cluster.jobs == ["state.apply"]
+
+
+def test_roll_leaves_a_node_outside_the_swarm_to_the_node_states(monkeypatch):
+    cluster = FakeCluster(due=("nuc3",), members=("nuc1", "nuc2"))
+    assert roll(monkeypatch, cluster) == {} and cluster.log == []
 
 
 def test_roll_before_there_is_a_swarm_leaves_the_restarts_to_the_node_states(monkeypatch):
