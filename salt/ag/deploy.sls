@@ -9,12 +9,15 @@
 {%- from 'ag/map.jinja' import cluster, manager, nfs_node with context %}
 {%- set nodes = cluster.nodes | list | sort %}
 {%- set web_nodes = [] %}
-{%- for node, spec in cluster.nodes | dictsort if 'webserver' in (spec.labels or []) %}
-{%-   do web_nodes.append(node) %}
+{%- set django_nodes = [] %}
+{%- for node, spec in cluster.nodes | dictsort %}
+{%-   do web_nodes.append(node) if 'webserver' in (spec.labels or []) %}
+{%-   do django_nodes.append(node) if 'django_app' in (spec.labels or []) %}
 {%- endfor %}
 
 {#- the guide's steps in order, each on the nodes it concerns; a step with no node to run on
-    (no node labelled webserver: no TLS files to check) is left out #}
+    (no node labelled webserver: no TLS files to check) is left out. The migrations run in the
+    django task, on a node labelled django_app #}
 {{ run_steps('ag-deploy', nodes, [
       ('ag-deploy-roll', 'ag_master.dockerd_rolled', 'master'),
       ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall', 'ag.backup'], nodes),
@@ -27,5 +30,5 @@
       ('ag-deploy-images', ['ag.images'], nfs_node),
       ('ag-deploy-secrets', ['ag.secrets'], nfs_node),
       ('ag-deploy-stack', ['ag.stack'], manager),
-      ('ag-deploy-migrate', ['ag.migrate'], nodes),
+      ('ag-deploy-migrate', ['ag.migrate'], django_nodes),
     ]) }}

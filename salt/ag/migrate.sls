@@ -1,4 +1,4 @@
-{#- Applied on every cluster node; only the node that runs the django task acts. #}
+{#- Applied on the nodes labelled django_app; only the one that runs the django task acts. #}
 {%- from 'ag/map.jinja' import app with context %}
 # the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:
