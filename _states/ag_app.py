@@ -860,19 +860,37 @@ def _stack_records(name):
                   if f.startswith((f"{name}.", f"{name}_")))
 
 
-@_failing_as_sentences
-def stack_absent(name, timeout=120):
-    """No stack `name`: its services removed, then, once their tasks are gone (waited for at
-    most `timeout` seconds), its networks, secrets and configs, as `docker stack rm` does; and
-    the deploy's files of it in DEPLOYED_DIR, so a deploy after deploys it again. Its named
-    volumes (the database's among them) stay on the nodes that ran it."""
+def records_absent(name):
+    """No file the deploy keeps of stack `name` on this node (in DEPLOYED_DIR: the manager's
+    digest, override, pins and revision; a webserver node's TLS digest), so a deploy after
+    deploys and loads everything again."""
     ret = _ret(name)
     node = __grains__["id"]
     records = _stack_records(name)
+    if not records:
+        ret["comment"] = f"no file of stack {name} on {node}"
+        return ret
+    ret["changes"] = {"files": {"old": records, "new": []}}
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"{len(records)} file(s) of stack {name} on {node} "
+                                        "would be removed")
+        return ret
+    for path in records:
+        os.remove(path)
+    ret["comment"] = f"{len(records)} file(s) of stack {name} on {node} removed"
+    return ret
+
+
+@_failing_as_sentences
+def stack_absent(name, timeout=120):
+    """No stack `name`: its services removed, then, once their tasks are gone (waited for at
+    most `timeout` seconds), its networks, secrets and configs, as `docker stack rm` does. Its
+    named volumes (the database's among them) stay on the nodes that ran it; the deploy's
+    files of it go by records_absent."""
+    ret = _ret(name)
+    node = __grains__["id"]
     current = __salt__["ag_app.stack_objects"](name)
     held = {kind: names for kind, names in current.items() if names and kind != "tasks"}
-    if records:
-        held["files"] = records
     if not held:
         ret["comment"] = f"no stack {name} in the swarm of {node}"
         return ret
@@ -890,8 +908,6 @@ def stack_absent(name, timeout=120):
         __salt__["ag_app.stack_remove"](name, kind)
     left = {kind: names for kind, names in __salt__["ag_app.stack_objects"](name).items()
             if names}
-    for path in records:
-        os.remove(path)
     if left:
         shown = "; ".join(f"{kind} {', '.join(names)}" for kind, names in sorted(left.items()))
         return _fail(ret, f"stack {name} was removed on {node}, but the swarm still holds "

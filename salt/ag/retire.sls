@@ -1,7 +1,8 @@
 {#- salt-run state.orchestrate ag.retire: what ag.deploy installed, removed in the reverse
     order: the whole cluster, or with pillar='{"ag_retire": [NODE, ...]}' only those nodes.
     On the manager, the application (the stack, then the registry service; whole cluster
-    only), then the retiring nodes' pillar labels; on each retiring node its firewall, NFS
+    only, with the files the deploy kept of it on every node), then the retiring nodes'
+    pillar labels; on each retiring node its firewall, NFS
     and limits, the NFS server's after its clients'. Volumes, the checkout, Docker and the
     swarm itself stay (README, "Retiring a node or the cluster"). The pillar and the minions
     are checked first, as for ag.deploy; test=True tells what each step would remove. #}
@@ -25,7 +26,7 @@
 {%- set node_clean = ['firewall.clean', 'nfs.clean', 'limits.clean'] %}
 
 {{ run_steps('ag-retire', ([manager] + retiring) | unique | list, [
-      ('ag-retire-app', ['ag.clean'], [] if named and retiring != nodes else manager),
+      ('ag-retire-app', ['ag.clean'], [] if named and retiring != nodes else nodes),
       ('ag-retire-labels', ['swarm.clean'], manager, {'ag_retire': retiring}),
       ('ag-retire-nodes', node_clean, clients),
       ('ag-retire-nfs-server', node_clean, [nfs_node] if nfs_node in retiring else []),

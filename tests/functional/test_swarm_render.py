@@ -122,7 +122,7 @@ def test_swarm_clean_of_the_nodes_ag_retire_names(local_minion):
     assert states["swarm-clean-labels-absent"]["nodes"] == {"nuc3": ["deferred_grader"]}
 
 
-def test_ag_clean_removes_stack_then_registry_on_the_manager(local_minion):
+def test_ag_clean_removes_stack_then_registry_on_the_manager_and_the_files_everywhere(local_minion):
     pillar = {**PILLAR, "app": {"stack_name": "ag-test"}, "registry": {"name": "reg"}}
     states = clean_states(local_minion, "nuc1", "ag.clean", pillar)
     assert states["ag-clean-stack-absent"]["__fun__"] == "ag_app.stack_absent"
@@ -130,4 +130,9 @@ def test_ag_clean_removes_stack_then_registry_on_the_manager(local_minion):
     registry = states["ag-clean-registry-absent"]
     assert (registry["__fun__"], registry["name"]) == ("ag_app.service_absent", "reg")
     assert registry["require"] == [{"ag_app": "ag-clean-stack-absent"}]
-    assert clean_states(local_minion, "nuc2", "ag.clean", pillar) == {}
+    # the files after the stack on the manager: a stack that stays keeps its records
+    assert {"ag_app": "ag-clean-stack-absent"} in states["ag-clean-records-absent"]["require"]
+    worker = clean_states(local_minion, "nuc2", "ag.clean", pillar)
+    assert list(worker) == ["ag-clean-records-absent"]
+    assert (worker["ag-clean-records-absent"]["__fun__"],
+            worker["ag-clean-records-absent"]["name"]) == ("ag_app.records_absent", "ag-test")

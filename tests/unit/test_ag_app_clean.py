@@ -1,7 +1,8 @@
-"""ag_app.stack_absent and service_absent, through the real ag_app execution module on a
-fake engine (no daemons): test mode reports and removes nothing; applied, the services go
-first and the stack's networks only once their tasks are gone, the deploy's files with
-them; a second run changes nothing; tasks that do not stop fail naming the node."""
+"""ag_app.stack_absent, service_absent and records_absent, through the real ag_app execution
+module on a fake engine (no daemons): test mode reports and removes nothing; applied, the
+services go first and the stack's networks only once their tasks are gone; the deploy's
+files of the stack go, another's stay; a second run changes nothing; tasks that do not stop
+fail naming the node."""
 
 import docker.errors
 import pytest
@@ -98,21 +99,30 @@ def states(engine, tmp_path, test=False):
 
 
 def test_stack_absent_reports_then_removes_services_before_networks_then_nothing(engine, tmp_path):
-    ours = ["ag-stack.revision", "ag-stack.sha256", "ag-stack_nginx.tls.sha256"]
-    for name in ours + ["other.sha256"]:
-        (tmp_path / name).write_text("abc\n")
     ret = states(engine, tmp_path, test=True).stack_absent("ag-stack")
     assert ret["result"] is None and engine.removed == []
     assert ret["changes"] == {
         "services": {"old": ["ag-stack_django", "ag-stack_nginx"], "new": []},
-        "networks": {"old": ["ag-stack_default"], "new": []},
-        "files": {"old": [str(tmp_path / name) for name in ours], "new": []}}
+        "networks": {"old": ["ag-stack_default"], "new": []}}
     ret = states(engine, tmp_path).stack_absent("ag-stack")
-    assert ret["result"] is True and set(ret["changes"]) == {"services", "networks", "files"}
+    assert ret["result"] is True and set(ret["changes"]) == {"services", "networks"}
     assert [kind for kind, _ in engine.removed] == ["services", "services", "networks"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sha256"]
     assert [s["Spec"]["Name"] for s in engine.objects["services"]] == ["registry"]
     again = states(engine, tmp_path).stack_absent("ag-stack")
+    assert again["result"] is True and again["changes"] == {}
+
+
+def test_records_absent_removes_the_stack_s_files_and_its_services_then_nothing(engine, tmp_path):
+    ours = ["ag-stack.revision", "ag-stack.sha256", "ag-stack_nginx.tls.sha256"]
+    for name in ours + ["other.sha256"]:
+        (tmp_path / name).write_text("abc\n")
+    planned = states(engine, tmp_path, test=True).records_absent("ag-stack")
+    assert planned["result"] is None and len(list(tmp_path.iterdir())) == 4
+    assert planned["changes"] == {"files": {"old": [str(tmp_path / n) for n in ours], "new": []}}
+    done = states(engine, tmp_path).records_absent("ag-stack")
+    assert done["result"] is True and done["changes"] == planned["changes"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sha256"]
+    again = states(engine, tmp_path).records_absent("ag-stack")
     assert again["result"] is True and again["changes"] == {}
 
 
