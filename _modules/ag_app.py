@@ -400,6 +400,10 @@ def _running_for(task: dict) -> float:
 TASK_PROGRESS = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready",
                  "starting", "running")
 TASK_FAILED = ("failed", "rejected")
+# the desired states of a task the swarm means to run: a task it restarts waits out its restart
+# delay desired "ready" (a global service's task on a node that rejects every one would else
+# count as none)
+WANTED = ("ready", "running")
 
 
 def _task(task: dict, hostnames: dict) -> dict:
@@ -437,9 +441,7 @@ def stack_status(name, settle=5):
         short = spec["Name"][len(name) + 1:]
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         mine = [t for t in all_tasks if t.get("ServiceID") == attrs["ID"]]
-        # a task the swarm restarts waits out its restart delay desired "ready": still wanted
-        # (a global service's task on a node that rejects every one would else count as none)
-        wanted = [t for t in mine if t.get("DesiredState") in ("ready", "running")]
+        wanted = [t for t in mine if t.get("DesiredState") in WANTED]
         current = [(t.get("Status") or {}).get("State") for t in wanted
                    if t["Spec"]["ContainerSpec"]["Image"] == image]
         running = [t for t in wanted if (t.get("Status") or {}).get("State") == "running"
@@ -448,7 +450,7 @@ def stack_status(name, settle=5):
         replicas = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas")
         desired = len(wanted) if replicas is None else replicas
         update = (attrs.get("UpdateStatus") or {}).get("State")
-        shown = wanted + sorted((t for t in mine if t not in wanted),
+        shown = wanted + sorted((t for t in mine if t.get("DesiredState") not in WANTED),
                                 key=lambda t: t.get("UpdatedAt", ""), reverse=True)[:3]
         status[short] = {
             "desired": desired,

@@ -800,7 +800,7 @@ def bootstrapped(name, admins=(), course=None):
     return ret
 
 
-# --- clean: what the deploy made on the manager, removed (salt/ag/clean.sls) ---------------
+# --- clean: what the deploy made, removed (salt/ag/clean.sls) -----------------------------
 
 GONE_POLL = 1  # seconds between two looks at the tasks of what was removed
 

@@ -2,8 +2,8 @@
     order: the whole cluster, or with pillar='{"ag_retire": [NODE, ...]}' only those nodes.
     On the manager, the application (the stack, then the registry service; whole cluster
     only, with the files the deploy kept of it on every node), then the retiring nodes'
-    pillar labels; on each retiring node its firewall, NFS
-    and limits, the NFS server's after its clients'. Volumes, the checkout, Docker and the
+    pillar labels; on each retiring node its firewall, NFS and limits, the NFS server's after
+    its clients'. Volumes, the checkout, Docker and the
     swarm itself stay (README, "Retiring a node or the cluster"). The pillar and the minions
     are checked first, as for ag.deploy; test=True tells what each step would remove. #}
 {%- from 'ag/orchestrate.jinja' import preflight, run_steps with context %}
