@@ -161,8 +161,10 @@ def cmd_demo(tier: str) -> int:
     log("deploy " + ("succeeded" if res.returncode == 0 else f"failed (exit {res.returncode})"))
     subprocess.run(host.salt_cmd("salt-run", "ag.status"))
     if res.returncode == 0:
-        log(f"point a browser at https://{pillar.web_address()}/ (the bed's self-signed "
-            "certificate)")
+        # the app answers its own domain only (ALLOWED_HOSTS), not the node's address
+        log(f"point a browser at https://{config.SITE_DOMAIN}/ with {config.SITE_DOMAIN} "
+            f"resolving to {pillar.web_address()} (e.g. in /etc/hosts; the bed's certificate "
+            "is self-signed)")
     return res.returncode
 
 

@@ -72,7 +72,9 @@ def docker_bip(index: int) -> str:
     return f"198.19.{10 + index}.1/24"
 
 
-# the site's TLS files under /etc, where upstream's nginx conf names them
+# the site's domain (app:site_domain's default) and its TLS files under /etc, where upstream's
+# nginx conf names them
+SITE_DOMAIN = "autograder.io"
 SITE_TLS_FILES = ("ssl/certs/autograder.io.cert", "ssl/private/autograder.io.key.pem")
 
 # Tier 1's stand-in for the ingress mesh (bed/mesh.py): published port -> label of its node

@@ -4,7 +4,8 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${AG_BED_ROOT:-/var/tmp/agbed}
-PACKAGES="docker.io busybox-static docker-registry iptables socat rpcbind nfs-ganesha
+# chromium: the real-stack session's browser (tests/integration/browser.py)
+PACKAGES="docker.io busybox-static docker-registry iptables socat rpcbind nfs-ganesha chromium
   nfs-ganesha-vfs libnfs-utils debootstrap qemu-system-x86 qemu-utils apt-cacher-ng
   openssh-client git curl e2fsprogs iproute2 procps python3 python3-venv dnsmasq-base"
 missing=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PACKAGES 2>/dev/null | awk '$2!="installed"{print $1}' || true)

@@ -14,6 +14,9 @@ guests have no other route), each by a daemon on this machine:
   npm      bed/npm_proxy.py, a caching proxy of this machine's npm registry, as
            https://npm.<BED_DOMAIN>:<NPM_PORT>/ (the real nginx base image's npm config), with
            the packages the registry lost rebuilt from their source (bed/npm_rebuilt.py)
+  smtp     bed/smtp_sink.py, the site's mail server as smtp.<BED_DOMAIN>:587 (STARTTLS, one
+           user and password, SMTP_USER and SMTP_PASSWORD_FILE), keeping each message in
+           SMTP_MAIL_DIR
   git      a git daemon serving the stand-in autograder-full-stack (tests/standin), committed,
            as a site clones upstream's repository; and under upstream/ the real releases
            (config.UPSTREAM_BUNDLES), each repository beside the others as on GitHub, so
@@ -27,6 +30,7 @@ import functools
 import gzip
 import hashlib
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -106,6 +110,11 @@ DNS = HostDaemon("dns", 53)
 PYPI = HostDaemon("pypi", config.PYPI_PORT)
 WEB = HostDaemon("web", 443)
 NPM = HostDaemon("npm", config.NPM_PORT)
+SMTP = HostDaemon("smtp", 587)
+SMTP_HOST = f"smtp.{config.BED_DOMAIN}"
+SMTP_USER = "autograder"
+SMTP_PASSWORD_FILE = SMTP.dir / "password"
+SMTP_MAIL_DIR = SMTP.dir / "mail"
 PYPI_CACHE = config.CACHE_DIR / "pypi"
 
 
@@ -253,6 +262,17 @@ def _web_up() -> None:
                str(cert), str(key), str(WEB.dir / "access.log")])
 
 
+def _smtp_up() -> None:
+    if not SMTP_PASSWORD_FILE.exists():
+        SMTP.dir.mkdir(parents=True, exist_ok=True)
+        SMTP_PASSWORD_FILE.write_text(secrets.token_urlsafe(16) + "\n")
+        SMTP_PASSWORD_FILE.chmod(0o600)
+    cert, key = ca.server_certificate([SMTP_HOST], SMTP.dir)
+    SMTP.start([str(config.SALT_BIN / "python"), "-m", "bed.smtp_sink", config.BRIDGE_ADDR,
+                str(SMTP.port), str(cert), str(key), SMTP_USER, str(SMTP_PASSWORD_FILE),
+                str(SMTP_MAIL_DIR)])
+
+
 # ---------------------------------------------------------------- the repository
 
 def _git_up() -> None:
@@ -278,7 +298,7 @@ FOR_GUESTS = (APT, HUB, GIT)
 
 
 STARTERS = {APT: _apt_up, HUB: _hub_up, GIT: _git_up, DNS: _dns_up, PYPI: _pypi_up, WEB: _web_up,
-            NPM: _npm_up}
+            NPM: _npm_up, SMTP: _smtp_up}
 
 
 def up(daemons=None) -> list:

@@ -114,7 +114,7 @@ def site_certificate(etc: Path) -> None:
     for path in (cert, key):
         path.parent.mkdir(parents=True, exist_ok=True)
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-         "-subj", "/CN=autograder.io", "-keyout", str(key), "-out", str(cert)])
+         "-subj", f"/CN={config.SITE_DOMAIN}", "-keyout", str(key), "-out", str(cert)])
     key.chmod(0o600)
 
 
