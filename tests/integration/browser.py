@@ -19,11 +19,13 @@ class DevTools:
     def __init__(self, argv, timeout: float, log: Path):
         to_browser_r, self.to_browser = os.pipe()
         self.from_browser, from_browser_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes replies on fd 4, each ended by NUL
-        self.proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "chromium", *argv],
-            pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        # Chromium reads commands on fd 3 and writes replies on fd 4, each ended by NUL (bash:
+        # dash redirects no fd above 9)
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                ["bash", "-c", f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}', "chromium",
+                 *argv], pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err)
         os.close(to_browser_r)
         os.close(from_browser_w)
         self.timeout, self.sent, self.buffer, self.log = timeout, 0, b"", log
