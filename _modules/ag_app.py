@@ -306,12 +306,13 @@ def _push(client, repo, version, patience=PUSH_PATIENCE):
 def stack_deploy(name, compose_files, cwd):
     """`docker stack deploy` of `compose_files` (in order, paths relative to `cwd`) as stack
     `name`, images used as the files name them (pin them by digest: an unchanged redeploy then
-    restarts no task). The docker CLI is the only way: the Engine API has no stacks. Returns
-    the CLI's output; raises with it on failure.
+    restarts no task); a service of the stack that the files no longer name is removed (a
+    release that dropped it: 2021.05.v4's apidocs). The docker CLI is the only way: the
+    Engine API has no stacks. Returns the CLI's output; raises with it on failure.
 
     CLI Example: salt nuc1 ag_app.stack_deploy ag-stack '[docker-compose.yml]' /srv/autograder-full-stack
     """
-    cmd = ["docker", "stack", "deploy", "--resolve-image", "never"]
+    cmd = ["docker", "stack", "deploy", "--prune", "--resolve-image", "never"]
     for path in compose_files:
         cmd += ["-c", path]
     res = __salt__["cmd.run_all"](cmd + [name], cwd=cwd, python_shell=False,

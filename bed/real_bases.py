@@ -66,6 +66,13 @@ class Base:
         return f"real-{self.name}"
 
 
+# the official nginx images' user, conf layout and logs, on Debian's nginx
+NGINX_AS_OFFICIAL = ("useradd --system --user-group --no-create-home --home-dir /nonexistent"
+                     " --shell /bin/false nginx\n"
+                     "rm -rf /etc/nginx/sites-available /etc/nginx/sites-enabled\n"
+                     "ln -sf /dev/stdout /var/log/nginx/access.log\n"
+                     "ln -sf /dev/stderr /var/log/nginx/error.log\n")
+
 BASES = (
     # the server's Dockerfiles: `pip install pip-tools`, `pip-sync requirements.txt` (psycopg2
     # from source: gcc, libpq-dev, Python's headers), python-gnupg (gpg), /usr/local/bin/celery
@@ -93,11 +100,7 @@ BASES = (
                 ("/usr/etc/npmrc", f"registry={config.NPM_REGISTRY}\n"
                  "cafile=/etc/ssl/certs/ca-certificates.crt\n", 0o644),
                 *BED_FETCHES),
-         script="useradd --system --user-group --no-create-home --home-dir /nonexistent"
-                " --shell /bin/false nginx\n"
-                "rm -rf /etc/nginx/sites-available /etc/nginx/sites-enabled\n"
-                "ln -sf /dev/stdout /var/log/nginx/access.log\n"
-                "ln -sf /dev/stderr /var/log/nginx/error.log\n"),
+         script=NGINX_AS_OFFICIAL),
     Base("rabbitmq", ("rabbitmq:3.8",), ("rabbitmq-server", "gosu"),
          {"Env": [f"PATH=/usr/lib/rabbitmq/bin:{APT_ENV['PATH']}", "LANG=C.UTF-8",
                   "RABBITMQ_DATA_DIR=/var/lib/rabbitmq", "HOME=/var/lib/rabbitmq",
@@ -143,6 +146,15 @@ BASES = (
          script="useradd autograder\n"
                 "mkdir -p /home/autograder/working_dir\n"
                 "chown -R autograder:autograder /home/autograder\n"),
+    # 2021.05.v4's apidocs service (2022.01.v1 has none): the API's OpenAPI document on 8080
+    Base("swagger-ui", ("swaggerapi/swagger-ui:latest",), ("nginx-core",),
+         {"Env": [config.PATH_ENV], "Entrypoint": ["docker-entrypoint.sh"],
+          "Cmd": ["nginx", "-g", "daemon off;"], "ExposedPorts": {"8080/tcp": {}}},
+         files=((ENTRYPOINT, _here("swagger-ui-entrypoint.sh"), 0o755),
+                ("/etc/nginx/nginx.conf", _here("nginx.conf"), 0o644),
+                ("/etc/nginx/conf.d/default.conf", "server {\n    listen 8080;\n"
+                 "    root /usr/share/nginx/html;\n    index index.html;\n}\n", 0o644)),
+         script=NGINX_AS_OFFICIAL + "mkdir -p /usr/share/nginx/html\n"),
 )
 
 

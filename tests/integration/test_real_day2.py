@@ -20,6 +20,7 @@ from agdeploy import (
     STACK,
     deploy,
     minion_changes,
+    services,
     sh,
     teardown,
     wait_converged,
@@ -126,6 +127,7 @@ def test_an_upgrade_keeps_every_submission_and_the_new_release_grades(site, meas
     applied = stack["migrations"]["new"]
     assert applied and all(isinstance(name, str) for name in applied), stack
     assert GRADER in stack["paused"]["new"], stack
+    assert f"{STACK}_apidocs" not in services(site)  # 2022.01.v1 dropped it
     nginx_renewed(site)
     wait_converged(site)
     assert django_version(site).startswith("3.2.")  # 2022.01.v1's Django
