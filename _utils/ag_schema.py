@@ -605,7 +605,10 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
         """, {
         "from_addr": Text("EMAIL_FROM_ADDR, e.g. autograder@example.edu",
                           pattern=r"[^@\s]+@[^@\s]+", like="autograder@example.edu"),
-        "host": Text("EMAIL_HOST", pattern=r"\S+", like="smtp.example.edu"),
+        "host": Text("""
+            EMAIL_HOST: a server that offers STARTTLS (the release's production settings set
+            EMAIL_USE_TLS; without it no receipt is sent, and the app only logs why)
+            """, pattern=r"\S+", like="smtp.example.edu"),
         "port": port("EMAIL_PORT (upstream: 25)"),
         "user": Text("EMAIL_HOST_USER"),
         "password_file": Path("""
