@@ -79,8 +79,8 @@ def site(netns_bed, measured):
         assert code == 0, output[-6000:]
         measured(f"ag.deploy of the real {OLD_RELEASE} from no swarm: {bed.seconds:.0f} s")
         bed.admin = Api(api_token(bed, ADMIN))
+        bed.project = graded_project(bed.admin)  # enrols the student
         bed.student = Api(api_token(bed, STUDENT))
-        bed.project = graded_project(bed.admin)
         bed.first_submission = submit_and_grade(bed.admin, bed.student, bed.project)
         bed.first_receipts = receipts(f"{COURSE} {bed.project['name']}")
         yield bed
