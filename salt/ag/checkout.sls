@@ -1,7 +1,11 @@
 {#- The autograder-full-stack checkout on the NFS server node: cloned from autograder:app:git_url
     at its revision with submodules, or already there. Moving to another revision (an
     upgrade) first resets upstream's files that ag.tweaks edited, which then edits them again
-    in the new release: git updates no checkout with local edits. #}
+    in the new release: git updates no checkout with local edits. The move need not be a
+    fast-forward: release tags need not descend from each other (a fix released from a
+    branch; the test bed's 2021.05.v4 and 2022.01.v1 copies), and the checkout takes the
+    revision as upstream has it; at the revision already, the tweaks' edits stay
+    (force_reset: remote-changes, where True would reset them on every run). #}
 {%- from 'ag/map.jinja' import app with context %}
 {%- if app.git_url %}
 ag-checkout-git-installed:
@@ -21,7 +25,7 @@ ag-checkout:
     - target: {{ app.checkout }}
     - rev: {{ app.revision }}
     - submodules: True
-    - force_reset: False
+    - force_reset: remote-changes
     - require:
       - ag_app: ag-checkout-pristine
 {%- elif not salt['file.file_exists'](app.checkout ~ '/docker-compose.yml') %}
