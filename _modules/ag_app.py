@@ -422,7 +422,9 @@ def stack_status(name, settle=5):
     """Each service of stack `name`: {service: {desired, running, converged, update, furthest,
     failed, tasks}}. A service has converged when every task it wants has run for `settle`
     seconds on the image its spec names and no update is in progress (a task that crashes at
-    start is running only for a moment). `furthest`: how far towards running its tasks on
+    start is running only for a moment); an update Docker paused when a new task failed has
+    ended once the restart policy got every task running on the current spec (nginx that
+    started before django's name resolved). `furthest`: how far towards running its tasks on
     that image got (an index of TASK_PROGRESS, -1 for none); `failed`: the IDs of its tasks
     that failed or were rejected, as far as the swarm's task history goes; `tasks`: [{id,
     node, desired_state, state, since (seconds in that state), exit_code, error, message}] of
@@ -464,9 +466,18 @@ def stack_status(name, settle=5):
                              if (t.get("Status") or {}).get("State") in TASK_FAILED),
             "tasks": [_task(t, hostnames) for t in shown],
         }
-        if update in ("updating", "rollback_started", "paused", "rollback_paused"):
+        if update in ("updating", "rollback_started", "rollback_paused") or (
+                update == "paused" and not all(_runs_template(t, spec) for t in running)):
             status[short]["converged"] = False
     return status
+
+
+def _runs_template(task, spec):
+    """Whether `task` was made from the service's current task template. Docker fills in the
+    task's Runtime; nothing else differs."""
+    def template(t):
+        return {k: v for k, v in t.items() if k != "Runtime"}
+    return template(task["Spec"]) == template(spec["TaskTemplate"])
 
 
 def task_logs(service, task_ids, tail=5):
