@@ -544,12 +544,16 @@ def local_task_exec(service, cmd):
 
 DATABASE_SERVICE = "postgres"  # the compose file's database service
 # the database as the image's entrypoint made it (POSTGRES_USER and POSTGRES_DB, else its
-# defaults); a plain SQL dump that drops each object before it makes it again, so it loads
-# into the database a fresh deploy migrated
+# defaults); a plain SQL dump that drops each object before it makes it again
 _DATABASE = '-U "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"'
 DUMP_CMD = ["sh", "-c", f"exec pg_dump --clean --if-exists --no-owner {_DATABASE}"]
 LOADED = "/tmp/ag-restore.sql"
-LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -f {LOADED} {_DATABASE}"]
+# loaded into a database emptied first, in the same transaction: the one a deploy migrated may
+# hold what the dump's own DROPs miss (a table or constraint of another name that depends on
+# one of the dump's, and the real postgres then refuses to drop that one)
+EMPTIED = "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC;"
+LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -c '{EMPTIED}' "
+                        f"-f {LOADED} {_DATABASE}"]
 SERVER = "autograder-server"
 # what the checkout holds that no deploy makes again: every submission and result file, and the
 # secrets (the GPG key that signed every receipt, the secret key of every session)
@@ -603,7 +607,7 @@ def restore(backup_dir, stack, checkout, name):
     """The backup `name` in `backup_dir` on this node (ag_app.backup) brought back: media_root
     and the secrets dir unpacked into the `checkout` (the live database password stays),
     then the dump loaded into the database in this node's postgres task of `stack`, in one
-    transaction, each object dropped and made again. Raises naming what is missing or failed.
+    transaction, into the database emptied first. Raises naming what is missing or failed.
 
     CLI Example: salt nuc1 ag_app.restore /srv/b ag-stack /srv/autograder-full-stack 20261206-031500
     """
@@ -615,10 +619,13 @@ def restore(backup_dir, stack, checkout, name):
     count = restore_files(f"{where}/files.tar.gz", checkout, KEPT_LIVE, [SECRETS_DIR])
     loaded = restore_task_input(service, f"{where}/postgres.sql", LOADED, LOAD_CMD)
     if loaded["retcode"] != 0:
+        # psql's ERROR and DETAIL lines say what failed; its HINT after them, only what to try
+        said = [line for line in loaded["stderr"].splitlines() if "ERROR:" in line
+                or "DETAIL:" in line] or [loaded["stderr"].strip()]
         raise CommandExecutionError(
             f"loading the database of backup {name} on {__grains__['id']} failed (psql exit "
-            f"{loaded['retcode']}): {loaded['stderr'].strip()[-300:]}; the files were restored, "
-            "the stack not deployed again")
+            f"{loaded['retcode']}; the database is as it was): {' '.join(said)[-600:]}; the "
+            "files were restored, the stack not deployed again")
     return {"name": name, "files restored": count, "database": f"loaded on {__grains__['id']}"}
 
 
