@@ -328,6 +328,26 @@ def test_convergence_timeout_names_the_unconverged_service_and_its_error(bed):
     assert restored == 0, restore_output
 
 
+def test_a_service_the_compose_files_no_longer_name_is_removed(bed):
+    """Issue 20.5: a release may drop a service (2022.01.v1 dropped 2021.05.v4's apidocs): the
+    deploy removes it from the stack, not leaves it running the old release's image."""
+    pillar = copy.deepcopy(bed.pillar)
+    pillar["autograder"]["app"]["extra_compose_files"] += ["docker-compose.extra.yml"]
+    sh(bed, MANAGER, "echo '{version: \"3.7\", services: {extra: {image: \"agbed/busybox:latest\", "
+                     "command: [sleep, \"1d\"]}}}' > " f"{CHECKOUT}/docker-compose.extra.yml")
+    bed.write_pillar(pillar)
+    try:
+        code, _, output = deploy(bed)
+        assert code == 0, output
+        assert f"{STACK}_extra" in services(bed)
+    finally:
+        bed.write_pillar(bed.pillar)
+        sh(bed, MANAGER, f"rm {CHECKOUT}/docker-compose.extra.yml")
+    code, _, output = deploy(bed)
+    assert code == 0, output
+    assert f"{STACK}_extra" not in services(bed)
+
+
 def test_a_new_postgres_major_version_is_refused_naming_the_steps(bed):
     """Issue 20.3: a new major version never starts on the old one's data files: the stack
     step refuses it before any change and says how to move by dump and restore."""

@@ -92,12 +92,15 @@ def django_version(bed) -> str:
 
 
 def paused_seconds(bed, service: str) -> float:
-    """How long SERVICE ran no task across the last roll: from its last old task's end to its
-    new task's start (Docker's task timestamps)."""
+    """How long SERVICE ran no task across the upgrade: from the end of its last task on the
+    old release's image to the start of its first on the new one (Docker's task timestamps)."""
+    image = sh(bed, MANAGER, f"docker service inspect -f "
+                             f"'{{{{.Spec.TaskTemplate.ContainerSpec.Image}}}}' {service}")
     ids = sh(bed, MANAGER, f"docker service ps -q --no-trunc {service}").split()
     tasks = json.loads(sh(bed, MANAGER, "docker inspect " + " ".join(ids)))
-    running = [t for t in tasks if t["DesiredState"] == "running"]
-    ended = [t for t in tasks if t["DesiredState"] != "running"]
+    running = [t for t in tasks if t["Spec"]["ContainerSpec"]["Image"] == image
+               and t["DesiredState"] == "running"]
+    ended = [t for t in tasks if t["Spec"]["ContainerSpec"]["Image"] != image]
     assert running and ended, tasks
 
     def at(task):  # RFC 3339 with nanoseconds: seconds since the day began are enough here
