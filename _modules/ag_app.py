@@ -548,12 +548,12 @@ DATABASE_SERVICE = "postgres"  # the compose file's database service
 _DATABASE = '-U "${POSTGRES_USER:-postgres}" "${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"'
 DUMP_CMD = ["sh", "-c", f"exec pg_dump --clean --if-exists --no-owner {_DATABASE}"]
 LOADED = "/tmp/ag-restore.sql"
-# loaded into a database emptied first, in the same transaction: the one a deploy migrated may
-# hold what the dump's own DROPs miss (a table or constraint of another name that depends on
-# one of the dump's, and the real postgres then refuses to drop that one)
-EMPTIED = "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC;"
-LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -c '{EMPTIED}' "
-                        f"-f {LOADED} {_DATABASE}"]
+LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -f {LOADED} {_DATABASE}"]
+# put before the dump, so it loads into a database emptied first, in the same transaction: the
+# one a deploy migrated may hold what the dump's own DROPs miss (a table or constraint of
+# another name that depends on one of the dump's, which the real postgres then refuses to
+# drop). In the loaded file, not a `psql -c`: upstream's postgres 9.5 takes no -c beside -f
+EMPTIED = b"DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC;\n"
 SERVER = "autograder-server"
 # what the checkout holds that no deploy makes again: every submission and result file, and the
 # secrets (the GPG key that signed every receipt, the secret key of every session)
@@ -617,7 +617,12 @@ def restore(backup_dir, stack, checkout, name):
             raise CommandExecutionError(f"no backup {name} on {__grains__['id']}: {where}/{part} "
                                         "is missing; nothing was restored")
     count = restore_files(f"{where}/files.tar.gz", checkout, KEPT_LIVE, [SECRETS_DIR])
-    loaded = restore_task_input(service, f"{where}/postgres.sql", LOADED, LOAD_CMD)
+    with tempfile.NamedTemporaryFile(suffix=".sql") as emptied_first:
+        emptied_first.write(EMPTIED)
+        with open(f"{where}/postgres.sql", "rb") as dump:
+            shutil.copyfileobj(dump, emptied_first)
+        emptied_first.flush()
+        loaded = restore_task_input(service, emptied_first.name, LOADED, LOAD_CMD)
     if loaded["retcode"] != 0:
         # psql's ERROR and DETAIL lines say what failed; its HINT after them, only what to try
         said = [line for line in loaded["stderr"].splitlines() if "ERROR:" in line

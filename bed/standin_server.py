@@ -17,8 +17,8 @@ pg_dump, psql (commands in the postgres image, as the real one has them; the use
 database arguments are accepted and not checked, as the real image trusts local sockets):
 `pg_dump` prints the database as SQL (each table dropped, then made and filled again, as
 `pg_dump --clean --if-exists` does); `psql -f FILE` runs FILE in one transaction and exits
-3 on the first error (ON_ERROR_STOP), nothing changed; with `-c 'DROP SCHEMA public CASCADE;
-...'` every table is dropped first, in that transaction.
+3 on the first error (ON_ERROR_STOP), nothing changed; when FILE starts with `DROP SCHEMA
+public CASCADE; ...` every table is dropped first, in that transaction.
 
 redis: answers PING/SET/GET/DEL/EXISTS over RESP on 6379, data kept in /data/dump.json.
 """
@@ -125,13 +125,15 @@ def pg_dump() -> None:
 def psql() -> None:
     path = sys.argv[sys.argv.index("-f") + 1]
     db = sqlite3.connect(_database(), isolation_level=None)
-    script = Path(path).read_text()
-    if any("DROP SCHEMA public CASCADE" in arg for arg in sys.argv):  # -c: the database emptied,
-        tables = [t for (t,) in db.execute(  # in the file's transaction, as --single-transaction
+    first, _, script = Path(path).read_text().partition("\n")
+    if first.startswith("DROP SCHEMA public CASCADE;"):  # the database emptied, in the dump's
+        tables = [t for (t,) in db.execute(  # transaction (as under --single-transaction)
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
         begin = "BEGIN TRANSACTION;\n"
         script = script.replace(begin, begin + "".join(f'DROP TABLE IF EXISTS "{t}";\n'
                                                        for t in tables), 1)
+    else:
+        script = f"{first}\n{script}"
     try:
         db.executescript(script)
     except sqlite3.Error as exc:
