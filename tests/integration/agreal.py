@@ -7,6 +7,7 @@ import email
 import email.policy
 import http.client
 import json
+import re
 import ssl
 import time
 import uuid
@@ -206,3 +207,11 @@ def receipts(subject: str, count: int = 2, timeout: float = 120) -> list:
         return found if len(found) >= count else None
 
     return wait_for(kept, timeout, f"{count} receipts for {subject}")
+
+
+def verification(receipt) -> str:
+    """The app's verification page that the link in RECEIPT (a message of receipts()) opens,
+    as a reader opens it, signed out."""
+    (path,) = re.findall(r"/api/(check_email_submission_receipt_signature/[^/\s]+/)",
+                         receipt.get_content())
+    return Api().request("GET", path, check=False)[1].decode()

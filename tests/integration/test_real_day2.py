@@ -38,6 +38,7 @@ from agreal import (
     receipts,
     release_deployed,
     submit_and_grade,
+    verification,
 )
 
 from bed.util import wait_for
@@ -56,17 +57,6 @@ def nginx_renewed(bed):
     sh(bed, MANAGER, f"docker service update -q --force {STACK}_nginx >/dev/null")
     wait_for(lambda: Api().request("GET", "gpg_public_key/", check=False)[0].status == 200, 120,
              "nginx answering with django behind it")
-
-
-def verification(link: str) -> str:
-    """The app's verification page of a receipt's link, as a reader opens it."""
-    (path,) = re.findall(r"/api/(check_email_submission_receipt_signature/[^/\s]+/)", link)
-    return Api().request("GET", path, check=False)[1].decode()
-
-
-def receipt_link(message) -> str:
-    return re.search(r"\S+/api/check_email_submission_receipt_signature/\S+",
-                     message.get_content()).group(0)
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +139,8 @@ def test_an_upgrade_keeps_every_submission_and_the_new_release_grades(site, meas
 
 def test_a_backup_restored_onto_a_wiped_site_brings_the_submissions_and_receipts_back(
         site, measured):
-    link = receipt_link(site.first_receipts[0])
-    assert verification(link).startswith("Signature verification SUCCESS")
+    receipt = site.first_receipts[0]
+    assert verification(receipt).startswith("Signature verification SUCCESS")
     began = time.monotonic()
     res = site.salt_raw("salt-run", "--out=json", "ag.backup")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -164,7 +154,7 @@ def test_a_backup_restored_onto_a_wiped_site_brings_the_submissions_and_receipts
     code, _, output = deploy(site, timeout=DEPLOY_TIMEOUT)
     assert code == 0, output[-6000:]
     nginx_renewed(site)
-    assert verification(link).startswith("Signature verification FAILED")  # a new GPG key
+    assert verification(receipt).startswith("Signature verification FAILED")  # a new GPG key
 
     began = time.monotonic()
     res = site.salt_raw("salt-run", "--out=json", "ag.restore", f"name={taken['name']}")
@@ -180,4 +170,4 @@ def test_a_backup_restored_onto_a_wiped_site_brings_the_submissions_and_receipts
         _, content = admin.request(
             "GET", f"submissions/{submission['pk']}/file/?filename=hello.sh")
         assert content == b"echo hello\n"  # media_root came back
-    assert verification(link).startswith("Signature verification SUCCESS")
+    assert verification(receipt).startswith("Signature verification SUCCESS")
