@@ -561,6 +561,7 @@ SECRETS_DIR = f"{SERVER}/autograder/settings/secrets"  # restored as it was: a k
 BACKED_UP_DIRS = (f"{SERVER}/media_root", SECRETS_DIR)
 # the live database's password stays: the running postgres was made with it
 KEPT_LIVE = (f"{SECRETS_DIR}/db_password",)
+REVISION_PART = "revision"  # a backup's record of the git revision the stack ran
 
 
 # what the ag_app states deployed, on the manager (_states/ag_app.py: DEPLOYED_DIR)
@@ -584,12 +585,13 @@ def revisions(stack, checkout):
     return {"deployed": deployed, "checkout": __salt__["git.revision"](checkout) if is_git else None}
 
 
-def backup(backup_dir, keep, stack, checkout, name=None):
+def backup(backup_dir, keep, stack, checkout, name=None, revision=None):
     """A backup of the site's data named `name` (default: the time, YYYYmmdd-HHMMSS) in
     `backup_dir` on this node, which runs the postgres task of `stack` (the node labelled
     database): the database dumped live by pg_dump in that task (postgres.sql) and the
     `checkout`'s media_root and secrets dir (files.tar.gz, read through this node's mount of
-    it); then only the `keep` newest backups kept. Returns {name, parts: {file: bytes},
+    it), and the git `revision` the stack runs when given (revision, which ag.rollback goes
+    back to); then only the `keep` newest backups kept. Returns {name, parts: {file: bytes},
     pruned}; never a file's content. salt-run ag.backup and backup:schedule run it.
 
     CLI Example: salt nuc1 ag_app.backup /srv/autograder-backups 7 ag-stack /srv/autograder-full-stack
@@ -598,9 +600,33 @@ def backup(backup_dir, keep, stack, checkout, name=None):
     where, service = os.path.join(backup_dir, name), f"{stack}_{DATABASE_SERVICE}"
     dumped = backup_task_output(service, DUMP_CMD, f"{where}/postgres.sql", keep)
     packed = backup_files(f"{where}/files.tar.gz", checkout, list(BACKED_UP_DIRS), keep)
+    if revision:
+        with _backup_file(f"{where}/{REVISION_PART}") as fh:
+            fh.write(f"{revision}\n".encode())
     return {"name": name, "parts": {part["file"]: part["bytes"] for part in (dumped, packed)},
             f"removed as older than the newest {keep}": sorted(
                 set(dumped["pruned"]) | set(packed["pruned"]))}
+
+
+def backups_made(backup_dir):
+    """{name: the git revision the stack ran when it was made, or None} of every backup in
+    `backup_dir` on this node (ag_app.backup), oldest first (names sort by time).
+
+    CLI Example: salt nuc1 ag_app.backups_made /srv/autograder-backups
+    """
+    try:
+        names = sorted(n for n in os.listdir(backup_dir)
+                       if os.path.isdir(os.path.join(backup_dir, n)))
+    except FileNotFoundError:
+        return {}
+    made = {}
+    for name in names:
+        try:
+            with open(os.path.join(backup_dir, name, REVISION_PART)) as fh:
+                made[name] = fh.read().strip() or None
+        except FileNotFoundError:
+            made[name] = None
+    return made
 
 
 def restore(backup_dir, stack, checkout, name):

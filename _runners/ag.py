@@ -319,11 +319,12 @@ def _progress_of(runner, text):
     print(f"{_clock()} ag.{runner}: {text}", file=sys.stderr, flush=True)
 
 
-def _applied(nodes, sls, test=False):
-    """{node: [state returns]} of `sls` applied on `nodes` (test: changing nothing); raises
-    naming the node whose run failed or did not return."""
+def _applied(nodes, sls, test=False, pillar=None):
+    """{node: [state returns]} of `sls` applied on `nodes` (test: changing nothing; `pillar`
+    over theirs); raises naming the node whose run failed or did not return."""
+    kwarg = {"test": test, "queue": True, **({"pillar": pillar} if pillar else {})}
     out = __salt__["salt.execute"](nodes, "state.apply", arg=[sls], tgt_type="list",
-                                   kwarg={"test": test, "queue": True}, timeout=900)
+                                   kwarg=kwarg, timeout=900)
     states = {}
     for node in nodes:
         ret = out.get(node)
@@ -442,6 +443,7 @@ def roll(test=False):
 # --- backups ------------------------------------------------------------------------------
 
 BACKUP_TIMEOUT = 3600  # seconds for a backup or restore (a big media_root)
+UPGRADE_SUFFIX = "-before-upgrade"  # the name's end of the backup an upgrade makes first
 
 
 def _backups(autograder):
@@ -463,13 +465,26 @@ def backup(name=None):
 
     CLI Example: salt-run ag.backup
     """
-    autograder = _cluster_pillar()
+    return _backup(_cluster_pillar(), name)
+
+
+def _backup(autograder, name=None):
+    """ag.backup's work, raising; the backup records the revision the stack runs."""
     database, (backup_dir, stack, checkout) = _backups(autograder)
     keep = _settings(autograder, "backup")["keep"]
+    revision = _revisions(autograder)["deployed"]
     _progress_of("backup", f"{name or 'now'}: the database, media_root and the secrets dir, "
                            f"on {database}")
-    return _on_node(database, "ag_app.backup", backup_dir, keep, stack, checkout,
-                    *([name] if name else []), timeout=BACKUP_TIMEOUT)
+    return _on_node(database, "ag_app.backup", backup_dir, keep, stack, checkout, name, revision,
+                    timeout=BACKUP_TIMEOUT)
+
+
+def _revisions(autograder):
+    """ag_app.revisions on the manager, which reads the checkout as the stack step does:
+    {deployed: the revision the stack runs, checkout: the one the checkout holds}."""
+    app = _settings(autograder, "app")
+    return _on_node(autograder["cluster"]["manager"], "ag_app.revisions", app["stack_name"],
+                    app["checkout"])
 
 
 @_as_sentence
@@ -484,9 +499,17 @@ def restore(name):
 
     CLI Example: salt-run ag.restore name=20261206-031500
     """
+    _check_backup_name(name)
+    return _restore(_cluster_pillar(), name)
+
+
+def _check_backup_name(name):
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise SaltInvocationError(f"name must be the name of a backup in backup:dir, not {name!r}")
-    autograder = _cluster_pillar()
+
+
+def _restore(autograder, name):
+    """ag.restore's work, raising."""
     database, places = _backups(autograder)
     _progress_of("restore", f"{name}: media_root, the secrets dir and the database on {database}")
     restored = _on_node(database, "ag_app.restore", *places, name, timeout=BACKUP_TIMEOUT)
@@ -508,21 +531,86 @@ def upgrade_backup(test=False):
     CLI Example: salt-run ag.upgrade_backup test=True
     """
     autograder = _cluster_pillar()
-    app = _settings(autograder, "app")
-    # the manager reads the checkout as the stack step does
-    revisions = _on_node(autograder["cluster"]["manager"], "ag_app.revisions",
-                         app["stack_name"], app["checkout"])
+    revisions = _revisions(autograder)
     running, new = revisions["deployed"], revisions["checkout"]
     if not running or not new or new == running:
         return {}
     upgrade = f"{running[:12]} -> {new[:12]}"
     if test:
         return {"backup": f"would be made on {_backups(autograder)[0]} ({upgrade})"}
-    made = backup(time.strftime("%Y%m%d-%H%M%S") + "-before-upgrade")
-    if "error" in made:
-        return made
+    made = _backup(autograder, time.strftime("%Y%m%d-%H%M%S") + UPGRADE_SUFFIX)
     return {"backup": f"{made['name']} ({upgrade}): " + ", ".join(
         f"{path} {size} bytes" for path, size in made["parts"].items())}
+
+
+# what ag.rollback applies, in the deploy's order, before the stack: the checkout at the old
+# revision, the site's settings in it, its images (still in the registry by their content
+# tags unless the registry lost them), its secret files
+ROLLBACK_STEPS = ("ag.checkout", "ag.tweaks", "ag.images", "ag.secrets")
+
+
+@_as_sentence
+def rollback(name=None, test=False):
+    """The release the site ran before its last upgrade back in service, with the data as it
+    was then: a backup of the site as it is now first ('-before-rollback': what was made since
+    the upgrade stays there, not in the site); then the checkout at the revision the upgrade's
+    backup recorded, that release's images (still in the registry under their content tags,
+    else built again) and its stack deployed; then that backup restored (ag.restore). `name`:
+    another backup to go back to (one that recorded its revision). Ends saying what to set
+    autograder:app:revision to, else the next deploy upgrades again. With `test`, the plan.
+
+    CLI Example: salt-run ag.rollback
+    """
+    autograder = _cluster_pillar()
+    if name is not None:
+        _check_backup_name(name)
+    app = _settings(autograder, "app")
+    if not app["git_url"]:
+        raise CommandExecutionError("app:git_url is not set, so the product does not manage the "
+                                    "checkout's revision: check out the old release yourself, "
+                                    "deploy it and restore its backup (salt-run ag.restore)")
+    database, (backup_dir, _, _) = _backups(autograder)
+    made = _on_node(database, "ag_app.backups_made", backup_dir)
+    if name is None:
+        upgrades = [n for n, revision in made.items() if n.endswith(UPGRADE_SUFFIX) and revision]
+        if not upgrades:
+            raise CommandExecutionError(f"no backup made before an upgrade (*{UPGRADE_SUFFIX}) "
+                                        f"in {backup_dir} on {database}: nothing to go back to")
+        name = upgrades[-1]
+    elif not made.get(name):
+        raise CommandExecutionError(f"backup {name} in {backup_dir} on {database} "
+                                    + ("records no revision" if name in made else "is not there")
+                                    + "; nothing was changed")
+    old, running = made[name], _revisions(autograder)["deployed"]
+    if old == running:
+        return {"rollback": f"the stack runs {old[:12]}, the revision of backup {name}, already"}
+    manager = autograder["cluster"]["manager"]
+    nfs = _settings(autograder, "nfs")["server"] or manager
+    release = _on_node(nfs, "git.describe", app["checkout"], old)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    steps = [f"back up the site as it is now ({stamp}-before-rollback, on {database})",
+             f"check out {release} on {nfs}, its settings, images and secret files",
+             f"deploy its stack from {manager}",
+             f"restore backup {name} (the data as it was before the upgrade)"]
+    if test:
+        return {"rollback": steps}
+    keep = _settings(autograder, "backup")["keep"]
+    if keep < 2:
+        raise CommandExecutionError(f"backup:keep is {keep}: the backup before the rollback would "
+                                    f"remove {name}; set it to 2 or more; nothing was changed")
+    _progress_of("rollback", steps[0])
+    _backup(autograder, f"{stamp}-before-rollback")
+    for sls in ROLLBACK_STEPS:
+        _progress_of("rollback", f"{sls} on {nfs} at {release}")
+        _applied([nfs], sls, pillar={"autograder": {"app": {"revision": old}}})
+    _progress_of("rollback", steps[2])
+    _applied([manager], "ag.stack")
+    restored = _restore(autograder, name)
+    return {"rollback": f"the site runs {release} ({old[:12]}) with the data of backup {name}; "
+                        f"what was made since is in backup {stamp}-before-rollback. Set "
+                        f"autograder:app:revision to {release} in the pillar now: the next "
+                        "deploy would upgrade again",
+            **restored}
 
 
 # the ag_swarm states' events (salt/reactor/swarm.sls) → the SLS that answers each on the

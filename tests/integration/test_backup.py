@@ -168,8 +168,10 @@ def test_an_upgrade_is_backed_up_before_anything_of_it_is_built(bed):
     made = steps["ag-deploy-backup"]["changes"]["backup"]
     assert f"{'0' * 12} -> {current[:12]}" in made and "-before-upgrade" in made, made
     name = made.split()[0]
-    assert sh(bed, database_node(bed), f"ls /srv/autograder-backups/{name}").split() == [
-        "files.tar.gz", "postgres.sql"]
+    where = f"/srv/autograder-backups/{name}"
+    assert sh(bed, database_node(bed), f"ls {where}").split() == [
+        "files.tar.gz", "postgres.sql", "revision"]
+    assert sh(bed, database_node(bed), f"cat {where}/revision") == "0" * 40  # ag.rollback's
     code, steps, output = deploy(bed)  # no git repository: no revision, no upgrade to see
     assert code == 0 and not steps["ag-deploy-backup"]["changes"], output
     assert sh(bed, MANAGER, f"test -e {record} || echo gone") == "gone"

@@ -171,3 +171,41 @@ def test_a_backup_restored_onto_a_wiped_site_brings_the_submissions_and_receipts
             "GET", f"submissions/{submission['pk']}/file/?filename=hello.sh")
         assert content == b"echo hello\n"  # media_root came back
     assert verification(receipt).startswith("Signature verification SUCCESS")
+
+
+def test_a_rollback_brings_the_old_release_back_with_the_data_it_had(site, measured):
+    """Issue 20.2: `salt-run ag.rollback` after the upgrade: the old release serves again (its
+    images, its apidocs service), with the database as the upgrade's backup kept it (the
+    submission made before the upgrade, not the one after, which the backup taken first
+    keeps), and it grades; the pillar set to the release it names, a deploy changes nothing."""
+    began = time.monotonic()
+    res = site.salt_raw("salt-run", "--out=json", "ag.rollback", timeout=DEPLOY_TIMEOUT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    said = json.loads(res.stdout)["rollback"]
+    rolled = time.monotonic() - began
+    nginx_renewed(site)
+    wait_converged(site)
+    assert django_version(site).startswith("3.1.")  # 2021.05.v4's Django
+    assert f"{STACK}_apidocs" in services(site)
+    admin, student = Api(api_token(site, ADMIN)), Api(api_token(site, STUDENT))
+    before, after = site.first_submission, site.second_submission
+    kept = admin("GET", f"submissions/{before['pk']}/results/?feedback_category=max")
+    assert kept["total_points"] == before["results"]["total_points"]
+    assert admin.request("GET", f"submissions/{after['pk']}/", check=False)[0].status == 404
+    saved = re.search(r"in backup (\S+-before-rollback)", said).group(1)
+    (database,) = [node for node, spec in site.pillar["autograder"]["cluster"]["nodes"].items()
+                   if "database" in spec["labels"]]
+    made = site.salt(database, "ag_app.backups_made", "/srv/autograder-backups")[database]
+    upgraded = [name for name in made if name.endswith("-before-upgrade")][-1]
+    assert made[saved] and made[saved] != made[upgraded]  # it ran the new release
+    graded = submit_and_grade(admin, student, site.project)
+    assert float(graded["results"]["total_points"]) == 1, graded["results"]
+    measured(f"ag.rollback {RELEASE} -> {OLD_RELEASE}: {rolled:.0f} s, to the first grade of the "
+             f"old release again {time.monotonic() - began:.0f} s; the newer data kept in {saved}")
+
+    release = re.search(r"revision to (\S+) in the pillar", said).group(1)
+    site.pillar["autograder"]["app"]["revision"] = release
+    site.write_pillar(site.pillar)
+    code, steps, output = deploy(site, timeout=DEPLOY_TIMEOUT)
+    assert code == 0, output[-6000:]
+    assert not [s for s, v in steps.items() if v["changes"]], output[-3000:]

@@ -81,3 +81,15 @@ def test_revisions_read_the_deploy_s_record_and_the_checkout_s_git(tmp_path, mon
     (tmp_path / "ag-stack.revision").write_text("a" * 40 + "\n")
     assert ag_app.revisions("ag-stack", str(site)) == {"deployed": "a" * 40,
                                                        "checkout": f"head of {site}"}
+
+
+def test_backups_made_name_the_revision_each_recorded_oldest_first(tmp_path):
+    assert ag_app.backups_made(str(tmp_path / "none yet")) == {}
+    for name, revision in (("20260102-000000-before-upgrade", "a" * 40),
+                           ("20260101-000000", None)):
+        (tmp_path / name).mkdir()
+        if revision:
+            (tmp_path / name / ag_app.REVISION_PART).write_text(revision + "\n")
+    (tmp_path / "stray-file").write_text("not a backup")
+    assert ag_app.backups_made(str(tmp_path)) == {"20260101-000000": None,
+                                                  "20260102-000000-before-upgrade": "a" * 40}

@@ -411,7 +411,7 @@ class Upgrade(Cluster):
         answers = {
             "ag_app.revisions": lambda: {"deployed": self.deployed, "checkout": self.checkout},
             "ag_app.backup": lambda: self.backups.append(arg) or {
-                "name": arg[-1], "parts": {f"/srv/b/{arg[-1]}/postgres.sql": 42}},
+                "name": arg[4], "parts": {f"/srv/b/{arg[4]}/postgres.sql": 42}},
         }
         if fun not in answers:
             return super().execute(tgt, fun, arg, tgt_type, timeout)
@@ -433,11 +433,74 @@ def test_an_upgrade_is_backed_up_on_the_database_node_first(monkeypatch):
     assert planned == {"backup": f"would be made on nuc1 ({'a' * 12} -> {'b' * 12})"}
     assert cluster.backups == []
     done = runner.upgrade_backup()
-    ((backup_dir, keep, stack, checkout, name),) = cluster.backups
+    ((backup_dir, keep, stack, checkout, name, revision),) = cluster.backups
     assert (backup_dir, keep, stack) == ("/srv/autograder-backups", 7, "ag-stack")
+    assert revision == "a" * 40  # what the stack ran, for ag.rollback
     assert name.endswith("-before-upgrade") and ("ag_app.backup", "nuc1") in cluster.jobs
     assert done == {"backup": f"{name} ({'a' * 12} -> {'b' * 12}): "
                               f"/srv/b/{name}/postgres.sql 42 bytes"}
+
+
+OLD, NEW = "a" * 40, "b" * 40
+
+
+class Rollback(Upgrade):
+    """A cluster upgraded from OLD to NEW, with the backups `made` ({name: revision}) on the
+    database node; the states applied, in order, with the pillar given them."""
+
+    def __init__(self, made):
+        super().__init__(NEW, NEW)
+        self.made, self.applied = made, []
+
+    def execute(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, kwarg=None):
+        answers = {
+            "ag_app.backups_made": lambda: self.made,
+            "git.describe": lambda: "2021.05.v4",
+            "ag_app.restore": lambda: {"name": arg[-1], "files restored": 3},
+            "state.apply": lambda: self.applied.append((tgt[0], arg[0], kwarg.get("pillar")))
+            or {"s": {"__id__": "s", "result": True, "comment": "", "changes": {}}},
+        }
+        if fun not in answers:
+            return super().execute(tgt, fun, arg, tgt_type, timeout)
+        self.jobs.append((fun, tgt))
+        return {tgt if isinstance(tgt, str) else tgt[0]: answers[fun]()}
+
+
+def rollback(monkeypatch, made, **kwargs):
+    cluster = master(monkeypatch, ["nuc1", "nuc2"], cluster=Rollback(made))
+    autograder = {"cluster": CLUSTER, "app": {"git_url": "git://198.18.0.1/full-stack"}}
+    runner.__salt__["pillar.show_pillar"] = lambda minion: {"autograder": autograder}
+    return cluster, runner.rollback(**kwargs)
+
+
+def test_a_rollback_backs_up_then_deploys_the_old_revision_then_restores_its_backup(monkeypatch):
+    made = {"20261207-100000-before-upgrade": OLD, "20261207-110000": NEW,
+            "20261207-100000": None}
+    cluster, done = rollback(monkeypatch, made)
+    (now,) = [arg for arg in cluster.backups]
+    assert now[4].endswith("-before-rollback") and now[5] == NEW  # what was made since is kept
+    old = {"autograder": {"app": {"revision": OLD}}}
+    assert cluster.applied == [("nuc1", "ag.checkout", old), ("nuc1", "ag.tweaks", old),
+                               ("nuc1", "ag.images", old), ("nuc1", "ag.secrets", old),
+                               ("nuc1", "ag.stack", None), ("nuc1", "ag.stack", None)]
+    assert [f for f, _ in cluster.jobs].index("ag_app.restore") > [
+        f for f, _ in cluster.jobs].index("state.apply")  # the old release runs before its data
+    assert "2021.05.v4" in done["rollback"] and "autograder:app:revision" in done["rollback"]
+    assert now[4] in done["rollback"] and "20261207-100000-before-upgrade" in done["rollback"]
+
+
+def test_a_rollback_in_test_mode_or_with_nothing_to_go_back_to_changes_nothing(monkeypatch):
+    made = {"20261207-100000-before-upgrade": OLD}
+    cluster, planned = rollback(monkeypatch, made, test=True)
+    assert len(planned["rollback"]) == 4 and "2021.05.v4" in planned["rollback"][1]
+    assert cluster.backups == [] and cluster.applied == []
+    cluster, none = rollback(monkeypatch, {"20261207-100000": None})
+    assert none["retcode"] == 1 and "no backup made before an upgrade" in none["error"]
+    cluster, unknown = rollback(monkeypatch, made, name="20261207-120000")
+    assert unknown["retcode"] == 1 and "is not there" in unknown["error"]
+    cluster, same = rollback(monkeypatch, {"20261207-100000-before-upgrade": NEW})
+    assert "already" in same["rollback"]
+    assert cluster.backups == [] and cluster.applied == []
 
 
 def test_plan_says_a_backup_before_the_upgrade_may_follow_a_checkout_it_cannot_make():
