@@ -262,17 +262,18 @@ def image_digest(reference):
 PUSH_PATIENCE = 180  # seconds a push waits for a registry that refuses connections
 
 
-def image_build_push(path, dockerfile, tags):
-    """Build the context `path` with `dockerfile` (its .dockerignore honoured), tag the image
-    with every repo:tag of `tags` and push them. Returns {tag: registry digest}; on failure
-    the error names the image and ends with the build or push output's tail.
+def image_build_push(path, dockerfile, tags, buildargs=None):
+    """Build the context `path` with `dockerfile` (its .dockerignore honoured) and the build
+    args `buildargs` ({name: value}), tag the image with every repo:tag of `tags` and push
+    them. Returns {tag: registry digest}; on failure the error names the image and ends with
+    the build or push output's tail.
 
     CLI Example: salt nuc1 ag_app.image_build_push /srv/x/nginx Dockerfile '[127.0.0.1:5000/nginx:latest]'
     """
     with _engine(f"building {tags[0]} from {path}/{dockerfile}") as client:
         try:
             image, _ = client.images.build(path=path, dockerfile=dockerfile, tag=tags[0], rm=True,
-                                           forcerm=True)
+                                           forcerm=True, buildargs=buildargs or None)
         except docker.errors.BuildError as exc:
             tail = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log)[-2000:]
             raise CommandExecutionError(f"building {tags[0]} from {path}/{dockerfile} failed: "
@@ -540,6 +541,47 @@ def local_task_exec(service, cmd):
         return _exec_result(container, container.exec_run(cmd, demux=True))
 
 
+def local_task_password_works(service, password):
+    """Whether the database in this node's running task of swarm service `service` (postgres)
+    lets its user in with `password` from the network, as the app connects; None when no task
+    of it runs here. Raises when psql fails otherwise (the server does not answer).
+
+    CLI Example: salt nuc1 ag_app.local_task_password_works ag-stack_postgres "$(cat db_password)"
+    """
+    with _engine(f"checking the database password in the {service} container") as client:
+        container = _local_task(client, service)
+        if container is None:
+            return None
+        res = _exec_result(container, container.exec_run(
+            PASSWORD_CHECK, environment={"PGPASSWORD": password}, demux=True))
+    if res["retcode"] == 0:
+        return True
+    if "password authentication failed" in res["stderr"]:
+        return False
+    raise CommandExecutionError(f"checking the database password in the {service} container on "
+                                f"{__grains__['id']} failed (psql exit {res['retcode']}): "
+                                f"{res['stderr'].strip()[-600:]}")
+
+
+def local_task_password_set(service, password):
+    """The database user's password in this node's running task of swarm service `service`
+    (postgres) set to `password`, through the local socket (which needs none): the statement
+    goes in as a file only root reads, removed after, never on a command line or in a return.
+
+    CLI Example: salt nuc1 ag_app.local_task_password_set ag-stack_postgres "$(cat db_password)"
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as sql:
+        sql.write("ALTER ROLE CURRENT_USER PASSWORD '" + password.replace("'", "''") + "';\n")
+        sql.flush()
+        res = restore_task_input(service, sql.name, PASSWORD_SET, [
+            "sh", "-c", f"exec psql -v ON_ERROR_STOP=1 -q -f {PASSWORD_SET} {_DATABASE}"])
+    if res["retcode"] != 0:  # psql may quote the statement's line: never the password
+        said = res["stderr"].replace(password, "<password>").strip()[-600:]
+        raise CommandExecutionError(f"setting the database password in the {service} container "
+                                    f"on {__grains__['id']} failed (psql exit {res['retcode']}): "
+                                    f"{said}")
+
+
 # --- backups: ag_app.backup on the node labelled database (salt-run ag.backup, the schedule) --
 
 DATABASE_SERVICE = "postgres"  # the compose file's database service
@@ -554,6 +596,11 @@ LOAD_CMD = ["sh", "-c", f"exec psql -v ON_ERROR_STOP=1 --single-transaction -q -
 # another name that depends on one of the dump's, which the real postgres then refuses to
 # drop). In the loaded file, not a `psql -c`: upstream's postgres 9.5 takes no -c beside -f
 EMPTIED = b"DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC;\n"
+# whether the database lets its user in with a password, asked as the app connects: over the
+# network (the image lets every address in by password; its local socket lets anyone in)
+PASSWORD_CHECK = ["sh", "-c", 'exec psql -w -h "$(hostname -i | cut -d" " -f1)" -c "SELECT 1" '
+                  + _DATABASE]
+PASSWORD_SET = "/tmp/ag-password.sql"
 SERVER = "autograder-server"
 # what the checkout holds that no deploy makes again: every submission and result file, and the
 # secrets (the GPG key that signed every receipt, the secret key of every session)

@@ -188,40 +188,43 @@ def _compose(checkout, compose_file):
         return yaml.safe_load(fh)
 
 
-def _builds(checkout, compose):
-    """[(context dir, dockerfile, images, content hash tag)] of what the compose file builds."""
+def _builds(checkout, compose, postgres_version=None):
+    """[(context dir, dockerfile, build args, images, content hash tag)] of what the compose
+    file builds, its build args given app:postgres_version (ag_compose.build_variables)."""
     found = []
-    for (context, dockerfile), images in __utils__["ag_compose.builds"](compose).items():
+    variables = __utils__["ag_compose.build_variables"](postgres_version)
+    for (context, dockerfile, args), images in __utils__["ag_compose.builds"](
+            compose, variables).items():
         path = os.path.join(checkout, context)
-        tag = __utils__["ag_compose.context_hash"](path, dockerfile)[:16]
-        found.append((path, dockerfile, images, tag))
+        tag = __utils__["ag_compose.context_hash"](path, dockerfile, args)[:16]
+        found.append((path, dockerfile, args, images, tag))
     return found
 
 
 @_failing_as_sentences
-def images_pushed(name, compose_file="docker-compose.yml"):
+def images_pushed(name, compose_file="docker-compose.yml", postgres_version=None):
     """Every image the compose file of checkout `name` builds is in the registry under the
-    content hash of its build inputs; only builds whose hash the registry lacks run. Each is
-    pushed as :<hash> and :latest."""
+    content hash of its build inputs (its build args included, `postgres_version` among
+    them); only builds whose hash the registry lacks run. Each is pushed as :<hash> and
+    :latest."""
     ret = _ret(name)
     compose = _compose(name, compose_file)
-    todo = []
-    for path, dockerfile, images, tag in _builds(name, compose):
-        if any(__salt__["ag_app.image_digest"](f"{i}:{tag}") is None for i in images):
-            todo.append((path, dockerfile, images, tag))
+    todo = [build for build in _builds(name, compose, postgres_version)
+            if any(__salt__["ag_app.image_digest"](f"{i}:{build[-1]}") is None for i in build[3])]
     if not todo:
         ret["comment"] = "every image of the stack is pushed at its content hash"
         return ret
-    changes = {i: {"new": tag} for _, _, images, tag in todo for i in images}
+    changes = {i: {"new": tag} for *_, images, tag in todo for i in images}
     if __opts__["test"]:
         ret.update(result=None, changes=changes,
                    comment=f"{len(changes)} image(s) would be built and pushed")
         return ret
     pushed = {}
-    for path, dockerfile, images, tag in todo:
-        # one build per context and Dockerfile, tagged and pushed under each image's names
+    for path, dockerfile, args, images, tag in todo:
+        # one build per context, Dockerfile and args, tagged and pushed under each image's names
         pushed.update(__salt__["ag_app.image_build_push"](
-            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")]))
+            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")],
+            dict(args)))
     unlike = sorted(ref for ref, digest in pushed.items()
                     if __salt__["ag_app.image_digest"](ref) != digest)
     if unlike:
@@ -286,7 +289,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     compose = _compose(checkout, compose_files[0])
     digests = {}
     missing = []
-    for _path, _dockerfile, images, tag in _builds(checkout, compose):
+    for *_, images, tag in _builds(checkout, compose, postgres_version):
         for image in images:
             digest = __salt__["ag_app.image_digest"](f"{image}:{tag}")
             if digest is None:
@@ -703,6 +706,45 @@ def _generate_secrets(ret, image, server, secrets_dir):
     why = (f"exited {res['retcode']}: {res['output'].strip()[-500:]}" if res["retcode"]
            else f"ran, but {', '.join(left)} is still missing")
     ret.update(result=False, changes={}, comment=f"generate_secrets.py in {image} on {node} {why}")
+    return ret
+
+
+@_failing_as_sentences
+def database_password(name, password_file):
+    """The database of this node's running task of swarm service `name` (the stack's
+    postgres) lets its user in with the password in `password_file` (the generated
+    db_password), as the app will connect. A database made before the product deployed it (an
+    install it adopts: upstream's 'postgres') keeps the password it was made with, whatever a
+    new POSTGRES_PASSWORD_FILE says, so it is set in the running database, before the stack
+    rolls the app onto the new one. Nothing where no task of it runs here (a new database is
+    made with it) or the file is not made yet. Never returns the password."""
+    ret = _ret(name)
+    node = __grains__["id"]
+    try:
+        with open(password_file) as fh:
+            password = fh.read().strip()
+    except FileNotFoundError:
+        ret["comment"] = f"no {password_file} on {node} yet: the secrets step makes it"
+        return ret
+    works = __salt__["ag_app.local_task_password_works"](name, password)
+    if works is None:
+        ret["comment"] = f"no task of {name} runs on {node}: a new database takes the password"
+        return ret
+    if works:
+        ret["comment"] = f"the database of {name} on {node} takes the password in {password_file}"
+        return ret
+    changes = {"password": {"old": "another one (made before this deploy)",
+                            "new": f"the one in {password_file}"}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=(
+            f"the database of {name} on {node} would take the password in {password_file}"))
+        return ret
+    __salt__["ag_app.local_task_password_set"](name, password)
+    if not __salt__["ag_app.local_task_password_works"](name, password):
+        return _fail(ret, f"the database of {name} on {node} was given the password in "
+                          f"{password_file}, but still refuses it", changes)
+    ret.update(changes=changes, comment=(
+        f"the database of {name} on {node} takes the password in {password_file} now"))
     return ret
 
 

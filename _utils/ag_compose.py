@@ -120,7 +120,7 @@ def override(compose: dict, workers: int, concurrency: dict, secret_files=None,
                 entry["environment"] = {
                     "POSTGRES_PASSWORD_FILE": f"/run/secrets/{POSTGRES_PASSWORD_TARGET}"}
                 entry["secrets"] = [given(DB_PASSWORD, POSTGRES_PASSWORD_TARGET)]
-            if postgres_version:
+            if postgres_version and not service.get("build"):  # else a build arg: builds()
                 entry["image"] = f"postgres:{postgres_version}"
         command = service.get("command")
         if isinstance(command, str):
@@ -183,9 +183,48 @@ def celery_workers(compose: dict) -> list:
                   if CELERY_WORKER.search(str(service.get("command"))))
 
 
-def builds(compose: dict) -> dict:
-    """What the compose file builds: {(context, dockerfile): sorted image names} (one build per
-    context and Dockerfile; upstream builds several images from one)."""
+# a compose file's ${NAME}, ${NAME:-default} and ${NAME-default}
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
+
+
+def interpolated(value: str, variables: dict) -> str:
+    """`value` with each ${NAME} of it replaced as docker compose does: from `variables`, else
+    its default (':-' also when the variable is empty), else empty."""
+    def one(found):
+        name, how, default = found.groups()
+        value = variables.get(name)
+        if value is None or (how == ":-" and value == ""):
+            return default or ""
+        return str(value)
+    return VARIABLE.sub(one, str(value))
+
+
+def build_args(build: dict, variables: dict) -> tuple:
+    """A compose build's `args` (a mapping, or a list of NAME=VALUE) as sorted (name, value)
+    pairs, their values interpolated from `variables`; a name without a value takes the
+    variable of its name, as compose passes it from the environment."""
+    args = build.get("args") or {}
+    if isinstance(args, list):
+        args = dict(arg.partition("=")[::2] if "=" in arg else (arg, None) for arg in args)
+    return tuple(sorted((name, interpolated(value, variables) if value is not None
+                         else str(variables.get(name, ""))) for name, value in args.items()))
+
+
+# the build arg upstream's postgres Dockerfile takes its version from (2025.08 on)
+POSTGRES_VERSION_ARG = "AG_POSTGRES_VERSION"
+
+
+def build_variables(postgres_version=None) -> dict:
+    """The variables a compose file's build args are interpolated from: app:postgres_version
+    as AG_POSTGRES_VERSION, for a release that builds postgres (the override names the
+    image of one that pulls it)."""
+    return {POSTGRES_VERSION_ARG: str(postgres_version)} if postgres_version else {}
+
+
+def builds(compose: dict, variables=None) -> dict:
+    """What the compose file builds: {(context, dockerfile, build args): sorted image names}
+    (one build per context, Dockerfile and args; upstream builds several images from one),
+    the args as build_args gives them from `variables`."""
     found = {}
     for service in (compose.get("services") or {}).values():
         build = service.get("build")
@@ -193,14 +232,16 @@ def builds(compose: dict) -> dict:
             continue
         if isinstance(build, str):
             build = {"context": build}
-        key = (os.path.normpath(build["context"]), build.get("dockerfile", "Dockerfile"))
+        key = (os.path.normpath(build["context"]), build.get("dockerfile", "Dockerfile"),
+               build_args(build, variables or {}))
         found.setdefault(key, set()).add(service["image"])
     return {key: sorted(images) for key, images in found.items()}
 
 
-def context_hash(context: str, dockerfile: str) -> str:
+def context_hash(context: str, dockerfile: str, args=()) -> str:
     """sha256 of a build's inputs as the daemon gets them: every file of `context` that its
-    .dockerignore lets through (path, mode bit x, content) and the Dockerfile's name."""
+    .dockerignore lets through (path, mode bit x, content), the Dockerfile's name and the
+    build `args` ((name, value) pairs; none: the hash a build without args always had)."""
     ignore = os.path.join(context, ".dockerignore")
     patterns = []
     if os.path.exists(ignore):
@@ -208,6 +249,8 @@ def context_hash(context: str, dockerfile: str) -> str:
             patterns = [line.strip() for line in fh.read().splitlines()
                         if line.strip() and not line.strip().startswith("#")]
     digest = hashlib.sha256(f"dockerfile {dockerfile}\n".encode())
+    for name, value in args:
+        digest.update(f"arg {name}={value}\n".encode())
     for rel in sorted(docker.utils.build.exclude_paths(context, patterns, dockerfile=dockerfile)):
         path = os.path.join(context, rel)
         if os.path.isdir(path) and not os.path.islink(path):

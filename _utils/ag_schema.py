@@ -636,7 +636,8 @@ APP = Section("the application (salt/ag, salt-run state.orchestrate ag.deploy)",
         """, {service: workers("", n) for service, n in CELERY_CONCURRENCY.items()}),
     "postgres_version": Version("""
         the postgres service's image version, e.g. 14 (null: what the compose file says; upstream
-        2024.08 ships 9.5, which its docs call unsupported). A new major version does not start
+        2024.08 ships 9.5, which its docs call unsupported); for a release that builds postgres
+        (2025.08 on), its AG_POSTGRES_VERSION build arg. A new major version does not start
         on the data an older one made: ag.deploy refuses to change the major version of a
         running database and names the steps (salt-run ag.backup, remove the service and its
         volume, deploy, salt-run ag.restore)

@@ -18,7 +18,9 @@ database arguments are accepted and not checked, as the real image trusts local 
 `pg_dump` prints the database as SQL (each table dropped, then made and filled again, as
 `pg_dump --clean --if-exists` does); `psql -f FILE` runs FILE in one transaction and exits
 3 on the first error (ON_ERROR_STOP), nothing changed; when FILE starts with `DROP SCHEMA
-public CASCADE; ...` every table is dropped first, in that transaction.
+public CASCADE; ...` every table is dropped first, in that transaction; when it is `ALTER
+ROLE CURRENT_USER PASSWORD '...'` the server takes that password from then on. `psql -h HOST
+-U USER -c ... DATABASE` connects as the app does, with $PGPASSWORD, which the server checks.
 
 redis: answers PING/SET/GET/DEL/EXISTS over RESP on 6379, data kept in /data/dump.json.
 """
@@ -27,6 +29,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import socketserver
 import sqlite3
 import sys
@@ -50,9 +53,17 @@ def file_env(var: str, default: str = "") -> str:
     return value or default
 
 
+def _auth_file() -> Path:
+    return Path(os.environ.get("PGDATA", "/var/lib/postgresql/data")) / "standin-auth.json"
+
+
+def _password_sha256(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
 def postgres() -> None:
-    data = Path(os.environ.get("PGDATA", "/var/lib/postgresql/data"))
-    auth_file = data / "standin-auth.json"
+    auth_file = _auth_file()
+    data = auth_file.parent
     major = os.environ.get("PG_MAJOR", "standin")
     password = file_env("POSTGRES_PASSWORD")  # on every start, as the image's entrypoint
     if not auth_file.exists():
@@ -66,7 +77,7 @@ def postgres() -> None:
         tmp = auth_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({
             "user": user, "database": os.environ.get("POSTGRES_DB", user),
-            "password_sha256": hashlib.sha256(password.encode()).hexdigest(),
+            "password_sha256": _password_sha256(password),
         }))
         os.replace(tmp, auth_file)
         log("initdb: database cluster initialised")
@@ -77,16 +88,15 @@ def postgres() -> None:
             sys.exit(f"FATAL:  database files are incompatible with server\nDETAIL:  The data "
                      f"directory was initialized by PostgreSQL version {initialised_by}, which is "
                      f"not compatible with this version {major}.")
-    auth = json.loads(auth_file.read_text())
     lock = threading.Lock()
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self):
             try:
                 req = json.loads(self.rfile.readline())
+                auth = json.loads(auth_file.read_text())  # psql may have set a new password
                 if (req.get("user") != auth["user"]
-                        or hashlib.sha256(str(req.get("password")).encode()).hexdigest()
-                        != auth["password_sha256"]):
+                        or _password_sha256(str(req.get("password"))) != auth["password_sha256"]):
                     reply = {"error": f'FATAL:  password authentication failed for user '
                                       f'"{req.get("user")}"'}
                 elif req.get("database") != auth["database"]:
@@ -122,10 +132,43 @@ def pg_dump() -> None:
                 sys.stdout.write(line + "\n")
 
 
+def _psql_connect_check() -> None:
+    """`psql -h HOST -U USER -c ... DATABASE` as the app connects: over the network, with
+    $PGPASSWORD, which the server checks; psql's message and exit 2 when it refuses."""
+    argv = sys.argv
+    request = {"user": argv[argv.index("-U") + 1], "password": os.environ.get("PGPASSWORD"),
+               "database": argv[-1], "statements": [["SELECT 1", []]]}
+    host = argv[argv.index("-h") + 1]
+    with socket.create_connection((host, int(os.environ.get("PGPORT", "5432"))), 10) as conn:
+        conn.sendall((json.dumps(request) + "\n").encode())
+        reply = json.loads(conn.makefile().readline())
+    if "error" in reply:
+        print(f'psql: error: connection to server at "{host}", port 5432 failed: '
+              f'{reply["error"]}', file=sys.stderr)
+        sys.exit(2)
+    print(" ?column? \n----------\n        1\n(1 row)")
+
+
+def _set_password(statement: str) -> None:
+    """ALTER ROLE CURRENT_USER PASSWORD '...': the server's next connection takes it."""
+    quoted = statement.split("PASSWORD '", 1)[1].rsplit("'", 1)[0]
+    auth_file = _auth_file()
+    auth = json.loads(auth_file.read_text())
+    auth["password_sha256"] = _password_sha256(quoted.replace("''", "'"))
+    tmp = auth_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(auth))
+    os.replace(tmp, auth_file)
+
+
 def psql() -> None:
+    if "-c" in sys.argv:
+        return _psql_connect_check()
     path = sys.argv[sys.argv.index("-f") + 1]
+    text = Path(path).read_text()
+    if text.startswith("ALTER ROLE CURRENT_USER PASSWORD "):
+        return _set_password(text)
     db = sqlite3.connect(_database(), isolation_level=None)
-    first, _, script = Path(path).read_text().partition("\n")
+    first, _, script = text.partition("\n")
     if first.startswith("DROP SCHEMA public CASCADE;"):  # the database emptied, in the dump's
         tables = [t for (t,) in db.execute(  # transaction (as under --single-transaction)
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]

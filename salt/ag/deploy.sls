@@ -10,14 +10,17 @@
 {%- set nodes = cluster.nodes | list | sort %}
 {%- set web_nodes = [] %}
 {%- set django_nodes = [] %}
+{%- set database_nodes = [] %}
 {%- for node, spec in cluster.nodes | dictsort %}
 {%-   do web_nodes.append(node) if 'webserver' in (spec.labels or []) %}
 {%-   do django_nodes.append(node) if 'django_app' in (spec.labels or []) %}
+{%-   do database_nodes.append(node) if 'database' in (spec.labels or []) %}
 {%- endfor %}
 
 {#- the guide's steps in order, each on the nodes it concerns; a step with no node to run on
     (no node labelled webserver: no TLS files to check) is left out. The migrations run in the
-    django task, on a node labelled django_app #}
+    django task, on a node labelled django_app; the running database takes the generated
+    password on the node labelled database #}
 {{ run_steps('ag-deploy', nodes, [
       ('ag-deploy-roll', 'ag_master.dockerd_rolled', 'master'),
       ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall', 'ag.backup'], nodes),
@@ -29,6 +32,7 @@
       ('ag-deploy-registry', ['ag.registry'], manager),
       ('ag-deploy-images', ['ag.images'], nfs_node),
       ('ag-deploy-secrets', ['ag.secrets'], nfs_node),
+      ('ag-deploy-database', ['ag.database'], database_nodes),
       ('ag-deploy-stack', ['ag.stack'], manager),
       ('ag-deploy-migrate', ['ag.migrate'], django_nodes),
     ]) }}

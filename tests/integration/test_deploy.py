@@ -27,6 +27,7 @@ from agdeploy import (
     changed_steps,
     deploy,
     in_checkout,
+    kept_data,
     minion_changes,
     placement_errors,
     runner,
@@ -469,6 +470,26 @@ def test_no_password_in_env_file_or_spec_and_the_app_reads_them(bed, secret_valu
                        for n in ("db_password", "email_host_password", "secret_key")]
 
 
+def test_a_database_made_with_another_password_takes_the_generated_one(bed, secret_values):
+    """Issue 20.5: a site that adopts the product has a database made with upstream's
+    'postgres', which a new POSTGRES_PASSWORD_FILE does not change: the deploy sets the
+    generated password in the running database before the stack rolls, and the app answers
+    from it; nothing printed holds the password, and the next deploy changes nothing."""
+    (node,) = services(bed)[f"{STACK}_postgres"][1]
+    container = sh(bed, node, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_postgres")
+    bed.exec(node, "docker", "exec", container, "sh", "-c",
+             "echo \"ALTER ROLE CURRENT_USER PASSWORD 'postgres';\" > /tmp/old.sql && "
+             "psql -q -f /tmp/old.sql -U postgres postgres && rm /tmp/old.sql")
+    code, steps, output = deploy(bed)
+    assert code == 0, output
+    assert list(minion_changes(steps["ag-deploy-database"])) == [(node, "ag-database-password")]
+    assert "ag-deploy-stack" not in changed_steps(steps)  # the app itself did not change
+    assert not leaked(secret_values, output)
+    assert kept_data(bed)["courses"] is not None  # django reads the database with it
+    code, steps, output = deploy(bed)
+    assert code == 0 and not changed_steps(steps), output
+
+
 def test_no_secret_in_deploy_outputs_or_pillar(bed, secret_values):
     code, _, planned = deploy(bed, "test=True")
     assert code == 0, "the test=True deploy failed"
@@ -566,7 +587,7 @@ PROBE_DOCKERFILE = 'FROM agbed/busybox\nCOPY . /context\nCMD ["find", "/context"
 
 def test_every_build_context_holds_upstream_s_files_and_nothing_else(bed):
     compose = yaml.safe_load(sh(bed, MANAGER, f"cat {CHECKOUT}/docker-compose.yml"))
-    contexts = sorted({context for context, _ in load("_utils/ag_compose.py", "ag_compose")
+    contexts = sorted({context for context, *_ in load("_utils/ag_compose.py", "ag_compose")
                       .builds(compose)})
     # upstream's files: here the stand-in's, which the bed writes into the checkout
     upstream = {str(path.relative_to(standin.TEMPLATE)) for path in standin.TEMPLATE.rglob("*")

@@ -41,6 +41,8 @@ class Docker:
         self.postgres = "postgres:9.5"  # what the stack's postgres service runs
         self.nginx_here = True  # a task of the nginx service runs on this node
         self.log = []  # the jobs and the deploys, in order
+        self.db_password = "postgres"  # what this node's database takes (None: no task here)
+        self.db_refuses_change = False
 
     def service_list(self):  # ag_app.services
         if not self.django:
@@ -60,8 +62,8 @@ class Docker:
     def stack_status(self, name, settle=5):
         return {service: {} for service in self.services}
 
-    def image_build_push(self, path, dockerfile, tags):
-        self.builds.append((path, dockerfile))
+    def image_build_push(self, path, dockerfile, tags, buildargs=None):
+        self.builds.append((path, dockerfile) + ((buildargs,) if buildargs else ()))
         self.unpushed -= {tag.rsplit(":", 1)[0] for tag in tags}
         return {tag: self.image_digest(tag) for tag in tags}
 
@@ -85,6 +87,14 @@ class Docker:
         self.log.append(("resumed", tuple(names)))
         return list(names)
 
+    def local_task_password_works(self, service, password):
+        return None if self.db_password is None else password == self.db_password
+
+    def local_task_password_set(self, service, password):
+        self.log.append(("password set", service))
+        if not self.db_refuses_change:
+            self.db_password = password
+
     def local_task_exec(self, service, cmd):
         if service.endswith("_nginx") and not self.nginx_here:
             return None  # no task of it on this node: nothing ran
@@ -104,13 +114,14 @@ def ag_app(docker, tmp_path, monkeypatch):
     module.__salt__ = module_fakes({
         **{f"ag_app.{name}": getattr(docker, name) for name in (
             "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
-            "job_like", "stack_secrets_pruned", "services_paused", "services_resumed")},
+            "job_like", "stack_secrets_pruned", "services_paused", "services_resumed",
+            "local_task_password_works", "local_task_password_set")},
         "ag_app.services": docker.service_list,
         "ag_app.local_task_running": lambda service: docker.nginx_here})
     module.__salt__["git.revision"] = lambda checkout: f"commit-of-{docker.release}"  # Salt's
     module.__utils__ = {f"ag_compose.{f}": getattr(ag_compose, f)
                         for f in ("checkout_override", "builds", "context_hash", "pinned",
-                                  "celery_workers")}
+                                  "celery_workers", "build_variables")}
     module.__opts__ = {"test": False}
     module.__grains__ = {"id": "nuc1"}
     module.test = lambda on: module.__opts__.update(test=on)
@@ -136,6 +147,23 @@ def test_only_the_unpushed_context_is_built_then_nothing(ag_app, docker):
     assert ret["result"] is True and list(ret["changes"]) == ["127.0.0.1:5000/nginx"]
     assert docker.builds == [(str(CHECKOUT / "nginx/production"), "Dockerfile")]
     assert ag_app.images_pushed(str(CHECKOUT))["changes"] == {}
+
+
+def test_a_release_that_builds_postgres_gets_the_version_as_its_build_arg(ag_app, docker, tmp_path):
+    """2025.08: postgres built with AG_POSTGRES_VERSION; app:postgres_version is passed, and
+    another version is another build (its own content tag)."""
+    (tmp_path / "postgres").mkdir()
+    (tmp_path / "postgres/Dockerfile").write_text("ARG AG_POSTGRES_VERSION\n"
+                                                  "FROM postgres:${AG_POSTGRES_VERSION}\n")
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump({"services": {"postgres": {
+        "image": "127.0.0.1:5000/postgres", "build": {"context": "./postgres", "args": {
+            "AG_POSTGRES_VERSION": "${AG_POSTGRES_VERSION:-NOT_SET}"}}}}}))
+    docker.unpushed.add("127.0.0.1:5000/postgres")
+    fourteen = ag_app.images_pushed(str(tmp_path), postgres_version="14")
+    assert docker.builds == [(str(tmp_path / "postgres"), "Dockerfile", {"AG_POSTGRES_VERSION": "14"})]
+    docker.unpushed.add("127.0.0.1:5000/postgres")
+    fifteen = ag_app.images_pushed(str(tmp_path), postgres_version="15")
+    assert fourteen["changes"] != fifteen["changes"]  # another content tag
 
 
 def test_a_push_the_registry_reads_back_otherwise_fails_naming_it(ag_app, docker, monkeypatch):
@@ -465,3 +493,44 @@ def test_a_compose_file_the_checkout_lacks_is_named_and_nothing_is_deployed(ag_a
     assert ret["result"] is False and docker.deploys == []
     assert ret["comment"].startswith(f"no site.yml in the checkout {CHECKOUT} on nuc1")
     assert "extra_compose_files" in ret["comment"]
+
+
+# --- database_password -----------------------------------------------------------------------
+
+GENERATED = "generated-Pa55'word"
+
+
+def password_file(tmp_path):
+    path = tmp_path / "db_password"
+    path.write_text(GENERATED + "\n")
+    return str(path)
+
+
+def test_an_adopted_database_takes_the_generated_password_once(ag_app, docker, tmp_path):
+    """An install made before the product (upstream's 'postgres'): test mode says so and sets
+    nothing; the run sets it; the next finds nothing to do. The password is in no return."""
+    ag_app.test(True)
+    planned = ag_app.database_password("ag-stack_postgres", password_file(tmp_path))
+    assert planned["result"] is None and planned["changes"] and docker.db_password == "postgres"
+    ag_app.test(False)
+    done = ag_app.database_password("ag-stack_postgres", password_file(tmp_path))
+    assert done["result"] is True and done["changes"] and docker.db_password == GENERATED
+    again = ag_app.database_password("ag-stack_postgres", password_file(tmp_path))
+    assert again["result"] is True and again["changes"] == {}
+    assert [e for e in docker.log if e[0] == "password set"] == [("password set", "ag-stack_postgres")]
+    assert not [r for r in (planned, done, again) if "Pa55" in str(r)]
+
+
+def test_no_database_task_here_or_no_password_yet_is_nothing_to_do(ag_app, docker, tmp_path):
+    docker.db_password = None
+    ret = ag_app.database_password("ag-stack_postgres", password_file(tmp_path))
+    assert ret["result"] is True and ret["changes"] == {} and "no task" in ret["comment"]
+    docker.db_password = "postgres"
+    ret = ag_app.database_password("ag-stack_postgres", str(tmp_path / "not made yet"))
+    assert ret["result"] is True and ret["changes"] == {} and docker.db_password == "postgres"
+
+
+def test_a_database_that_still_refuses_the_password_fails_naming_it(ag_app, docker, tmp_path):
+    docker.db_refuses_change = True
+    ret = ag_app.database_password("ag-stack_postgres", password_file(tmp_path))
+    assert ret["result"] is False and "still refuses" in ret["comment"] and "nuc1" in ret["comment"]

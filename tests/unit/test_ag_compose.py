@@ -171,3 +171,45 @@ def test_a_key_set_twice_in_a_mapping_is_found_on_its_earlier_line():
 def test_a_key_set_twice_over_several_lines_is_refused_naming_its_lines():
     with pytest.raises(ValueError, match="line 2: 'deploy' is set again at line 4"):
         ag_compose.shadowed_lines("web:\n  deploy:\n    replicas: 1\n  deploy: {}\n")
+
+
+# 2025.08's postgres, as its release notes and PRs describe it: built from a Dockerfile whose
+# FROM takes the version from a build arg with a sentinel default
+BUILT_POSTGRES = {"version": "3.7", "services": {"postgres": {
+    "image": "127.0.0.1:5000/postgres",
+    "build": {"context": "./postgres", "args": {
+        "AG_POSTGRES_VERSION": "${AG_POSTGRES_VERSION:-AG_POSTGRES_VERSION_NOT_SET}"}}}}}
+
+
+def test_build_args_pass_through_with_the_postgres_version_as_its_build_arg():
+    variables = ag_compose.build_variables(14)
+    ((key, images),) = ag_compose.builds(BUILT_POSTGRES, variables).items()
+    assert key == ("postgres", "Dockerfile", (("AG_POSTGRES_VERSION", "14"),))
+    assert images == ["127.0.0.1:5000/postgres"]
+    ((unset, _),) = ag_compose.builds(BUILT_POSTGRES).items()
+    assert unset[2] == (("AG_POSTGRES_VERSION", "AG_POSTGRES_VERSION_NOT_SET"),)
+    # the override leaves a built postgres's image alone: the version went into the build
+    override = ag_compose.override(BUILT_POSTGRES, 4, {}, postgres_version=14)
+    assert "image" not in override["services"].get("postgres", {})
+
+
+@pytest.mark.parametrize(("value", "variables", "expected"), [
+    ("${V}", {}, ""), ("${V:-d}", {"V": ""}, "d"), ("${V-d}", {"V": ""}, ""),
+    ("${V-d}", {}, "d"), ("x${V}y", {"V": "1"}, "x1y"), ("plain", {"V": "1"}, "plain")])
+def test_build_arg_values_are_interpolated_as_compose_does(value, variables, expected):
+    assert ag_compose.interpolated(value, variables) == expected
+
+
+def test_build_args_in_list_form_and_without_a_value_take_the_variable():
+    build = {"context": ".", "args": ["A=1", "AG_POSTGRES_VERSION"]}
+    assert ag_compose.build_args(build, {"AG_POSTGRES_VERSION": "14"}) == (
+        ("A", "1"), ("AG_POSTGRES_VERSION", "14"))
+
+
+def test_build_args_change_the_content_hash_and_no_args_keep_the_old_one(tmp_path):
+    (tmp_path / "Dockerfile").write_text("ARG AG_POSTGRES_VERSION\nFROM postgres:${AG_POSTGRES_VERSION}\n")
+    plain = ag_compose.context_hash(str(tmp_path), "Dockerfile")
+    assert ag_compose.context_hash(str(tmp_path), "Dockerfile", ()) == plain
+    fourteen = ag_compose.context_hash(str(tmp_path), "Dockerfile", (("AG_POSTGRES_VERSION", "14"),))
+    fifteen = ag_compose.context_hash(str(tmp_path), "Dockerfile", (("AG_POSTGRES_VERSION", "15"),))
+    assert len({plain, fourteen, fifteen}) == 3
