@@ -106,6 +106,21 @@ def test_the_old_release_grades(site):
     assert django_version(site).startswith("3.1.")  # 2021.05.v4's Django
 
 
+def test_a_database_made_with_upstream_s_password_takes_the_generated_one(site):
+    """Issue 20.5 on the real postgres: a site that adopts the product has a database made
+    with upstream's 'postgres' (here: set so in the running one, whose app then fails), and
+    the deploy sets the generated password there before the stack rolls: the app answers."""
+    (node,) = services(site)[f"{STACK}_postgres"][1]
+    container = sh(site, node, f"docker ps -q -f label=com.docker.swarm.service.name={STACK}_postgres")
+    site.exec(node, "docker", "exec", container, "sh", "-c",
+              "echo \"ALTER ROLE CURRENT_USER PASSWORD 'postgres';\" | psql -q -U postgres postgres")
+    assert site.admin.request("GET", "users/current/", check=False)[0].status >= 500
+    code, steps, output = deploy(site, timeout=DEPLOY_TIMEOUT)
+    assert code == 0, output[-6000:]
+    assert list(minion_changes(steps["ag-deploy-database"])) == [(node, "ag-database-password")]
+    assert site.admin("GET", "users/current/")["username"] == ADMIN
+
+
 def test_an_upgrade_keeps_every_submission_and_the_new_release_grades(site, measured):
     site.pillar = copy.deepcopy(site.pillar)
     site.pillar["autograder"]["app"]["revision"] = bed_release(RELEASE)
