@@ -158,9 +158,10 @@ def admin_course(admin: Api) -> dict:
                 if c["name"] == COURSE)
 
 
-def graded_project(admin: Api) -> dict:
+def graded_project(admin: Api, time_limit: int = 10) -> dict:
     """A project of the bootstrap's course, made by its admin, whose one test runs the
-    student's hello.sh and checks what it prints, the student enrolled; receipts on."""
+    student's hello.sh (for at most TIME_LIMIT seconds, the app's default 10) and checks what
+    it prints, the student enrolled; receipts on."""
     course = admin_course(admin)
     admin("POST", f"courses/{course['pk']}/students/", {"new_students": [STUDENT]})
     project = admin("POST", f"courses/{course['pk']}/projects/", {
@@ -174,27 +175,36 @@ def graded_project(admin: Api) -> dict:
     case = admin("POST", f"ag_test_suites/{suite['pk']}/ag_test_cases/", {"name": "says hello"})
     admin("POST", f"ag_test_cases/{case['pk']}/ag_test_commands/", {
         "name": "sh hello.sh", "cmd": "sh hello.sh", "expected_stdout_source": "text",
-        "expected_stdout_text": "hello\n", "points_for_correct_stdout": 1})
+        "expected_stdout_text": "hello\n", "points_for_correct_stdout": 1,
+        "time_limit": time_limit})
     return project
 
 
-def submit_and_grade(admin: Api, student: Api, project: dict, timeout: float = 600) -> dict:
-    """The student's hello.sh submitted to PROJECT (a group of one made the first time) →
-    the submission once graded (or failed), with its results (max feedback) in 'results'."""
+def submit(student: Api, project: dict, script: bytes = b"echo hello\n") -> dict:
+    """The student's hello.sh (SCRIPT) submitted to PROJECT, a group of one made the first
+    time → the submission as the API made it."""
     groups = student("GET", f"users/{student('GET', 'users/current/')['pk']}/groups_is_member_of/")
     group = next((g for g in groups if g["project"] == project["pk"]), None) or student(
         "POST", f"projects/{project['pk']}/groups/solo_group/")
-    submission = student("POST", f"groups/{group['pk']}/submissions/",
-                         files={"submitted_files": ("hello.sh", b"echo hello\n")})
+    return student("POST", f"groups/{group['pk']}/submissions/",
+                   files={"submitted_files": ("hello.sh", script)})
 
+
+def graded(admin: Api, submission: dict, timeout: float = 600) -> dict:
+    """SUBMISSION once graded (or failed), with its results (max feedback) in 'results'."""
     def done():
         now = admin("GET", f"submissions/{submission['pk']}/")
         return now if now["status"] in ("finished_grading", "error") else None
 
-    graded = wait_for(done, timeout, f"submission {submission['pk']} graded")
-    graded["results"] = admin("GET", f"submissions/{submission['pk']}/results/"
-                                     "?feedback_category=max")
-    return graded
+    found = wait_for(done, timeout, f"submission {submission['pk']} graded")
+    found["results"] = admin("GET", f"submissions/{submission['pk']}/results/"
+                                    "?feedback_category=max")
+    return found
+
+
+def submit_and_grade(admin: Api, student: Api, project: dict, timeout: float = 600) -> dict:
+    """The student's hello.sh submitted to PROJECT and graded (graded())."""
+    return graded(admin, submit(student, project), timeout)
 
 
 def receipts(subject: str, count: int = 2, timeout: float = 120) -> list:

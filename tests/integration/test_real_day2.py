@@ -34,9 +34,11 @@ from agreal import (
     api_token,
     bed_release,
     django_shell,
+    graded,
     graded_project,
     receipts,
     release_deployed,
+    submit,
     submit_and_grade,
     verification,
 )
@@ -119,6 +121,36 @@ def test_a_database_made_with_upstream_s_password_takes_the_generated_one(site):
     assert code == 0, output[-6000:]
     assert list(minion_changes(steps["ag-deploy-database"])) == [(node, "ag-database-password")]
     assert site.admin("GET", "users/current/")["username"] == ADMIN
+
+
+def test_a_dockerd_restarting_change_rolls_while_a_submission_is_graded(site, measured):
+    """Issue 20.4 on the real stack: a daemon.json change while a submission (40 s of work)
+    is being graded: ag.deploy's roll drains each node before its dockerd restarts, the
+    grader node first, whose grader finishes the submission before it stops (its stop grace
+    period); the submission is graded in full and the site serves again."""
+    project = graded_project(site.admin, time_limit=60)
+    submission = submit(site.student, project, b"sleep 40; echo hello\n")
+    wait_for(lambda: site.admin("GET", f"submissions/{submission['pk']}/")["status"]
+             == "being_graded", 120, "the grading to start")
+    pillar = copy.deepcopy(site.pillar)
+    pillar["autograder"].setdefault("docker", {}).setdefault("daemon", {})[
+        "max-concurrent-uploads"] = 7
+    site.write_pillar(pillar)
+    began = time.monotonic()
+    code, steps, output = deploy(site, timeout=DEPLOY_TIMEOUT, follow=True)
+    rolled = time.monotonic() - began
+    assert code == 0, output[-6000:]
+    assert list(steps["ag-deploy-roll"]["changes"]) == [*sorted(set(site.nodes) - {MANAGER}),
+                                                         MANAGER], output[-3000:]
+    nginx_renewed(site)
+    wait_converged(site)
+    done = graded(site.admin, submission)
+    assert done["status"] == "finished_grading", done
+    assert float(done["results"]["total_points"]) == 1, done["results"]
+    drains = re.findall(r"ag\.roll: (\S+): drained in (\d+) s", output)
+    measured(f"ag.deploy rolling dockerd over {len(site.nodes)} nodes during a grading: "
+             f"{rolled:.0f} s; drains {', '.join(f'{n} {s} s' for n, s in drains)}")
+    site.pillar = pillar
 
 
 def test_an_upgrade_keeps_every_submission_and_the_new_release_grades(site, measured):
