@@ -40,7 +40,7 @@ NPM_REGISTRY = f"https://npm.{BED_DOMAIN}:{NPM_PORT}/"
 # Tier 1 (namespace) nodes are nucN at .(10+N); tier 2 (VM) guests at .(100+N), so a stale
 # neighbour cache entry from one tier never points at the other.
 TIER_BASE = {"netns": 10, "vm": 100}
-MAX_NODES = 9
+MAX_NODES = 12
 
 # Docker inside every node: docker0 gets 198.19.<10+N>.1/24; local and swarm pools below.
 DOCKER_LOCAL_POOL = "198.19.128.0/17"
