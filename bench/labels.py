@@ -70,6 +70,12 @@ def layout(pillar, name):
     return {n: sorted(spec["labels"]) for n, spec in nodes.items()}
 
 
+def settled(nodes):
+    """Wait until no node runs a job: the reactor labels each node that joins, on the manager."""
+    while '"jid"' in salt("-L", ",".join(nodes), "saltutil.running").stdout:
+        time.sleep(1)
+
+
 def labels_now(manager):
     found = json.loads(on(manager, "docker node inspect $(docker node ls -q)"))
     return {n["Description"]["Hostname"]: sorted(n["Spec"].get("Labels") or {}) for n in found}
@@ -82,10 +88,10 @@ def debug_logging(manager, on_):
 import json
 path = "/etc/docker/daemon.json"
 conf = json.load(open(path))
-conf["debug"] = {'true' if on_ else 'false'}
+{'conf["debug"] = True' if on_ else 'conf.pop("debug", None)'}
 json.dump(conf, open(path, "w"), indent=2)
 EOF
-kill -HUP $(cat /run/docker-ssd.pid)""")
+[ $? = 0 ] && kill -HUP $(cat /run/docker-ssd.pid)""")
     time.sleep(1)
 
 
@@ -110,12 +116,13 @@ def measure(n):
     salt("-L", everyone, "saltutil.sync_all")
     layout(pillar, "A")
     salt("-L", everyone, "state.apply", "swarm", "queue=True")  # the swarm formed, untimed
+    settled(nodes)
     inventory = by_ansible.write_inventory(nodes)
     ways = {
         "ag.deploy's swarm step": host.salt_cmd("salt", "-L", everyone, "state.apply", "swarm",
                                                 "queue=True"),
         "swarm.labels on the manager": host.salt_cmd("salt", manager, "state.apply",
-                                                     "swarm.labels"),
+                                                     "swarm.labels", "queue=True"),
         "Ansible play (swarm part)": by_ansible.playbook_cmd(inventory, PILLAR) + [
             "--tags", "swarm"],
     }
@@ -123,8 +130,9 @@ def measure(n):
     try:
         for way, argv in ways.items():
             layout(pillar, "A")
-            run(host.salt_cmd("salt", manager, "state.apply", "swarm.labels"))
+            run(host.salt_cmd("salt", manager, "state.apply", "swarm.labels", "queue=True"))
             want = layout(pillar, "B")
+            settled(nodes)
             since = log_size(manager)
             start = time.monotonic()
             res = run(argv, check=False)
