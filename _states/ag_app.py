@@ -313,7 +313,10 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         ret["comment"] = f"stack {name} runs this content already"
         return ret
     images = {s["name"]: s["image"] for s in __salt__["ag_app.services"]()}  # what runs now
-    moving = _postgres_major_move(name, compose, override, images.get(f"{name}_{POSTGRES}"))
+    major = _postgres_major_wanted(compose, override, postgres_version)
+    major_record = os.path.join(DEPLOYED_DIR, f"{name}.postgres-major")
+    moving = _postgres_major_move(name, compose, major, images.get(f"{name}_{POSTGRES}"),
+                                  major_record)
     if moving:
         ret.update(result=False, comment=moving)
         return ret
@@ -373,6 +376,8 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         return ret
     _record(record, content)
     _record_revision(revision, checkout)
+    if major:  # what a built postgres image's name does not say
+        _record(major_record, major)
     pruned = __salt__["ag_app.stack_secrets_pruned"](name)
     if pruned:  # names made of digests, never a value
         changes["secrets"] = {"old": pruned}
@@ -587,15 +592,27 @@ def _postgres_major(image):
     return found.group(0) if int(found.group(1)) < 10 and found.group(2) else found.group(1)
 
 
-def _postgres_major_move(name, compose, override, running):
-    """A sentence when the deploy would give the postgres service of stack `name`, which
-    runs the image `running` (None: none runs), another major version: it refuses the data
-    files the old one made (and a new server must never be pointed at them), so the move
-    goes through a dump and a restore; the steps. None when the major version stays or is
-    not known."""
+def _postgres_major_wanted(compose, override, postgres_version):
+    """The postgres major version the deploy gives the stack: its image's tag, or for a
+    release that builds postgres (2025.08 on) `postgres_version`, its build arg; None when
+    neither names one."""
     service = compose.get("services", {}).get(POSTGRES) or {}
-    new = (override.get("services", {}).get(POSTGRES) or {}).get("image") or service.get("image")
-    old, new = _postgres_major(running), _postgres_major(new)
+    if service.get("build"):
+        return _postgres_major(f"postgres:{postgres_version}") if postgres_version else None
+    return _postgres_major((override.get("services", {}).get(POSTGRES) or {}).get("image")
+                           or service.get("image"))
+
+
+def _postgres_major_move(name, compose, new, running, record):
+    """A sentence when the deploy would give the postgres service of stack `name`, which
+    runs the image `running` (None: none runs), another major version than `new`: it
+    refuses the data files the old one made (and a new server must never be pointed at
+    them), so the move goes through a dump and a restore; the steps. The running major is
+    its image's tag, or for an image without one (built, named by digest) what the last
+    deploy recorded in `record`. None when the major version stays or is not known."""
+    service = compose.get("services", {}).get(POSTGRES) or {}
+    untagged = running and ":" not in running.split("@")[0].rpartition("/")[2]
+    old = _recorded(record) if untagged else _postgres_major(running)
     if not (old and new) or old == new:
         return None
     volumes = [parts[0] for parts in (str(v).split(":") for v in service.get("volumes") or [])

@@ -291,6 +291,29 @@ def test_a_new_major_postgres_is_refused_with_the_dump_and_restore_steps(
         assert ret["result"] is True and len(docker.deploys) == 2, ret
 
 
+def test_a_built_postgres_s_major_is_recorded_and_a_new_one_refused(ag_app, docker, tmp_path):
+    """2025.08 builds postgres (its version a build arg), so the running image, named by
+    digest, says no version: the deploy records the major it gave and refuses another."""
+    for context in ("postgres", "server"):
+        (tmp_path / context).mkdir()
+        (tmp_path / context / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump({"services": {
+        "django": {"image": "127.0.0.1:5000/django", "build": "./server"},
+        "postgres": {"image": "127.0.0.1:5000/postgres", "build": {
+            "context": "./postgres", "args": {"AG_POSTGRES_VERSION": "${AG_POSTGRES_VERSION}"}}}}}))
+    docker.services = {"django", "postgres"}
+
+    def deploy_built(version):
+        return ag_app.stack_deployed("ag-stack", str(tmp_path), ["docker-compose.yml"], 4, {},
+                                     version)
+
+    assert deploy_built("14")["result"] is True
+    docker.postgres = "127.0.0.1:5000/postgres@sha256:" + "0" * 64
+    assert deploy_built("14.2")["result"] is True  # the same major
+    refused = deploy_built("15")
+    assert refused["result"] is False and "from major version 14 to 15" in refused["comment"]
+
+
 def test_workers_that_do_not_stop_are_resumed_and_nothing_is_migrated(ag_app, docker):
     deploy(ag_app)
     docker.release, docker.workers_hang = "r2", True
