@@ -58,16 +58,23 @@ def salt(*args):
     return run(host.salt_cmd("salt", "--out=json", "--static", *args))
 
 
-def layout(pillar, name):
+def laid_out(pillar, name):
+    """`pillar` with the labels of layout `name` (LAYOUT); → {node: sorted labels}."""
     nodes = pillar["autograder"]["cluster"]["nodes"]
     manager = pillar["autograder"]["cluster"]["manager"]
     workers = sorted((n for n in nodes if n != manager), key=config.node_index)
     nodes[manager]["labels"] = MANAGER_LABELS
     for k, node in enumerate(workers):
         nodes[node]["labels"] = LAYOUT[name][k % 2]
+    return {n: sorted(spec["labels"]) for n, spec in nodes.items()}
+
+
+def layout(pillar, name):
+    """The bed's pillar written with layout `name`, and read by every minion."""
+    wanted = laid_out(pillar, name)
     PILLAR.write_text(yaml.safe_dump(pillar, sort_keys=False))
     salt("*", "saltutil.refresh_pillar", "wait=True")
-    return {n: sorted(spec["labels"]) for n, spec in nodes.items()}
+    return wanted
 
 
 def settled(nodes):

@@ -1,11 +1,13 @@
 """The bed's addressing keeps to 198.18.0.0/15 and its pillar matches the documented schema."""
 
+import copy
 import ipaddress
 
 import pytest
 import yaml
 
 from bed import config, pillar
+from bench import labels
 from tests.extensions import load
 
 ag_cluster = load("_utils/ag_cluster.py", "ag_cluster")
@@ -50,3 +52,17 @@ def test_each_bed_s_labels_pass_the_product_s_validation(tier, indexes):
     """Tier 2 with a third guest spreads the labels differently: both spreads are valid."""
     bed = pillar.bed_pillar(tier, indexes)["autograder"]
     assert ag_cluster.validate(bed) == []
+
+
+@pytest.mark.parametrize("count", [3, 6, 12])
+def test_the_label_bench_s_layouts_are_valid_and_move_every_worker_s_labels(count):
+    """bench/labels.py moves every label of every worker, between two pillars the product
+    accepts, on the bed's largest tier 1 too."""
+    assert count <= config.MAX_NODES
+    bed_a = pillar.bed_pillar("netns", range(1, count + 1))
+    bed_b = copy.deepcopy(bed_a)
+    before, after = labels.laid_out(bed_a, "A"), labels.laid_out(bed_b, "B")
+    assert ag_cluster.validate(bed_a["autograder"]) == ag_cluster.validate(bed_b["autograder"]) == []
+    workers = [n for n in before if n != "nuc1"]
+    assert len(workers) == count - 1 and before["nuc1"] == after["nuc1"]
+    assert all(not set(before[n]) & set(after[n]) for n in workers), (before, after)
