@@ -287,8 +287,11 @@ FEEDS = {
                "may": "edit the new revision's files with the site's settings"},
     "images": {"from": ("checkout", "tweaks", "registry"),
                "may": "rebuild and push images"},
-    "stack": {"from": ("checkout", "tweaks", "registry", "images"),
-              "may": "redeploy the stack and roll the services whose images or settings changed"},
+    "database": {"from": ("secrets",),
+                 "may": "set the generated password in the running database"},
+    "stack": {"from": ("checkout", "tweaks", "registry", "images", "secrets"),
+              "may": "redeploy the stack and roll the services whose images, settings or "
+                     "secrets changed"},
     "migrate": {"from": ("checkout", "tweaks", "images", "stack"),
                 "may": "apply migrations"},
 }

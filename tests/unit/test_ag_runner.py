@@ -178,6 +178,17 @@ def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on(
     assert lines[4].startswith("migrate: not known yet: it depends on tweaks, images, stack above")
 
 
+def test_plan_says_a_new_secret_may_reach_the_database_and_the_stack():
+    copied = {"nuc1": {"k": {"__id__": "ag-secrets-email-password", "__run_num__": 0,
+                             "changes": {"diff": "..."}, "comment": "would be copied"}}}
+    steps = {**step("ag-deploy-secrets", 0, result=None, ret=copied),
+             **step("ag-deploy-database", 1), **step("ag-deploy-stack", 2)}
+    lines = runner.plan_lines({"data": {"master": steps}})
+    assert lines[1].startswith("database: not known yet: it depends on secrets above")
+    assert lines[2].startswith("stack: not known yet: it depends on secrets above")
+    assert "secrets changed" in lines[2]
+
+
 def test_preflight_of_an_invalid_pillar_names_its_errors_and_asks_no_node(monkeypatch):
     cluster = master(monkeypatch, ["nuc1", "nuc2"], ["nuc2: unknown label 'gpu'"])
     ret = runner.preflight()
