@@ -143,13 +143,14 @@ def _join_tokens():
     return {"worker": tokens["Worker"], "manager": tokens["Manager"]}
 
 
-def publish_swarm_node():
-    """Put this node's swarm_info into the Salt mine (entry ag_swarm_node): how the manager
-    finds a minion's swarm node ID. Returns whether the master stored it.
+def publish_swarm_node(info=None):
+    """Put this node's swarm_info (`info` when the caller has just read it) into the Salt mine
+    (entry ag_swarm_node): how the manager finds a minion's swarm node ID. Returns whether
+    the master stored it.
 
     CLI Example: salt '*' ag_swarm.publish_swarm_node
     """
-    return __utils__["ag_mine.publish_node"](__opts__, swarm_info())
+    return __utils__["ag_mine.publish_node"](__opts__, info or swarm_info())
 
 
 def published_swarm_nodes(minions=None):

@@ -126,7 +126,7 @@ def initialized(name, advertise_addr, members=None, default_addr_pool=None,
         return ret
     try:
         waiting = _waiting(members or {}, info["cluster_id"])
-        published = (__salt__["ag_swarm.publish_swarm_node"]()
+        published = (__salt__["ag_swarm.publish_swarm_node"](info)
                      and __salt__["ag_swarm.publish_join_tokens"](waiting))
     except CommandExecutionError as exc:
         return _fail(ret, f"{ret['comment']}; {exc}")
@@ -212,7 +212,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         if info["role"] != role:
             ret["comment"] += f" (pillar says {role}: docker node promote/demote on {manager})"
         if not __opts__["test"]:
-            __salt__["ag_swarm.publish_swarm_node"]()
+            __salt__["ag_swarm.publish_swarm_node"](info)
         return ret
     old = None
     if info["state"] == "pending":
@@ -239,7 +239,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
         # the manager publishes tokens for the members of its own pillar that are not in its
         # swarm (as they published themselves), only while they wait: ask it once per run
         if not __context__.get("ag_swarm.token_wanted"):
-            __salt__["ag_swarm.publish_swarm_node"]()
+            __salt__["ag_swarm.publish_swarm_node"](info)
             __salt__["event.fire_master"]({"manager": manager}, TOKEN_WANTED_EVENT)
             __context__["ag_swarm.token_wanted"] = True
         return _fail(ret, f"the manager {manager} has no {role} join token for {me} in the mine "
@@ -250,7 +250,7 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
     except CommandExecutionError as exc:
         ret["changes"] = {}
         return _fail(ret, str(exc))
-    __salt__["ag_swarm.publish_swarm_node"]()
+    __salt__["ag_swarm.publish_swarm_node"](info)
     __salt__["event.fire_master"]({"manager": manager, "node_id": info["node_id"]}, JOINED_EVENT)
     ret["changes"]["swarm"]["new"] = {"cluster_id": info["cluster_id"], "node_id": info["node_id"],
                                       "role": info["role"]}

@@ -86,7 +86,7 @@ class FakeSwarm:
             "ag_swarm.published_swarm_nodes": record(
                 "published", lambda minions=None: {m: v for m, v in self.mine.items()
                                                    if minions is None or m in minions}),
-            "ag_swarm.publish_swarm_node": record("publish_node", lambda: True),
+            "ag_swarm.publish_swarm_node": record("publish_node", lambda info=None: True),
             "ag_swarm.publish_join_tokens": record("publish_tokens", self.publish_tokens),
             "ag_swarm.join_token_published": record("token?", lambda manager, role: True),
             "ag_swarm.swarm_join": record("join", self.join),
