@@ -83,6 +83,19 @@ def settled(nodes):
         time.sleep(1)
 
 
+def formed(manager, nodes):
+    """The swarm of `nodes` formed by the firewall (which lets the cluster's nodes reach the
+    swarm's ports) and swarm states, untimed, as ag.deploy's node states and swarm step do;
+    a node new to it may take another run (it asks for its join token; the reactor answers)."""
+    for _ in range(10):
+        run(host.salt_cmd("salt", "-L", ",".join(nodes), "state.apply", "firewall,swarm",
+                          "queue=True"), check=False)
+        settled(nodes)
+        if sorted(labels_now(manager)) == sorted(nodes):
+            return
+    sys.exit(f"the swarm of {len(nodes)} nodes did not form")
+
+
 def labels_now(manager):
     found = json.loads(on(manager, "docker node inspect $(docker node ls -q)"))
     return {n["Description"]["Hostname"]: sorted(n["Spec"].get("Labels") or {}) for n in found}
@@ -122,8 +135,7 @@ def measure(n):
     everyone = ",".join(nodes)
     salt("-L", everyone, "saltutil.sync_all")
     layout(pillar, "A")
-    salt("-L", everyone, "state.apply", "swarm", "queue=True")  # the swarm formed, untimed
-    settled(nodes)
+    formed(manager, nodes)
     inventory = by_ansible.write_inventory(nodes)
     ways = {
         "ag.deploy's swarm step": host.salt_cmd("salt", "-L", everyone, "state.apply", "swarm",
