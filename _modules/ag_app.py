@@ -541,13 +541,20 @@ def local_task_exec(service, cmd):
         return _exec_result(container, container.exec_run(cmd, demux=True))
 
 
-def local_task_password_works(service, password):
-    """Whether the database in this node's running task of swarm service `service` (postgres)
-    lets its user in with `password` from the network, as the app connects; None when no task
-    of it runs here. Raises when psql fails otherwise (the server does not answer).
+def _password(password_file):
+    with open(password_file) as fh:
+        return fh.read().strip()
 
-    CLI Example: salt nuc1 ag_app.local_task_password_works ag-stack_postgres "$(cat db_password)"
+
+def local_task_password_works(service, password_file):
+    """Whether the database in this node's running task of swarm service `service` (postgres)
+    lets its user in with the password in `password_file` from the network, as the app
+    connects; None when no task of it runs here. Raises when psql fails otherwise (the server
+    does not answer). The password goes to psql in its environment, never in an argument.
+
+    CLI Example: salt nuc1 ag_app.local_task_password_works ag-stack_postgres /srv/x/db_password
     """
+    password = _password(password_file)
     with _engine(f"checking the database password in the {service} container") as client:
         container = _local_task(client, service)
         if container is None:
@@ -563,13 +570,15 @@ def local_task_password_works(service, password):
                                 f"{res['stderr'].strip()[-600:]}")
 
 
-def local_task_password_set(service, password):
+def local_task_password_set(service, password_file):
     """The database user's password in this node's running task of swarm service `service`
-    (postgres) set to `password`, through the local socket (which needs none): the statement
-    goes in as a file only root reads, removed after, never on a command line or in a return.
+    (postgres) set to the one in `password_file`, through the local socket (which needs
+    none): the statement goes in as a file only root reads, removed after, never on a command
+    line or in a return.
 
-    CLI Example: salt nuc1 ag_app.local_task_password_set ag-stack_postgres "$(cat db_password)"
+    CLI Example: salt nuc1 ag_app.local_task_password_set ag-stack_postgres /srv/x/db_password
     """
+    password = _password(password_file)
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as sql:
         sql.write("ALTER ROLE CURRENT_USER PASSWORD '" + password.replace("'", "''") + "';\n")
         sql.flush()

@@ -734,16 +734,14 @@ def database_password(name, password_file):
     install it adopts: upstream's 'postgres') keeps the password it was made with, whatever a
     new POSTGRES_PASSWORD_FILE says, so it is set in the running database, before the stack
     rolls the app onto the new one. Nothing where no task of it runs here (a new database is
-    made with it) or the file is not made yet. Never returns the password."""
+    made with it) or the file is not made yet. The password is read from the file where it is
+    used, never passed or returned."""
     ret = _ret(name)
     node = __grains__["id"]
-    try:
-        with open(password_file) as fh:
-            password = fh.read().strip()
-    except FileNotFoundError:
+    if not os.path.isfile(password_file):
         ret["comment"] = f"no {password_file} on {node} yet: the secrets step makes it"
         return ret
-    works = __salt__["ag_app.local_task_password_works"](name, password)
+    works = __salt__["ag_app.local_task_password_works"](name, password_file)
     if works is None:
         ret["comment"] = f"no task of {name} runs on {node}: a new database takes the password"
         return ret
@@ -756,8 +754,8 @@ def database_password(name, password_file):
         ret.update(result=None, changes=changes, comment=(
             f"the database of {name} on {node} would take the password in {password_file}"))
         return ret
-    __salt__["ag_app.local_task_password_set"](name, password)
-    if not __salt__["ag_app.local_task_password_works"](name, password):
+    __salt__["ag_app.local_task_password_set"](name, password_file)
+    if not __salt__["ag_app.local_task_password_works"](name, password_file):
         return _fail(ret, f"the database of {name} on {node} was given the password in "
                           f"{password_file}, but still refuses it", changes)
     ret.update(changes=changes, comment=(

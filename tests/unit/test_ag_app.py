@@ -87,13 +87,16 @@ class Docker:
         self.log.append(("resumed", tuple(names)))
         return list(names)
 
-    def local_task_password_works(self, service, password):
+    def local_task_password_works(self, service, password_file):
+        with open(password_file) as fh:
+            password = fh.read().strip()
         return None if self.db_password is None else password == self.db_password
 
-    def local_task_password_set(self, service, password):
-        self.log.append(("password set", service))
+    def local_task_password_set(self, service, password_file):
+        self.log.append(("password set", service, password_file))
         if not self.db_refuses_change:
-            self.db_password = password
+            with open(password_file) as fh:
+                self.db_password = fh.read().strip()
 
     def local_task_exec(self, service, cmd):
         if service.endswith("_nginx") and not self.nginx_here:
@@ -540,7 +543,7 @@ def test_an_adopted_database_takes_the_generated_password_once(ag_app, docker, t
     assert done["result"] is True and done["changes"] and docker.db_password == GENERATED
     again = ag_app.database_password("ag-stack_postgres", password_file(tmp_path))
     assert again["result"] is True and again["changes"] == {}
-    assert [e for e in docker.log if e[0] == "password set"] == [("password set", "ag-stack_postgres")]
+    assert [e[:2] for e in docker.log if e[0] == "password set"] == [("password set", "ag-stack_postgres")]
     assert not [r for r in (planned, done, again) if "Pa55" in str(r)]
 
 
