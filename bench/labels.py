@@ -77,9 +77,12 @@ def layout(pillar, name):
     return wanted
 
 
-def settled(nodes):
+def settled(nodes, timeout=600):
     """Wait until no node runs a job: the reactor labels each node that joins, on the manager."""
+    deadline = time.monotonic() + timeout
     while '"jid"' in salt("-L", ",".join(nodes), "saltutil.running").stdout:
+        if time.monotonic() > deadline:
+            sys.exit(f"a job still runs on one of {', '.join(nodes)} after {timeout} s")
         time.sleep(1)
 
 
@@ -101,14 +104,14 @@ def labels_now(manager):
     return {n["Description"]["Hostname"]: sorted(n["Spec"].get("Labels") or {}) for n in found}
 
 
-def debug_logging(manager, on_):
+def debug_logging(manager, enabled):
     """The manager's dockerd logging each API call it serves (debug) or not, reloaded by
     SIGHUP: `debug` is one of the settings dockerd reloads live."""
     on(manager, f"""python3 - <<'EOF'
 import json
 path = "/etc/docker/daemon.json"
 conf = json.load(open(path))
-{'conf["debug"] = True' if on_ else 'conf.pop("debug", None)'}
+{'conf["debug"] = True' if enabled else 'conf.pop("debug", None)'}
 json.dump(conf, open(path, "w"), indent=2)
 EOF
 [ $? = 0 ] && kill -HUP $(cat /run/docker-ssd.pid)""")
