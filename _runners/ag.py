@@ -471,11 +471,12 @@ def backup(name=None):
     return _backup(_cluster_pillar(), name)
 
 
-def _backup(autograder, name=None):
-    """ag.backup's work, raising; the backup records the revision the stack runs."""
+def _backup(autograder, name=None, revision=None):
+    """ag.backup's work, raising; the backup records the revision the stack runs (`revision`
+    when the caller has just read it, else asked of the manager)."""
     database, (backup_dir, stack, checkout) = _backups(autograder)
     keep = _settings(autograder, "backup")["keep"]
-    revision = _revisions(autograder)["deployed"]
+    revision = revision or _revisions(autograder)["deployed"]
     _progress_of("backup", f"{name or 'now'}: the database, media_root and the secrets dir, "
                            f"on {database}")
     return _on_node(database, "ag_app.backup", backup_dir, keep, stack, checkout, name, revision,
@@ -541,7 +542,7 @@ def upgrade_backup(test=False):
     upgrade = f"{running[:12]} -> {new[:12]}"
     if test:
         return {"backup": f"would be made on {_backups(autograder)[0]} ({upgrade})"}
-    made = _backup(autograder, time.strftime("%Y%m%d-%H%M%S") + UPGRADE_SUFFIX)
+    made = _backup(autograder, time.strftime("%Y%m%d-%H%M%S") + UPGRADE_SUFFIX, running)
     return {"backup": f"{made['name']} ({upgrade}): " + ", ".join(
         f"{path} {size} bytes" for path, size in made["parts"].items())}
 
@@ -602,7 +603,7 @@ def rollback(name=None, test=False):
         raise CommandExecutionError(f"backup:keep is {keep}: the backup before the rollback would "
                                     f"remove {name}; set it to 2 or more; nothing was changed")
     _progress_of("rollback", steps[0])
-    _backup(autograder, f"{stamp}-before-rollback")
+    _backup(autograder, f"{stamp}-before-rollback", running)
     for sls in ROLLBACK_STEPS:
         _progress_of("rollback", f"{sls} on {nfs} at {release}")
         _applied([nfs], sls, pillar={"autograder": {"app": {"revision": old}}})

@@ -209,8 +209,10 @@ def images_pushed(name, compose_file="docker-compose.yml", postgres_version=None
     :latest."""
     ret = _ret(name)
     compose = _compose(name, compose_file)
-    todo = [build for build in _builds(name, compose, postgres_version)
-            if any(__salt__["ag_app.image_digest"](f"{i}:{build[-1]}") is None for i in build[3])]
+    todo = []
+    for path, dockerfile, args, images, tag in _builds(name, compose, postgres_version):
+        if any(__salt__["ag_app.image_digest"](f"{i}:{tag}") is None for i in images):
+            todo.append((path, dockerfile, args, images, tag))
     if not todo:
         ret["comment"] = "every image of the stack is pushed at its content hash"
         return ret

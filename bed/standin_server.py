@@ -61,6 +61,14 @@ def _password_sha256(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
+def _write_auth(auth: dict) -> None:
+    """The auth file replaced whole (a reader never sees half of it)."""
+    auth_file = _auth_file()
+    tmp = auth_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(auth))
+    os.replace(tmp, auth_file)
+
+
 def postgres() -> None:
     auth_file = _auth_file()
     data = auth_file.parent
@@ -74,12 +82,8 @@ def postgres() -> None:
         user = os.environ.get("POSTGRES_USER", "postgres")
         data.mkdir(parents=True, exist_ok=True)
         (data / "PG_VERSION").write_text(major + "\n")
-        tmp = auth_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "user": user, "database": os.environ.get("POSTGRES_DB", user),
-            "password_sha256": _password_sha256(password),
-        }))
-        os.replace(tmp, auth_file)
+        _write_auth({"user": user, "database": os.environ.get("POSTGRES_DB", user),
+                     "password_sha256": _password_sha256(password)})
         log("initdb: database cluster initialised")
     else:
         log("PostgreSQL Database directory appears to contain a database; Skipping initialization")
@@ -152,12 +156,9 @@ def _psql_connect_check() -> None:
 def _set_password(statement: str) -> None:
     """ALTER ROLE CURRENT_USER PASSWORD '...': the server's next connection takes it."""
     quoted = statement.split("PASSWORD '", 1)[1].rsplit("'", 1)[0]
-    auth_file = _auth_file()
-    auth = json.loads(auth_file.read_text())
+    auth = json.loads(_auth_file().read_text())
     auth["password_sha256"] = _password_sha256(quoted.replace("''", "'"))
-    tmp = auth_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(auth))
-    os.replace(tmp, auth_file)
+    _write_auth(auth)
 
 
 def psql() -> None:

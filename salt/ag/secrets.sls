@@ -5,9 +5,7 @@
     secrets dir of the checkout, are kept out of every image (.dockerignore, ag.tweaks) and
     reach the services at run time as swarm secrets (the override of ag/stack.sls): never
     through the environment, which every `docker inspect` shows. #}
-{%- from 'ag/map.jinja' import app with context %}
-{%- set server = app.checkout ~ '/autograder-server' %}
-{%- set secrets = server ~ '/autograder/settings/secrets' %}
+{%- from 'ag/map.jinja' import app, server, secrets_dir as secrets with context %}
 # the ag_app states work through the ag_app execution module, which needs the docker SDK
 include:
   - docker.sdk

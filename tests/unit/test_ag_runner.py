@@ -447,6 +447,7 @@ def test_an_upgrade_is_backed_up_on_the_database_node_first(monkeypatch):
     ((backup_dir, keep, stack, checkout, name, revision),) = cluster.backups
     assert (backup_dir, keep, stack) == ("/srv/autograder-backups", 7, "ag-stack")
     assert revision == "a" * 40  # what the stack ran, for ag.rollback
+    assert [fun for fun, _ in cluster.jobs].count("ag_app.revisions") == 2  # one per run
     assert name.endswith("-before-upgrade") and ("ag_app.backup", "nuc1") in cluster.jobs
     assert done == {"backup": f"{name} ({'a' * 12} -> {'b' * 12}): "
                               f"/srv/b/{name}/postgres.sql 42 bytes"}
