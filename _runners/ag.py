@@ -14,6 +14,7 @@ submission in media_root, the secrets dir) kept in backup:dir and brought back.
 ``ag.swarm_event``: the reactor's answer to the swarm events of the cluster's nodes only.
 """
 
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -240,33 +241,27 @@ def status():
 
 
 def plan_lines(orchestration):
-    """The text of ag.plan from a test=True return of the ag.deploy orchestration. A step
-    that finds nothing to do after a step it depends on would change something says it cannot
-    know yet (FEEDS): a plan makes no change, so the later steps see the files as they are."""
-    (steps,) = orchestration["data"].values()
-    if isinstance(steps, list):  # the rendering stopped (invalid pillar): its errors
-        return ["the deploy would stop before any change:", *steps]
+    """The text of ag.plan from a test=True return of the ag.deploy orchestration: its check
+    step (ag.check_steps' answer, each step tested on its nodes). A step that finds nothing
+    to do after a step it depends on would change something says it cannot know yet (FEEDS):
+    a plan makes no change, so the later steps see the files as they are."""
+    (states,) = orchestration["data"].values()
+    if isinstance(states, list):  # the rendering stopped (invalid pillar): its errors
+        return ["the deploy would stop before any change:", *states]
+    (check,) = [s for s in states.values() if s["__id__"] == "ag-deploy-check"]
+    steps = (check["changes"] or {}).get("steps") or []
+    if not steps:
+        return [check["comment"]]
     lines, changed = [], set()
-    for step in sorted(steps.values(), key=lambda s: s.get("__run_num__", 0)):
-        sid = step["__id__"].removeprefix("ag-deploy-")
+    for step in steps:
+        sid = step["id"].removeprefix("ag-deploy-")
         if step["result"] is False:
             lines.append(f"{sid}: would fail: {step['comment']}")
             break
-        if sid in MASTER_STEPS:  # the master's own state: {node or what: what it would do}
-            changes = [f"{key}: {what}" for key, what in step["changes"].items()]
-        else:
-            per_minion = step["changes"].get("ret") or {}
-            if sid == "sync" or not isinstance(per_minion, dict):
-                continue
-            changes = [f"{minion} {state['__id__']}: {state['comment']}"
-                       for minion, states in sorted(per_minion.items())
-                       if isinstance(states, dict)
-                       for state in sorted(states.values(), key=lambda s: s.get("__run_num__", 0))
-                       if state["changes"]]
         causes = [cause for cause in FEEDS.get(sid, {}).get("from", ()) if cause in changed]
-        if changes:
+        if step["changes"]:
             changed.add(sid)
-            lines += [f"{sid}: {change}" for change in changes]
+            lines += [f"{sid}: {change}" for change in step["changes"]]
         elif causes:
             changed.add(sid)  # as unknown for the steps after it
             lines.append(f"{sid}: not known yet: it depends on {', '.join(causes)} above, whose "
@@ -276,8 +271,6 @@ def plan_lines(orchestration):
     return lines
 
 
-# ag.deploy's steps that are states of the master itself (_states/ag_master.py)
-MASTER_STEPS = ("roll", "backup")
 # what the later steps of ag.deploy work on: the steps whose changes they see only once made,
 # and what the deploy may then do that a plan cannot tell
 FEEDS = {
@@ -305,6 +298,109 @@ def plan():
     """
     with _quiet_salt_leak_notices():
         return "\n".join(plan_lines(__salt__["state.orchestrate"]("ag.deploy", test=True)))
+
+
+# the kinds of this repository's modules the nodes need (ag/sync.sls): the check's jobs sync
+# them first (state.sls sync_mods, before its loaders are made), so every node judges with
+# this checkout's modules
+SYNCED_KINDS = ["utils", "modules", "states"]
+CHECK_TIMEOUT = 900  # seconds for a node to test every step it has (package caches on a VM)
+
+
+def _state_order(item):
+    return item[1].get("__run_num__", 0)
+
+
+def _node_checks(nodes_sls, saltenv):
+    """{node: its test=True return} of each node's SLS list, after syncing SYNCED_KINDS: one
+    job per distinct list, all at once (the manager's list differs from the workers')."""
+    groups = {}
+    for node, mods in sorted(nodes_sls.items()):
+        groups.setdefault(",".join(mods), []).append(node)
+    kwarg = {"test": True, "queue": True, "sync_mods": SYNCED_KINDS, "saltenv": saltenv}
+    clients = [salt.client.get_local_client(mopts=__opts__) for _ in groups]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(groups) or 1) as pool:
+            jobs = [pool.submit(client.cmd, nodes, "state.sls", [mods], tgt_type="list",
+                                kwarg=kwarg, timeout=CHECK_TIMEOUT)
+                    for client, (mods, nodes) in zip(clients, groups.items(), strict=True)]
+            returns = {}
+            for job in jobs:
+                returns.update(job.result())
+    finally:
+        for client in clients:
+            client.destroy()
+    return returns
+
+
+def _owner(sls, node_steps):
+    """The index in `node_steps` ([(index, SLS list)] of one node's steps, in order) of the
+    first step whose SLS holds state SLS `sls` (swarm holds swarm.labels); the node's first
+    step for any other (an include of its own)."""
+    return next((i for i, mods in node_steps
+                 if any(sls == mod or sls.startswith(mod + ".") for mod in mods)),
+                node_steps[0][0])
+
+
+def _master_check(function, returns):
+    """(result, [change lines], comment) of ag.deploy's master step `function` in test mode:
+    the roll only when some node's check would restart its dockerd (the usual answer, nothing,
+    needs no job of its own), the upgrade backup from the runner."""
+    if function == "ag_master.dockerd_rolled":
+        due = any(state["__id__"] in DOCKERD_RESTARTERS
+                  and (state["result"] is None or state["changes"])
+                  for ret in returns.values() if isinstance(ret, dict)
+                  for state in ret.values() if isinstance(state, dict))
+        done = roll(test=True) if due else {}
+    else:
+        done = upgrade_backup(test=True)
+    if "error" in done:
+        return False, [], done["error"]
+    return (None if done else True), [f"{key}: {what}" for key, what in done.items()], ""
+
+
+@_as_sentence
+def check_steps(steps, saltenv="base"):
+    """ag.deploy's look before it changes anything: every step of `steps` ([id, SLS list or
+    master state function, node(s) or 'master'], in order) tested at once, each node running
+    every SLS it has in one test=True job after syncing this repository's modules. Returns
+    {"steps": [{id, result, changes, comment}] (result True: nothing to do; None: would change,
+    each change "NODE STATE-ID: comment"; False: would fail, comment saying why), "run": the
+    ids from the first step that is not True on}. A step before that one finds the cluster as
+    the step itself would leave it, since nothing before it changes: running it would change
+    nothing, so the deploy runs only "run". Every state still judges the cluster as it is.
+
+    CLI Example: salt-run ag.check_steps '[["ag-deploy-swarm", ["swarm"], ["nuc1"]]]'
+    """
+    steps = [(sid, mods, [target] if isinstance(target, str) and target != "master" else target)
+             for sid, mods, target in steps if target]
+    node_steps = {}  # node → [(step index, SLS list)]
+    for index, (_, mods, target) in enumerate(steps):
+        for node in ([] if target == "master" else target):
+            node_steps.setdefault(node, []).append((index, mods))
+    returns = _node_checks({node: list(dict.fromkeys(m for _, mods in its for m in mods))
+                            for node, its in node_steps.items()}, saltenv)
+    checked = [{"id": sid, "result": True, "changes": [], "comment": ""} for sid, _, _ in steps]
+    for node, its in sorted(node_steps.items()):
+        ret = returns.get(node)
+        if not isinstance(ret, dict):  # no answer, or the SLS did not render there
+            first = checked[its[0][0]]
+            why = "; ".join(ret) if isinstance(ret, list) else (ret or "no answer")
+            first.update(result=False, comment=f"{node}: {why}".strip())
+            continue
+        for _, state in sorted(ret.items(), key=_state_order):
+            step = checked[_owner(state.get("__sls__", ""), its)]
+            line = f"{node} {state['__id__']}: {state['comment']}"
+            if state["result"] is False:
+                step.update(result=False, comment="; ".join(filter(None, [step["comment"], line])))
+            elif state["result"] is None or state["changes"]:
+                step["changes"].append(line)
+                step["result"] = None if step["result"] is not False else False
+    for step, (_, function, target) in zip(checked, steps, strict=True):
+        if target == "master":
+            step["result"], step["changes"], step["comment"] = _master_check(function, returns)
+    first = next((i for i, step in enumerate(checked) if step["result"] is not True), len(steps))
+    return {"steps": checked, "run": [step["id"] for step in checked[first:]]}
 
 
 # what ag.roll applies, and the states in it whose change restarts dockerd (daemon.json's watch,
@@ -662,14 +758,16 @@ def _clock():
     return time.strftime("%H:%M:%S")
 
 
-def _job_outcome(ret):
-    """'N changed, M failed' of a state job's return from one minion, or its error text."""
+def _job_outcome(ret, test=False):
+    """'N changed, M failed' of a state job's return from one minion ('N would change' for a
+    `test` job), or its error text."""
     if not isinstance(ret, dict):
         return f"error: {str(ret)[:200]}"
     states = [s for s in ret.values() if isinstance(s, dict)]
     failed = sum(s.get("result") is False for s in states)
     changed = sum(bool(s.get("changes")) for s in states)
-    return f"{changed} changed" + (f", {failed} FAILED" if failed else "")
+    return (f"{changed} {'would change' if test else 'changed'}"
+            + (f", {failed} FAILED" if failed else ""))
 
 
 FOLLOWED_FUNCTIONS = ("state.sls", "state.apply")
@@ -687,14 +785,17 @@ def _follow_jobs(stop, out):
                 continue
             data, parts = event["data"], event["tag"].split("/")
             if parts[3] == "new" and data.get("fun") in FOLLOWED_FUNCTIONS:
-                what = " ".join(str(a) for a in data.get("arg") or []
-                                if not isinstance(a, dict)) or data["fun"]
-                started[data["jid"]] = (what, time.monotonic())
+                args = data.get("arg") or []
+                what = " ".join(str(a) for a in args if not isinstance(a, dict)) or data["fun"]
+                test = any(isinstance(a, dict) and a.get("test") for a in args)
+                if test:
+                    what = f"check (test=True) of {what}"
+                started[data["jid"]] = (what, time.monotonic(), test)
                 minions = ", ".join(sorted(data.get("minions") or []))
                 print(f"{_clock()} {what}: started on {minions}", file=out, flush=True)
             elif parts[3] == "ret" and data.get("jid") in started:
-                what, since = started[data["jid"]]
-                outcome = _job_outcome(data.get("return"))
+                what, since, test = started[data["jid"]]
+                outcome = _job_outcome(data.get("return"), test)
                 print(f"{_clock()} {what}: {data.get('id')} done in "
                       f"{time.monotonic() - since:.0f}s ({outcome})", file=out, flush=True)
 

@@ -4,6 +4,9 @@ one runner of _runners/ag.py (which salt-run also runs alone).
 ``ag_master.dockerd_rolled``
     The node states whose change restarts dockerd applied one swarm member at a time, each
     drained first (``ag.roll``).
+``ag_master.checked``
+    What the orchestration's check (``ag.check_steps``, made as it rendered) found: which
+    steps need nothing and from which step on the deploy runs.
 ``ag_master.backed_up_before_upgrade``
     A backup of the site's data when the checkout holds another revision than the stack runs,
     before anything of the new release is built or migrated (``ag.upgrade_backup``).
@@ -46,3 +49,25 @@ def backed_up_before_upgrade(name):
     return _runner_step(name, "ag.upgrade_backup", "no upgrade: the stack runs this revision",
                         "would back up the site's data before the upgrade: ",
                         "backed up the site's data before the upgrade: ")
+
+
+def checked(name, steps):
+    """`steps`: ag.check_steps' answer for each step ({id, result, changes, comment}). Nothing
+    to change in any: True and no changes. Test mode: None (False when a step would fail)
+    with every step's answer as the changes (ag.plan's text); else True, its comment naming
+    the steps that need nothing and the step the deploy runs from (this state changes
+    nothing itself)."""
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    names = [step["id"].rpartition("-deploy-")[2] for step in steps]
+    first = next((i for i, step in enumerate(steps) if step["result"] is not True), len(steps))
+    if first == len(steps):
+        ret["comment"] = f"every step checked, nothing to change: {', '.join(names)}"
+        return ret
+    calm = f"nothing to change in {', '.join(names[:first])}; " if first else ""
+    if __opts__.get("test"):
+        failing = any(step["result"] is False for step in steps)
+        ret.update(result=False if failing else None, changes={"steps": steps},
+                   comment=f"{calm}the deploy would run from {names[first]} on")
+    else:
+        ret["comment"] = f"{calm}running from {names[first]} on"
+    return ret

@@ -2,9 +2,10 @@
     migrated, bootstrapped autograder. Each step stops the run on failure (failhard) and its
     comment names the step, the node and the cause. The pillar is checked first (ag.validate):
     an invalid one stops the rendering, so nothing changes; so does a cluster node whose minion
-    does not answer (ag.unanswered). test=True tells what each step
-    would change. #}
-{%- from 'ag/orchestrate.jinja' import preflight, run_steps with context %}
+    does not answer (ag.unanswered). Then every step is tested on its nodes at once (the
+    check step), and the steps run from the first that would change something on: a deploy
+    with nothing to do is that check alone. test=True tells what each step would change. #}
+{%- from 'ag/orchestrate.jinja' import preflight, run_checked_steps with context %}
 {{- preflight('ag.deploy') }}
 {%- from 'ag/map.jinja' import cluster, manager, nfs_node with context %}
 {%- set nodes = cluster.nodes | list | sort %}
@@ -21,7 +22,7 @@
     (no node labelled webserver: no TLS files to check) is left out. The migrations run in the
     django task, on a node labelled django_app; the running database takes the generated
     password on the node labelled database #}
-{{ run_steps('ag-deploy', nodes, [
+{{ run_checked_steps('ag.deploy', 'ag-deploy', [
       ('ag-deploy-roll', 'ag_master.dockerd_rolled', 'master'),
       ('ag-deploy-node-states', ['docker', 'limits', 'nfs', 'firewall', 'ag.backup'], nodes),
       ('ag-deploy-swarm', ['swarm'], nodes),

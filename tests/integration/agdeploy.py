@@ -41,8 +41,10 @@ def runner(bed, fun):
 
 def changed_steps(steps):
     """The steps that changed something on a node (the sync step: only when it brought
-    something)."""
-    return {sid for sid, v in steps.items() if v["changes"]}
+    something); in test mode the ones the check step says would change."""
+    checked = (steps.get("ag-deploy-check", {}).get("changes") or {}).get("steps", [])
+    return ({sid for sid, v in steps.items() if v["changes"] and sid != "ag-deploy-check"}
+            | {step["id"] for step in checked if step["changes"]})
 
 
 def minion_changes(step):

@@ -112,12 +112,17 @@ def test_a_deploy_can_be_followed_step_by_step(bed):
     its nodes and as each node ends it (issue 18.9)."""
     code, steps, output = deploy(bed, follow=True)
     assert code == 0 and changed_steps(steps) == set(), output
-    for sls, nodes in (("docker,limits,nfs,firewall,ag.backup", bed.nodes), ("swarm", bed.nodes),
-                       ("ag.stack", [MANAGER])):
-        assert re.search(rf"\d\d:\d\d:\d\d {re.escape(sls)}: started on {', '.join(nodes)}\n",
-                         output), output
+    # nothing to do: the check alone, each node testing every step it has in one job
+    assert list(steps) == ["ag-deploy-check"], output
+    assert steps["ag-deploy-check"]["comment"].startswith("every step checked, nothing to change")
+    workers = sorted(set(bed.nodes) - {MANAGER})
+    for sls, nodes in (("docker,limits,nfs,firewall,ag.backup,swarm,ag.tls,ag.checkout", [MANAGER]),
+                       ("docker,limits,nfs,firewall,ag.backup,swarm", workers)):
+        assert re.search(rf"\d\d:\d\d:\d\d check \(test=True\) of {re.escape(sls)}\S*: started on "
+                         rf"{', '.join(nodes)}\n", output), output
         for node in nodes:
-            assert re.search(rf"{re.escape(sls)}: {node} done in \d+s \(0 changed\)", output), output
+            assert re.search(rf"{re.escape(sls)}\S*: {node} done in \d+s \(0 would change\)",
+                             output), output
 
 
 def test_test_mode_changes_nothing_when_nothing_is_to_do(bed):
@@ -378,8 +383,8 @@ def test_status_shows_nodes_labels_and_where_services_run(bed):
 
 def test_plan_says_nothing_would_change(bed):
     plan = runner(bed, "ag.plan").splitlines()
-    assert plan and all(line.endswith(": no change") for line in plan), plan
-    assert [line.split(":")[0] for line in plan][-2:] == ["stack", "migrate"]
+    assert plan[0].startswith("every step checked, nothing to change: roll, node-states"), plan
+    assert plan[0].endswith(", stack, migrate") and len(plan) == 1, plan
 
 
 def test_bad_pillar_stops_before_any_change(bed):

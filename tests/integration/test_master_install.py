@@ -102,4 +102,4 @@ def test_the_deploy_syncs_the_master_itself(master, minion):
         module.unlink()
     rendered = run_cli(master).run("state.orchestrate_show_sls", "ag.deploy").data
     (steps,) = rendered.values()
-    assert {"ag-deploy-sync", "ag-deploy-node-states", "ag-deploy-migrate"} <= set(steps)
+    assert {"ag-deploy-check", "ag-deploy-migrate"} <= set(steps)

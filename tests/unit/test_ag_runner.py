@@ -41,28 +41,31 @@ def test_status_lists_managed_labels_absent_nodes_and_service_errors():
     assert rows["grader"][1:4] == ["0/1", "no", "-"] and "non-zero exit (1)" in rows["grader"][-1] + table
 
 
-def step(sid, run, result=True, ret=None, comment=""):
-    return {f"salt_|-{sid}_|-{sid}_|-state": {"__id__": sid, "__run_num__": run, "result": result,
-                                              "comment": comment,
-                                              "changes": {"ret": ret} if ret else {}}}
+def step(sid, changes=(), result=None, comment=""):
+    """One step of ag.check_steps' answer."""
+    return {"id": f"ag-deploy-{sid}", "result": True if result is None and not changes else result,
+            "changes": list(changes), "comment": comment}
+
+
+def planned(*steps, comment=""):
+    """ag.plan's text of the orchestration's test-mode return whose check found `steps`."""
+    check = {"__id__": "ag-deploy-check", "result": None, "comment": comment,
+             "changes": {"steps": list(steps)} if steps else {}}
+    return runner.plan_lines({"data": {"master": {"ag_master_|-ag-deploy-check_|-x_|-checked": check}}})
 
 
 def test_plan_names_each_step_and_what_it_would_change():
-    ret = {"nuc1": {"k": {"__id__": "ag-stack-deployed", "__run_num__": 0, "changes": {"x": 1},
-                          "comment": "stack ag-stack would be deployed"},
-                    "k2": {"__id__": "ag-stack-converged", "__run_num__": 1, "changes": {},
-                           "comment": "would wait"}}}
-    steps = {**step("ag-deploy-sync", 0, result=None, ret={"nuc1": True}),
-             **step("ag-deploy-images", 1), **step("ag-deploy-stack", 2, result=None, ret=ret)}
-    lines = runner.plan_lines({"data": {"master": steps}})
+    lines = planned(step("images"),
+                    step("stack", ["nuc1 ag-stack-deployed: stack ag-stack would be deployed"]))
     assert lines == ["images: no change",
                      "stack: nuc1 ag-stack-deployed: stack ag-stack would be deployed"]
+    assert planned(comment="every step checked, nothing to change: images, stack") == [
+        "every step checked, nothing to change: images, stack"]
 
 
 def test_plan_stops_at_the_first_failing_step_and_shows_render_errors():
-    steps = {**step("ag-deploy-tls", 0, result=False, comment="no TLS key at /k on nuc1"),
-             **step("ag-deploy-stack", 1)}
-    assert runner.plan_lines({"data": {"master": steps}}) == ["tls: would fail: no TLS key at /k on nuc1"]
+    lines = planned(step("tls", result=False, comment="no TLS key at /k on nuc1"), step("stack"))
+    assert lines == ["tls: would fail: no TLS key at /k on nuc1"]
     errors = runner.plan_lines({"data": {"master": ["label database is on nuc1 and nuc2"]}})
     assert errors == ["the deploy would stop before any change:", "label database is on nuc1 and nuc2"]
 
@@ -164,12 +167,8 @@ def test_a_job_outcome_counts_changes_and_failures():
 
 
 def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on():
-    tweak = {"nuc1": {"k": {"__id__": "ag-tweaks-site-domain-env", "__run_num__": 0,
-                            "changes": {"diff": "..."}, "comment": "Changes would have been made"}}}
-    steps = {**step("ag-deploy-tweaks", 0, result=None, ret=tweak), **step("ag-deploy-secrets", 1),
-             **step("ag-deploy-images", 2), **step("ag-deploy-stack", 3),
-             **step("ag-deploy-migrate", 4)}
-    lines = runner.plan_lines({"data": {"master": steps}})
+    lines = planned(step("tweaks", ["nuc1 ag-tweaks-site-domain-env: Changes would have been made"]),
+                    step("secrets"), step("images"), step("stack"), step("migrate"))
     assert lines[:2] == ["tweaks: nuc1 ag-tweaks-site-domain-env: Changes would have been made",
                          "secrets: no change"]
     assert lines[2].startswith("images: not known yet: it depends on tweaks above")
@@ -179,11 +178,8 @@ def test_plan_says_what_it_cannot_know_after_a_change_the_later_steps_depend_on(
 
 
 def test_plan_says_a_new_secret_may_reach_the_database_and_the_stack():
-    copied = {"nuc1": {"k": {"__id__": "ag-secrets-email-password", "__run_num__": 0,
-                             "changes": {"diff": "..."}, "comment": "would be copied"}}}
-    steps = {**step("ag-deploy-secrets", 0, result=None, ret=copied),
-             **step("ag-deploy-database", 1), **step("ag-deploy-stack", 2)}
-    lines = runner.plan_lines({"data": {"master": steps}})
+    lines = planned(step("secrets", ["nuc1 ag-secrets-email-password: would be copied"]),
+                    step("database"), step("stack"))
     assert lines[1].startswith("database: not known yet: it depends on secrets above")
     assert lines[2].startswith("stack: not known yet: it depends on secrets above")
     assert "secrets changed" in lines[2]
@@ -385,14 +381,9 @@ def test_roll_of_a_node_whose_tasks_do_not_end_gives_it_back_and_restarts_nothin
 
 
 def test_plan_names_the_nodes_the_roll_would_restart():
-    roll = {"ag_master_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled": {
-        "__id__": "ag-deploy-roll", "__run_num__": 1, "result": None, "comment": "",
-        "changes": {"nuc2": "would be drained, its dockerd restarted, made active again"}}}
-    steps = {**step("ag-deploy-sync", 0, result=None, ret={"nuc1": True}), **roll}
-    assert runner.plan_lines({"data": {"master": steps}}) == [
-        "roll: nuc2: would be drained, its dockerd restarted, made active again"]
-    roll["ag_master_|-ag-deploy-roll_|-ag-deploy-roll_|-dockerd_rolled"]["changes"] = {}
-    assert runner.plan_lines({"data": {"master": steps}}) == ["roll: no change"]
+    assert planned(step("roll", ["nuc2: would be drained, its dockerd restarted, made active again"]),
+                   step("swarm")) == [
+        "roll: nuc2: would be drained, its dockerd restarted, made active again", "swarm: no change"]
 
 
 def test_roll_with_nothing_due_asks_the_nodes_once(monkeypatch):
@@ -516,11 +507,118 @@ def test_a_rollback_in_test_mode_or_with_nothing_to_go_back_to_changes_nothing(m
 
 
 def test_plan_says_a_backup_before_the_upgrade_may_follow_a_checkout_it_cannot_make():
-    backup = {"ag_master_|-ag-deploy-backup_|-ag-deploy-backup_|-backed_up_before_upgrade": {
-        "__id__": "ag-deploy-backup", "__run_num__": 2, "result": True, "comment": "",
-        "changes": {}}}
-    steps = {**step("ag-deploy-checkout", 1, result=None, ret={"nuc1": {"c": {
-        "__id__": "ag-checkout", "changes": {"revision": "x"}, "comment": "would move"}}}),
-        **backup}
-    assert runner.plan_lines({"data": {"master": steps}})[-1].startswith(
+    assert planned(step("checkout", ["nuc1 ag-checkout: would move"]), step("backup"))[-1].startswith(
         "backup: not known yet: it depends on checkout above")
+
+
+def state(sid, sls, run, result=True, changes=None, comment="ok"):
+    return {f"x_|-{sid}_|-{sid}_|-f": {"__id__": sid, "__sls__": sls, "__run_num__": run,
+                                       "result": result, "changes": changes or {},
+                                       "comment": comment}}
+
+
+class CheckingNodes:
+    """Minions answering ag.check_steps' test jobs with `returns` {node: return}; the jobs."""
+
+    def __init__(self, returns):
+        self.returns, self.jobs = returns, []
+
+    def client(self, mopts):
+        return SimpleNamespace(cmd=self.cmd, destroy=lambda: None)
+
+    def cmd(self, tgt, fun, arg, tgt_type, kwarg, timeout):
+        self.jobs.append((tuple(tgt), arg[0], kwarg["test"], tuple(kwarg["sync_mods"])))
+        return {node: self.returns[node] for node in tgt}
+
+
+DEPLOY_STEPS = [("ag-deploy-roll", "ag_master.dockerd_rolled", "master"),
+                ("ag-deploy-node-states", ["docker", "limits"], ["nuc1", "nuc2"]),
+                ("ag-deploy-swarm", ["swarm"], ["nuc1", "nuc2"]),
+                ("ag-deploy-tls", ["ag.tls"], []),
+                ("ag-deploy-stack", ["ag.stack"], "nuc1")]
+
+
+def check(monkeypatch, returns, due=None):
+    nodes = CheckingNodes(returns)
+    monkeypatch.setattr(runner.salt.client, "get_local_client", nodes.client)
+    asked = []
+    monkeypatch.setattr(runner, "roll", lambda test: asked.append("roll") or (due or {}))
+    runner.__opts__ = {}
+    return runner.check_steps(DEPLOY_STEPS), nodes.jobs, asked
+
+
+def worker(**swarm):
+    return {**state("docker-config", "docker.config", 0), **state("swarm-joined", "swarm.joined", 1, **swarm)}
+
+
+def manager(**stack):
+    return {**worker(), **state("docker-sdk-importable", "docker.sdk", 2),
+            **state("ag-stack-deployed", "ag.stack", 3, **stack)}
+
+
+def test_the_check_tests_each_node_s_steps_in_one_job_and_runs_nothing_when_nothing_would_change(
+        monkeypatch):
+    ret, jobs, asked = check(monkeypatch, {"nuc1": manager(), "nuc2": worker()})
+    assert sorted(jobs) == [(("nuc1",), "docker,limits,swarm,ag.stack", True,
+                             ("utils", "modules", "states")),
+                            (("nuc2",), "docker,limits,swarm", True, ("utils", "modules", "states"))]
+    assert [s["id"] for s in ret["steps"]] == ["ag-deploy-roll", "ag-deploy-node-states",
+                                               "ag-deploy-swarm", "ag-deploy-stack"]
+    assert all(s["result"] is True for s in ret["steps"]) and ret["run"] == []
+    assert asked == []  # no state that restarts dockerd would change: the roll needs no job
+
+
+def test_the_deploy_runs_from_the_first_step_that_would_change_something(monkeypatch):
+    joining = worker(result=None, changes={"swarm": "x"}, comment="nuc2 would join")
+    ret, _, _ = check(monkeypatch, {"nuc1": manager(), "nuc2": joining})
+    steps = {s["id"]: s for s in ret["steps"]}
+    assert steps["ag-deploy-swarm"]["changes"] == ["nuc2 swarm-joined: nuc2 would join"]
+    assert steps["ag-deploy-swarm"]["result"] is None
+    assert ret["run"] == ["ag-deploy-swarm", "ag-deploy-stack"]
+
+
+def test_a_step_that_would_fail_runs_so_its_own_error_stops_the_deploy(monkeypatch):
+    failing = manager(result=False, comment="no checkout at /srv/ag")
+    ret, _, _ = check(monkeypatch, {"nuc1": failing, "nuc2": worker()})
+    assert ret["run"] == ["ag-deploy-stack"]
+    assert ret["steps"][-1]["comment"] == "nuc1 ag-stack-deployed: no checkout at /srv/ag"
+    # an SLS that does not render on a node: its first step, with the node's errors
+    ret, _, _ = check(monkeypatch, {"nuc1": manager(), "nuc2": ["Rendering SLS 'base:swarm' failed"]})
+    assert ret["run"][0] == "ag-deploy-node-states"
+    assert ret["steps"][1]["comment"] == "nuc2: Rendering SLS 'base:swarm' failed"
+
+
+def test_an_included_sls_counts_for_the_step_of_its_own_name_or_the_node_s_first(monkeypatch):
+    returns = {"nuc1": {**manager(), **state("docker-sdk-importable", "docker.sdk", 2, result=None)},
+               "nuc2": worker()}
+    ret, _, _ = check(monkeypatch, returns)
+    assert ret["run"][0] == "ag-deploy-node-states"  # docker.sdk is docker's, a node state
+
+
+def test_the_roll_is_asked_only_when_a_dockerd_restarting_state_would_change(monkeypatch):
+    daemon_json = {**state("docker-config-daemon-json-merged", "docker.config", 0, result=None,
+                           changes={"diff": "x"})}
+    ret, _, asked = check(monkeypatch, {"nuc1": manager(), "nuc2": {**worker(), **daemon_json}},
+                          due={"nuc2": "would be drained, its dockerd restarted, made active again"})
+    assert asked == ["roll"]
+    assert ret["steps"][0]["changes"] == ["nuc2: would be drained, its dockerd restarted, made active again"]
+    assert ret["run"][0] == "ag-deploy-roll"
+
+
+ag_master = load("_states/ag_master.py", "ag_master")
+
+
+def test_the_check_step_names_the_steps_that_need_nothing_and_where_the_deploy_runs_from():
+    calm, due = step("roll"), step("swarm", ["nuc2 swarm-joined: nuc2 would join"])
+    ag_master.__opts__ = {"test": False}
+    ret = ag_master.checked("ag-deploy-check", [calm, due])
+    assert ret == {"name": "ag-deploy-check", "result": True, "changes": {},
+                   "comment": "nothing to change in roll; running from swarm on"}
+    assert ag_master.checked("ag-deploy-check", [calm])["comment"] == (
+        "every step checked, nothing to change: roll")
+    ag_master.__opts__ = {"test": True}
+    ret = ag_master.checked("ag-deploy-check", [calm, due])
+    assert ret["result"] is None and ret["changes"] == {"steps": [calm, due]}
+    assert ag_master.checked("ag-deploy-check", [calm])["changes"] == {}
+    failing = step("tls", result=False, comment="no TLS key")
+    assert ag_master.checked("ag-deploy-check", [calm, failing])["result"] is False
