@@ -515,7 +515,7 @@ def _why_unconverged(stack, status):
     return "\n".join(lines)
 
 
-def converged(name, timeout=600, interval=2):
+def converged(name, timeout=600, interval=1):
     """Wait until every service of stack `name` runs its desired tasks, for as long as the
     stack gets further: a service converges, or its tasks run in greater number or get
     further towards running (pulled, started) than ever before. A service that fails while

@@ -237,13 +237,18 @@ def joined(name, manager, manager_addr, advertise_addr, role="worker"):
                           f"state on {manager} first")
     if not __salt__["ag_swarm.join_token_published"](manager, role):
         # the manager publishes tokens for the members of its own pillar that are not in its
-        # swarm (as they published themselves), only while they wait: ask it once per run
-        if not __context__.get("ag_swarm.token_wanted"):
+        # swarm (as they published themselves), only while they wait. At the first miss this
+        # node says it waits; a manager initializing in the same deploy step publishes the
+        # token by the next retry. Only then ask the manager, once per run
+        misses = __context__.get("ag_swarm.token_misses", 0) + 1
+        __context__["ag_swarm.token_misses"] = misses
+        if misses == 1:
             __salt__["ag_swarm.publish_swarm_node"](info)
+        elif misses == 2:
             __salt__["event.fire_master"]({"manager": manager}, TOKEN_WANTED_EVENT)
-            __context__["ag_swarm.token_wanted"] = True
         return _fail(ret, f"the manager {manager} has no {role} join token for {me} in the mine "
-                          f"yet (asked for it); if this persists, check that {me} is in "
+                          f"yet{' (asked for it)' if misses > 1 else ''}; if this persists, "
+                          f"check that {me} is in "
                           f"autograder:cluster:nodes of {manager}'s pillar")
     try:
         info = __salt__["ag_swarm.swarm_join"](manager, manager_addr, advertise_addr, role=role)
