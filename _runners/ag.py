@@ -383,10 +383,16 @@ def check_steps(steps, saltenv="base"):
     checked = [{"id": sid, "result": True, "changes": [], "comment": ""} for sid, _, _ in steps]
     for node, its in sorted(node_steps.items()):
         ret = returns.get(node)
-        if not isinstance(ret, dict):  # no answer, or the SLS did not render there
-            first = checked[its[0][0]]
+        if not isinstance(ret, dict):
+            # no answer, or its SLS did not compile together (a fresh node has no docker SDK
+            # for the ag_app states yet): not known, so the deploy runs its steps from there
             why = "; ".join(ret) if isinstance(ret, list) else (ret or "no answer")
-            first.update(result=False, comment=f"{node}: {why}".strip())
+            for number, (index, _) in enumerate(its):
+                step = checked[index]
+                step["result"] = step["result"] if step["result"] is False else None
+                step["changes"].append(f"{node}: not known yet, its steps did not test together: "
+                                       f"{why}".strip() if number == 0 else
+                                       f"{node}: not known yet (see {checked[its[0][0]]['id']})")
             continue
         for _, state in sorted(ret.items(), key=_state_order):
             step = checked[_owner(state.get("__sls__", ""), its)]
