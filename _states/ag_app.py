@@ -310,9 +310,16 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     present = set(__salt__["ag_app.stack_status"](name))
     absent = sorted(set(compose.get("services") or {}) - present)
     if deployed == content and not absent and not missing:
-        if not __opts__["test"]:  # a release that changed none of it is still the one running
-            _record_revision(revision, checkout)
         ret["comment"] = f"stack {name} runs this content already"
+        # a release that changed none of it is still the one running: its revision recorded
+        # (a change of its own, which the deploy's check sees)
+        runs = _revision_of(checkout)
+        if runs != _recorded(revision):
+            ret["changes"] = {"revision": {"old": _recorded(revision), "new": runs}}
+            if __opts__["test"]:
+                ret.update(result=None, comment=ret["comment"] + "; would record its revision")
+            else:
+                _record_revision(revision, checkout)
         return ret
     images = {s["name"]: s["image"] for s in __salt__["ag_app.services"]()}  # what runs now
     major = _postgres_major_wanted(compose, override, postgres_version)
@@ -387,11 +394,19 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
     return ret
 
 
+def _revision_of(checkout):
+    """The git revision `checkout` holds; None when it is no git repository."""
+    if os.path.isdir(os.path.join(checkout, ".git")):
+        return __salt__["git.revision"](checkout)
+    return None
+
+
 def _record_revision(record, checkout):
     """The git revision of `checkout` the stack now runs, in `record`, where ag.upgrade_backup
     compares the checkout's with it; a checkout that is no git repository has none."""
-    if os.path.isdir(os.path.join(checkout, ".git")):
-        _record(record, __salt__["git.revision"](checkout))
+    runs = _revision_of(checkout)
+    if runs:
+        _record(record, runs)
     elif os.path.exists(record):
         os.unlink(record)
 

@@ -4,6 +4,7 @@ The ag_app execution module is faked from its real signatures; the checkout is t
 one, read only."""
 
 import hashlib
+import os
 
 import pytest
 import yaml
@@ -194,6 +195,22 @@ def test_first_deploy_then_the_same_content_deploys_nothing(ag_app, docker):
     assert again == {"name": "ag-stack", "result": True, "changes": {},
                      "comment": "stack ag-stack runs this content already"}
     assert len(docker.deploys) == 1
+
+
+def test_a_revision_record_the_checkout_no_longer_matches_is_a_change_test_mode_reports(ag_app, docker):
+    """The stack's content unchanged, but its revision record stale (the checkout is no git
+    repository now): the deploy's check must see it, so test mode says so."""
+    deploy(ag_app)
+    record = os.path.join(ag_app.DEPLOYED_DIR, "ag-stack.revision")
+    with open(record, "w") as fh:
+        fh.write("0" * 40 + "\n")
+    ag_app.test(True)
+    ret = deploy(ag_app)
+    assert ret["result"] is None and ret["changes"] == {"revision": {"old": "0" * 40, "new": None}}
+    assert os.path.exists(record)
+    ag_app.test(False)
+    assert deploy(ag_app)["changes"] == {"revision": {"old": "0" * 40, "new": None}}
+    assert not os.path.exists(record) and deploy(ag_app)["changes"] == {} and len(docker.deploys) == 1
 
 
 def test_other_content_is_deployed_and_reported_old_and_new(ag_app, docker):
