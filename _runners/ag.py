@@ -840,7 +840,8 @@ def deploy(test=False):
     stop = threading.Event()
     follower = threading.Thread(target=_follow_jobs, args=(stop, sys.stderr), daemon=True)
     follower.start()
-    print(f"{_clock()} ag.deploy: checking the pillar and that every node's minion answers",
+    print(f"{_clock()} ag.deploy: checking the pillar, that every node's minion answers, then "
+          "what each step would change (the steps run from the first that would)",
           file=sys.stderr, flush=True)
     try:
         with _quiet_salt_leak_notices():
