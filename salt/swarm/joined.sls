@@ -14,8 +14,8 @@ swarm-joined:
     - advertise_addr: {{ swarm.node.address }}
     - role: {{ swarm.node.role }}
     - retry:
-        attempts: 30
-        interval: 2
+        attempts: 60
+        interval: 1
     - require:
       - sls: docker
 {%- endif %}
