@@ -535,14 +535,17 @@ DEPLOY_STEPS = [("ag-deploy-roll", "ag_master.dockerd_rolled", "master"),
                 ("ag-deploy-node-states", ["docker", "limits"], ["nuc1", "nuc2"]),
                 ("ag-deploy-swarm", ["swarm"], ["nuc1", "nuc2"]),
                 ("ag-deploy-tls", ["ag.tls"], []),
+                ("ag-deploy-backup", "ag_master.backed_up_before_upgrade", "master"),
                 ("ag-deploy-stack", ["ag.stack"], "nuc1")]
 
 
-def check(monkeypatch, returns, due=None):
+def check(monkeypatch, returns, due=None, upgrade=None):
     nodes = CheckingNodes(returns)
     monkeypatch.setattr(runner.salt.client, "get_local_client", nodes.client)
     asked = []
     monkeypatch.setattr(runner, "roll", lambda test: asked.append("roll") or (due or {}))
+    monkeypatch.setattr(runner, "upgrade_backup",
+                        lambda test: asked.append("backup") or (upgrade or {}))
     runner.__opts__ = {}
     return runner.check_steps(DEPLOY_STEPS), nodes.jobs, asked
 
@@ -563,9 +566,11 @@ def test_the_check_tests_each_node_s_steps_in_one_job_and_runs_nothing_when_noth
                              ("utils", "modules", "states")),
                             (("nuc2",), "docker,limits,swarm", True, ("utils", "modules", "states"))]
     assert [s["id"] for s in ret["steps"]] == ["ag-deploy-roll", "ag-deploy-node-states",
-                                               "ag-deploy-swarm", "ag-deploy-stack"]
+                                               "ag-deploy-swarm", "ag-deploy-backup",
+                                               "ag-deploy-stack"]
     assert all(s["result"] is True for s in ret["steps"]) and ret["run"] == []
-    assert asked == []  # no state that restarts dockerd would change: the roll needs no job
+    # no state that restarts dockerd would change: the roll needs no job
+    assert asked == ["backup"]
 
 
 def test_the_deploy_runs_from_the_first_step_that_would_change_something(monkeypatch):
@@ -574,7 +579,7 @@ def test_the_deploy_runs_from_the_first_step_that_would_change_something(monkeyp
     steps = {s["id"]: s for s in ret["steps"]}
     assert steps["ag-deploy-swarm"]["changes"] == ["nuc2 swarm-joined: nuc2 would join"]
     assert steps["ag-deploy-swarm"]["result"] is None
-    assert ret["run"] == ["ag-deploy-swarm", "ag-deploy-stack"]
+    assert ret["run"] == ["ag-deploy-swarm", "ag-deploy-backup", "ag-deploy-stack"]
 
 
 def test_a_step_that_would_fail_runs_so_its_own_error_stops_the_deploy(monkeypatch):
@@ -589,7 +594,7 @@ def test_a_step_that_would_fail_runs_so_its_own_error_stops_the_deploy(monkeypat
     assert ret["run"][0] == "ag-deploy-node-states" and ret["steps"][1]["result"] is None
     assert ret["steps"][1]["changes"] == ["nuc1: not known yet, its steps did not test together: "
                                           "State 'ag_app.stack_deployed' was not found"]
-    assert ret["steps"][3]["changes"] == ["nuc1: not known yet (see ag-deploy-node-states)"]
+    assert ret["steps"][-1]["changes"] == ["nuc1: not known yet (see ag-deploy-node-states)"]
 
 
 def test_an_included_sls_counts_for_the_step_of_its_own_name_or_the_node_s_first(monkeypatch):
@@ -604,7 +609,7 @@ def test_the_roll_is_asked_only_when_a_dockerd_restarting_state_would_change(mon
                            changes={"diff": "x"})}
     ret, _, asked = check(monkeypatch, {"nuc1": manager(), "nuc2": {**worker(), **daemon_json}},
                           due={"nuc2": "would be drained, its dockerd restarted, made active again"})
-    assert asked == ["roll"]
+    assert asked == ["roll", "backup"]
     assert ret["steps"][0]["changes"] == ["nuc2: would be drained, its dockerd restarted, made active again"]
     assert ret["run"][0] == "ag-deploy-roll"
 
@@ -626,3 +631,10 @@ def test_the_check_step_names_the_steps_that_need_nothing_and_where_the_deploy_r
     assert ag_master.checked("ag-deploy-check", [calm])["changes"] == {}
     failing = step("tls", result=False, comment="no TLS key")
     assert ag_master.checked("ag-deploy-check", [calm, failing])["result"] is False
+
+
+def test_an_upgrade_the_checkout_holds_is_the_step_the_deploy_runs_from(monkeypatch):
+    ret, _, _ = check(monkeypatch, {"nuc1": manager(), "nuc2": worker()},
+                      upgrade={"backup": "would be made on nuc1 (000000000000 -> 1234abcd1234)"})
+    assert ret["run"] == ["ag-deploy-backup", "ag-deploy-stack"]
+    assert ret["steps"][3]["changes"] == ["backup: would be made on nuc1 (000000000000 -> 1234abcd1234)"]
