@@ -87,7 +87,7 @@ def _check(minion=None, live=False):
         errors += __utils__["ag_cluster.validate"](autograder, known_minions=accepted)
     shared = next(iter(views.values()))[0] if len(views) == 1 else None
     if live and shared is not None and not errors:
-        errors += _live_errors(shared)
+        errors += _live_errors(shared, _addresses(shared, LIVE_TIMEOUT))
     return {"valid": not errors, "errors": errors, "minions": checked,
             "retcode": int(bool(errors))}, shared
 
@@ -103,26 +103,30 @@ def validate(minion=None):
     return _check(minion, live=True)[0]
 
 
-def _live_errors(autograder):
+def _addresses(autograder, timeout):
+    """{node: its IPv4 and IPv6 addresses} of the cluster's nodes whose minion answered
+    within `timeout` seconds (what ag.unanswered's ping would tell, in the same job)."""
+    nodes = sorted(autograder["cluster"]["nodes"])
+    grains = __salt__["salt.execute"](nodes, "grains.item", arg=["ipv4", "ipv6"],
+                                      tgt_type="list", timeout=timeout)
+    return {node: grains[node].get("ipv4", []) + grains[node].get("ipv6", [])
+            for node in nodes if isinstance(grains.get(node), dict)}
+
+
+def _live_errors(autograder, addresses):
     """What the pillar gets wrong about the cluster as it is: a data label moved off the node
     whose data it is without its one-shot approval, an approval already used, and a node
-    address on none of that node's interfaces. A node that does
+    address on none of that node's interfaces (`addresses`: _addresses). A node that does
     not answer is checked by ag.unanswered; a manager without this project's modules yet
     (synced later in the deploy) is checked by swarm.labels."""
     cluster = autograder["cluster"]
-    nodes = sorted(cluster["nodes"])
     errors = []
     holders = __salt__["salt.execute"](cluster["manager"], "ag_swarm.label_holders",
                                        arg=[cluster], timeout=LIVE_TIMEOUT).get(cluster["manager"])
     if isinstance(holders, dict):
         errors += (__utils__["ag_cluster.move_errors"](cluster, holders)
                    + __utils__["ag_cluster.done_approvals"](cluster, holders))
-    grains = __salt__["salt.execute"](nodes, "grains.item", arg=["ipv4", "ipv6"],
-                                      tgt_type="list", timeout=LIVE_TIMEOUT)
-    for node in nodes:
-        if not isinstance(grains.get(node), dict):
-            continue
-        have = grains[node].get("ipv4", []) + grains[node].get("ipv6", [])
+    for node, have in sorted(addresses.items()):
         wanted = cluster["nodes"][node]["address"]
         if wanted not in have:
             named = [a for a in have if a not in ("127.0.0.1", "::1")]
@@ -174,10 +178,14 @@ def preflight(timeout=10):
     CLI Example: salt-run ag.preflight
     """
     timeout = _checked_timeout(timeout)
-    check, autograder = _check(live=True)
+    check, autograder = _check()
     if not check["valid"]:
         return {"errors": check["errors"], "unanswered": []}
-    return {"errors": [], "unanswered": _unanswered(autograder, timeout)}
+    addresses = _addresses(autograder, timeout)  # one job tells who answers, and where
+    errors = _live_errors(autograder, addresses)
+    if errors:
+        return {"errors": errors, "unanswered": []}
+    return {"errors": [], "unanswered": sorted(set(autograder["cluster"]["nodes"]) - set(addresses))}
 
 
 def _settings(autograder, section):
