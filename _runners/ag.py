@@ -355,8 +355,8 @@ def _master_check(function, returns):
     the roll only when some node's check would restart its dockerd (the usual answer, nothing,
     needs no job of its own), the upgrade backup from the runner."""
     if function == "ag_master.dockerd_rolled":
-        due = any(state["__id__"] in DOCKERD_RESTARTERS
-                  and (state["result"] is None or state["changes"])
+        due = any(state.get("__id__") in DOCKERD_RESTARTERS
+                  and (state.get("result") is None or state.get("changes"))
                   for ret in returns.values() if isinstance(ret, dict)
                   for state in ret.values() if isinstance(state, dict))
         done = roll(test=True) if due else {}
@@ -402,12 +402,14 @@ def check_steps(steps, saltenv="base"):
                                        f"{why}".strip() if number == 0 else
                                        f"{node}: not known yet (see {checked[its[0][0]]['id']})")
             continue
-        for _, state in sorted(ret.items(), key=_state_order):
+        for key, state in sorted(ret.items(), key=_state_order):
             step = checked[_owner(state.get("__sls__", ""), its)]
-            line = f"{node} {state['__id__']}: {state['comment']}"
-            if state["result"] is False:
+            # Salt's own entries (a requisite it could not find) have no __id__: their key's
+            sid = state.get("__id__") or key.split("_|-")[1 if "_|-" in key else 0]
+            line = f"{node} {sid}: {state.get('comment', '')}"
+            if state.get("result") is False:
                 step.update(result=False, comment="; ".join(filter(None, [step["comment"], line])))
-            elif state["result"] is None or state["changes"]:
+            elif state.get("result") is None or state.get("changes"):
                 step["changes"].append(line)
                 step["result"] = None if step["result"] is not False else False
     for step, (_, function, target) in zip(checked, steps, strict=True):

@@ -640,3 +640,15 @@ def test_an_upgrade_the_checkout_holds_is_the_step_the_deploy_runs_from(monkeypa
                       upgrade={"backup": "would be made on nuc1 (000000000000 -> 1234abcd1234)"})
     assert ret["run"] == ["ag-deploy-backup", "ag-deploy-stack"]
     assert ret["steps"][3]["changes"] == ["backup: would be made on nuc1 (000000000000 -> 1234abcd1234)"]
+
+
+def test_salt_s_own_entries_without_an_id_count_for_the_node_s_first_step(monkeypatch):
+    """A fresh node: Salt reports a state function it cannot load (no docker SDK yet) under
+    a key of its own, without __id__ or __sls__."""
+    missing = {"ag_app_|-ag-stack-deployed_|-ag-stack_|-stack_deployed": {
+        "result": False, "changes": {}, "__run_num__": 9,
+        "comment": "State 'ag_app.stack_deployed' was not found"}}
+    ret, _, _ = check(monkeypatch, {"nuc1": {**manager(), **missing}, "nuc2": worker()})
+    assert ret["run"][0] == "ag-deploy-node-states"
+    assert ret["steps"][1]["comment"] == (
+        "nuc1 ag-stack-deployed: State 'ag_app.stack_deployed' was not found")
