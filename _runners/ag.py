@@ -404,12 +404,14 @@ def check_steps(steps, saltenv="base"):
             continue
         for key, state in sorted(ret.items(), key=_state_order):
             step = checked[_owner(state.get("__sls__", ""), its)]
-            # Salt's own entries (a requisite it could not find) have no __id__: their key's
+            # Salt's own entries have no __id__ (a state function a fresh node cannot load
+            # yet: no docker SDK before the node states): not known until the steps before run
+            own = "__id__" not in state
             sid = state.get("__id__") or key.split("_|-")[1 if "_|-" in key else 0]
-            line = f"{node} {sid}: {state.get('comment', '')}"
-            if state.get("result") is False:
+            line = f"{node} {sid}: {'not known yet: ' if own else ''}{state.get('comment', '')}"
+            if state.get("result") is False and not own:
                 step.update(result=False, comment="; ".join(filter(None, [step["comment"], line])))
-            elif state.get("result") is None or state.get("changes"):
+            elif own or state.get("result") is None or state.get("changes"):
                 step["changes"].append(line)
                 step["result"] = None if step["result"] is not False else False
     for step, (_, function, target) in zip(checked, steps, strict=True):
