@@ -355,8 +355,7 @@ def _master_check(function, returns):
     the roll only when some node's check would restart its dockerd (the usual answer, nothing,
     needs no job of its own), the upgrade backup from the runner."""
     if function == "ag_master.dockerd_rolled":
-        due = any(state.get("__id__") in DOCKERD_RESTARTERS
-                  and (state.get("result") is None or state.get("changes"))
+        due = any(_restarts_dockerd(state)
                   for ret in returns.values() if isinstance(ret, dict)
                   for state in ret.values() if isinstance(state, dict))
         done = roll(test=True) if due else {}
@@ -458,8 +457,13 @@ def restarts_due(nodes):
     """The nodes among `nodes` whose dockerd applying ROLLED_SLS now would restart (from a
     test=True run, which changes nothing)."""
     return sorted(node for node, states in _applied(nodes, ROLLED_SLS, test=True).items()
-                  if any(s["__id__"] in DOCKERD_RESTARTERS and (s["result"] is None or s["changes"])
-                         for s in states))
+                  if any(_restarts_dockerd(s) for s in states))
+
+
+def _restarts_dockerd(state):
+    """Whether a test=True state return would restart dockerd when applied."""
+    return state.get("__id__") in DOCKERD_RESTARTERS and (
+        state.get("result") is None or bool(state.get("changes")))
 
 
 def _swarm_members(manager, cluster_nodes):

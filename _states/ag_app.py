@@ -313,13 +313,13 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
         ret["comment"] = f"stack {name} runs this content already"
         # a release that changed none of it is still the one running: its revision recorded
         # (a change of its own, which the deploy's check sees)
-        runs = _revision_of(checkout)
-        if runs != _recorded(revision):
-            ret["changes"] = {"revision": {"old": _recorded(revision), "new": runs}}
+        runs, recorded = _revision_of(checkout), _recorded(revision)
+        if runs != recorded:
+            ret["changes"] = {"revision": {"old": recorded, "new": runs}}
             if __opts__["test"]:
                 ret.update(result=None, comment=ret["comment"] + "; would record its revision")
             else:
-                _record_revision(revision, checkout)
+                _record_revision(revision, runs)
         return ret
     images = {s["name"]: s["image"] for s in __salt__["ag_app.services"]()}  # what runs now
     major = _postgres_major_wanted(compose, override, postgres_version)
@@ -384,7 +384,7 @@ def stack_deployed(name, checkout, compose_files, workers, concurrency, postgres
                    comment=f"stack {name} was deployed but reads back without {', '.join(unread)}")
         return ret
     _record(record, content)
-    _record_revision(revision, checkout)
+    _record_revision(revision, _revision_of(checkout))
     if major:  # what a built postgres image's name does not say
         _record(major_record, major)
     pruned = __salt__["ag_app.stack_secrets_pruned"](name)
@@ -401,10 +401,9 @@ def _revision_of(checkout):
     return None
 
 
-def _record_revision(record, checkout):
-    """The git revision of `checkout` the stack now runs, in `record`, where ag.upgrade_backup
-    compares the checkout's with it; a checkout that is no git repository has none."""
-    runs = _revision_of(checkout)
+def _record_revision(record, runs):
+    """`runs`, the git revision of the checkout the stack now runs (_revision_of), in `record`,
+    where ag.upgrade_backup compares the checkout's with it; None (no git repository): none."""
     if runs:
         _record(record, runs)
     elif os.path.exists(record):
