@@ -739,7 +739,8 @@ def rollback(name=None, test=False):
 # manager, and the one on the cluster's other nodes (None: nothing there). A node new to the
 # pillar asks for its join token: every other node's firewall lets it in first (the swarm's
 # ports are the cluster's only), the manager's in the same job that publishes the token.
-SWARM_EVENTS = {"ag/swarm/node/joined": ("swarm.labels", None),
+# a joined node: its labels, and its join token withdrawn (nobody may wait for it now)
+SWARM_EVENTS = {"ag/swarm/node/joined": ("swarm.initialized,swarm.labels", None),
                 "ag/swarm/token/wanted": ("firewall,swarm.initialized", "firewall")}
 
 

@@ -1,6 +1,7 @@
 {#- Swarm events of the ag_swarm states, answered on the manager they name (labels and join
     tokens can only come from a manager):
-      ag/swarm/node/joined   a node joined: label it (swarm.labels)
+      ag/swarm/node/joined   a node joined: label it (swarm.labels), withdraw the join token
+                             nobody waits for now (swarm.initialized)
       ag/swarm/token/wanted  a node new to the pillar wants its join token (swarm.initialized
                              publishes the tokens for the members of the manager's own pillar)
     The runner ag.swarm_event answers only a sender that the manager's pillar names a node of

@@ -6,3 +6,12 @@ include:
   - swarm.joined
   - swarm.network
   - swarm.labels
+{%- from "swarm/map.jinja" import swarm with context %}
+{%- if swarm.is_manager %}
+
+extend:
+  swarm-labels-reconciled:
+    ag_swarm:
+      - require:
+        - ag_swarm: swarm-initialized
+{%- endif %}

@@ -22,17 +22,21 @@ PILLAR = {
 
 
 def compiled(local_minion, minion, pillar=PILLAR):
-    """{state id: {arg: value, "__fun__": module.function}}, or the render errors."""
+    """{state id: {arg: value, "__fun__": module.function}}, with the requisites an
+    `extend` adds (show_sls leaves them apart, the run joins them), or the render errors."""
     ret = local_minion(pillar, minion_id=minion).call("state.show_sls", "swarm")
     if isinstance(ret, list):
         return ret
+    extended = {sid: body for ext in ret.pop("__extend__", []) for sid, body in ext.items()}
     states = {}
     for sid, body in ret.items():
         if not body["__sls__"].startswith("swarm"):
             continue  # the docker states swarm members include
         mod = next(k for k in body if not k.startswith("__"))
-        args = {k: v for item in body[mod] if isinstance(item, dict) for k, v in item.items()}
-        args["__fun__"] = mod + "." + next(f for f in body[mod] if isinstance(f, str))
+        args = {"__fun__": mod + "." + next(f for f in body[mod] if isinstance(f, str))}
+        for item in body[mod] + extended.get(sid, {}).get(mod, []):
+            for key, value in (item.items() if isinstance(item, dict) else ()):
+                args[key] = args.get(key, []) + value if key == "require" else value
         states[sid] = args
     return states
 
@@ -54,6 +58,8 @@ def test_the_manager_initializes_creates_the_network_and_labels(local_minion):
                                        "role": "worker", "availability": "active"}
     assert labels["nodes"]["nuc1"]["role"] == "manager"
     assert states["swarm-labels-reconciled"]["drain_timeout"] == 300
+    assert states["swarm-labels-reconciled"]["require"] == [{"sls": "docker.sdk"},
+                                                            {"ag_swarm": "swarm-initialized"}]
 
 
 def test_a_member_joins_the_manager_with_its_role(local_minion):

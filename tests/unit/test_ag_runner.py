@@ -129,8 +129,8 @@ def swarm_event(monkeypatch, sender, manager="nuc1", tag="ag/swarm/node/joined",
 
 def test_a_cluster_node_s_event_applies_its_sls_on_the_manager(monkeypatch):
     ret, jobs = swarm_event(monkeypatch, "nuc2")
-    assert jobs == [("nuc1", "state.sls", ["swarm.labels"], {"queue": True})]
-    assert ret.startswith("for nuc2's ag/swarm/node/joined: swarm.labels on nuc1 (job ")
+    assert jobs == [("nuc1", "state.sls", ["swarm.initialized,swarm.labels"], {"queue": True})]
+    assert ret.startswith("for nuc2's ag/swarm/node/joined: swarm.initialized,swarm.labels on nuc1 (job ")
 
 
 def test_a_new_node_s_token_request_opens_the_others_firewalls_then_the_manager_publishes(
