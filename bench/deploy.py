@@ -5,7 +5,17 @@ the orchestration. For each, a full deploy from nodes without a swarm (stand-in 
 the same clean start; then the ratios, and `ag.plan` and a tweak (gunicorn workers) that rolls
 one service.
 
-  AG_BED_ID=K /var/tmp/agbed/venv/bin/python bench/deploy.py
+  AG_BED_ID=K /var/tmp/agbed/venv/bin/python bench/deploy.py [--real]
+
+--real (issue 21.4): the real release (2022.01.v1, the bed's copy) instead of the stand-in,
+with the real-stack session's site pillar (no bootstrap: the other ways make no course). Each
+way builds from its own checkout, made before anything is timed: ag.deploy's (cloned by
+ag.checkout, then its first deploy: the secrets and the site's edits) and the guide's, which
+the by-hand script and Ansible share (the same clone, upstream's files, its secrets made by
+generate_secrets.py in the django image, as the guide's venv would), moved where every node
+finds the checkout while they run. One untimed run of ag.deploy and one by hand first, so each
+way then builds through a warm cache (the images stay; the registry starts empty). Best on the
+bed whose nodes built the real images before (the real-stack session's, AG_BED_ID=4).
 
 Ansible runs from the bench's own venv, which the script makes and fills first where needed
 (bench/by_ansible.py: `python3 -m venv` and pip from bench/requirements.txt).
@@ -14,6 +24,8 @@ and the checkout gets upstream's files back. The pillar is restored at the end; 
 orchestration's stack is left running. Prints one line per measurement.
 """
 
+import contextlib
+import shutil
 import subprocess
 import sys
 import time
@@ -22,15 +34,20 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests/integration"))
 
-from bed import config, host, netns  # noqa: E402
+from bed import config, host, images, netns, upstream  # noqa: E402
 from bench import by_ansible  # noqa: E402
 from tests import standin  # noqa: E402
+from tests.integration import agreal  # noqa: E402
 
 TESTBED = str(config.REPO / "testbed")
 PILLAR = config.PILLAR_DIR / "bed.sls"
 BY_HAND = [str(config.REPO / "bench/guide_by_hand.sh")]
 ORCHESTRATE = host.salt_cmd("salt-run", "state.orchestrate", "ag.deploy")
+# --real: the guide's checkout, and ag.deploy's while the guide's is in its place
+GUIDE_CHECKOUT = config.BED_DIR / "shared/guide-checkout"
+PRODUCT_ASIDE = config.BED_DIR / "shared/product-checkout"
 
 
 def timed(what, argv):
@@ -44,7 +61,9 @@ def timed(what, argv):
     return seconds
 
 
-def clean(nodes, manager):
+def clean(nodes, manager, real=False):
+    """No stack, registry, swarm or volumes of them; the stand-in's checkout as upstream has
+    it and no stack images. `real`: the images stay (a real build is minutes cold)."""
     subprocess.run([TESTBED, "exec", manager, "sh", "-c",
                     "docker stack rm ag-stack; docker service rm registry; rm -rf /var/lib/ag-deploy/*"],
                    capture_output=True)
@@ -55,9 +74,90 @@ def clean(nodes, manager):
             done
             docker swarm leave --force
             docker volume ls -q | grep -E '^(ag-stack_|ag-registry$)' | xargs -r docker volume rm
+            """ + ("" if real else """
             docker images --format '{{.Repository}}:{{.Tag}}' | grep '^127.0.0.1:5000/' | xargs -r docker rmi
-            """], capture_output=True)
-    standin.write(netns.SHARED_CHECKOUT)
+            """)], capture_output=True)
+    if not real:
+        standin.write(netns.SHARED_CHECKOUT)
+
+
+def emptied(directory: Path):
+    for child in directory.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def move_children(source: Path, target: Path):
+    target.mkdir(parents=True, exist_ok=True)
+    for child in list(source.iterdir()):
+        child.rename(target / child.name)
+
+
+@contextlib.contextmanager
+def guide_checkout(real):
+    """`real`: the guide's checkout where every node finds the checkout (the shared
+    directory each node mounts there), ag.deploy's set aside, and back after."""
+    if not real:
+        yield
+        return
+    move_children(netns.SHARED_CHECKOUT, PRODUCT_ASIDE)
+    move_children(GUIDE_CHECKOUT, netns.SHARED_CHECKOUT)
+    try:
+        yield
+    finally:
+        move_children(netns.SHARED_CHECKOUT, GUIDE_CHECKOUT)
+        move_children(PRODUCT_ASIDE, netns.SHARED_CHECKOUT)
+
+
+def on_manager(manager, script, timeout=None):
+    subprocess.run([TESTBED, "exec", manager, "sh", "-ec", script], check=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def real_release(saved, nodes, manager):
+    """The bed set for the real release (its daemons, base images, the site pillar), both
+    checkouts made and every way's images built once (module docstring); after, the
+    stand-in's bed again (agreal.release_deployed's order)."""
+    started = upstream.up()
+    images.build_all("real")
+    for node in nodes:
+        images.load_into(netns.node_exec, node, group="real")
+    try:
+        clean(nodes, manager, real=True)
+        emptied(netns.SHARED_CHECKOUT)
+        shutil.rmtree(GUIDE_CHECKOUT, ignore_errors=True)
+        on_manager(manager, f"install -m 600 {upstream.SMTP_PASSWORD_FILE} "
+                            f"{agreal.EMAIL_PASSWORD_FILE}")
+        site = agreal.site_pillar(saved, agreal.bed_release(agreal.RELEASE))
+        del site["autograder"]["app"]["bootstrap"]
+        write_pillar(site)
+        subprocess.run(host.salt_cmd("salt", manager, "saltutil.sync_all"), check=True,
+                       capture_output=True)
+        subprocess.run(host.salt_cmd("salt", manager, "state.sls", "ag.checkout", "-t", "1800"),
+                       check=True, capture_output=True)
+        shutil.copy(standin.BED_OVERRIDE, netns.SHARED_CHECKOUT / standin.BED_OVERRIDE.name)
+        shutil.copytree(netns.SHARED_CHECKOUT, GUIDE_CHECKOUT, symlinks=True)
+        timed("ag.deploy: first run (untimed: its checkout's secrets and edits, warm builds)",
+              ORCHESTRATE)
+        with guide_checkout(True):
+            # the guide's venv, with Django and python-gnupg: the django image just built
+            on_manager(manager, f"cd {netns.CHECKOUT}/autograder-server && docker run --rm "
+                                "-v $PWD:/usr/src/app -w /usr/src/app 127.0.0.1:5000/django "
+                                "python3 generate_secrets.py >/dev/null")
+            clean(nodes, manager, real=True)
+            timed("by hand: first run (untimed: warm builds)", BY_HAND)
+        yield
+    finally:
+        write_pillar(saved)
+        clean(nodes, manager, real=True)
+        on_manager(manager, f"rm -f {agreal.EMAIL_PASSWORD_FILE}")
+        emptied(netns.SHARED_CHECKOUT)
+        shutil.rmtree(GUIDE_CHECKOUT, ignore_errors=True)
+        standin.write(netns.SHARED_CHECKOUT)
+        shutil.copy(standin.BED_OVERRIDE, netns.SHARED_CHECKOUT / standin.BED_OVERRIDE.name)
+        for node in nodes:
+            images.load_into(netns.node_exec, node)
+        for daemon in started:
+            daemon.stop()
 
 
 def write_pillar(data):
@@ -75,26 +175,38 @@ def print_ratios(times):
 
 
 def main():
+    real = sys.argv[1:] == ["--real"]
+    if sys.argv[1:] and not real:
+        sys.exit(__doc__)
     by_ansible.make_venv()
     subprocess.run([TESTBED, "up", "--nodes", "3"], check=True)
     saved = yaml.safe_load(PILLAR.read_text())
     cluster = saved["autograder"]["cluster"]
     nodes, manager = sorted(cluster["nodes"]), cluster["manager"]
-    ansible = by_ansible.playbook_cmd(by_ansible.write_inventory(nodes), PILLAR)
-    times = {}
-    # ag.deploy last: ag.plan and the tweak below work on its stack
-    for way, argv in (("by hand", BY_HAND), ("Ansible", ansible), ("ag.deploy", ORCHESTRATE)):
-        clean(nodes, manager)
-        times[way] = (timed(f"{way}: full deploy", argv), timed(f"{way}: no-op redeploy", argv))
-    print_ratios(times)
-    timed("ag.plan", host.salt_cmd("salt-run", "ag.plan"))
-    tweaked = yaml.safe_load(yaml.safe_dump(saved))
+    with real_release(saved, nodes, manager) if real else contextlib.nullcontext():
+        deployed = yaml.safe_load(PILLAR.read_text())
+        ansible = by_ansible.playbook_cmd(by_ansible.write_inventory(nodes), PILLAR)
+        times = {}
+        # ag.deploy last: ag.plan and the tweak below work on its stack
+        for way, argv in (("by hand", BY_HAND), ("Ansible", ansible), ("ag.deploy", ORCHESTRATE)):
+            with guide_checkout(real and way != "ag.deploy"):
+                clean(nodes, manager, real)
+                times[way] = (timed(f"{way}: full deploy", argv),
+                              timed(f"{way}: no-op redeploy", argv))
+        print_ratios(times)
+        timed("ag.plan", host.salt_cmd("salt-run", "ag.plan"))
+        tweak(deployed)
+
+
+def tweak(deployed):
+    """A gunicorn-workers change deployed (django rolls), then the pillar `deployed` again."""
+    tweaked = yaml.safe_load(yaml.safe_dump(deployed))
     tweaked["autograder"].setdefault("app", {})["gunicorn_workers"] = 3
     write_pillar(tweaked)
     try:
         timed("ag.deploy of a gunicorn workers change (django rolls)", ORCHESTRATE)
     finally:
-        write_pillar(saved)
+        write_pillar(deployed)
     timed("ag.deploy back to the pillar's workers", ORCHESTRATE)
 
 

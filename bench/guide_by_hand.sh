@@ -47,9 +47,12 @@ bed "$manager" sh -c 'docker service inspect registry >/dev/null 2>&1 ||
   until curl -sf -m 2 http://127.0.0.1:5000/v2/ >/dev/null; do sleep 0.5; done'
 
 # First steps on the checkout (generate_secrets.py in the guide's venv with Django and
-# python-gnupg: here the stand-in's), then build and push every image the compose file builds
+# python-gnupg: here the stand-in's; a real release's secrets are made before the bench times
+# anything, bench/deploy.py --real), then build and push every image the compose file builds
 bed "$manager" sh -ec "cd $checkout/autograder-server && mkdir -p media_root &&
-  PYTHONPATH=standin python3 generate_secrets.py >/dev/null"
+  if [ ! -e autograder/settings/secrets/gpg_key_password ]; then
+    PYTHONPATH=standin python3 generate_secrets.py >/dev/null
+  fi"
 builds=$($py - "$(./testbed exec "$manager" cat $checkout/docker-compose.yml | base64 -w0)" <<'EOF'
 import base64, sys, yaml
 services = yaml.safe_load(base64.b64decode(sys.argv[1]))["services"]
