@@ -221,12 +221,11 @@ def images_pushed(name, compose_file="docker-compose.yml", postgres_version=None
         ret.update(result=None, changes=changes,
                    comment=f"{len(changes)} image(s) would be built and pushed")
         return ret
-    pushed = {}
-    for path, dockerfile, args, images, tag in todo:
-        # one build per context, Dockerfile and args, tagged and pushed under each image's names
-        pushed.update(__salt__["ag_app.image_build_push"](
-            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")],
-            dict(args)))
+    # one build per context, Dockerfile and args, tagged and pushed under each image's names
+    pushed = __salt__["ag_app.images_build_push"]([
+        [path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")],
+         dict(args)]
+        for path, dockerfile, args, images, tag in todo])
     unlike = sorted(ref for ref, digest in pushed.items()
                     if __salt__["ag_app.image_digest"](ref) != digest)
     if unlike:
