@@ -18,9 +18,7 @@ except ImportError:
     HAS_DOCKER = False
 
 import calendar
-import concurrent.futures
 import contextlib
-import contextvars
 import os
 import posixpath
 import re
@@ -286,33 +284,6 @@ def image_build_push(path, dockerfile, tags, buildargs=None):
         with _engine(f"pushing {tag}") as client:
             image.tag(repo, version)
             digests[tag] = _push(client, repo, version)
-    return digests
-
-
-BUILDS_AT_ONCE = 4  # builds pushed side by side (images_build_push)
-
-
-def images_build_push(builds):
-    """image_build_push of every build of `builds` ([path, dockerfile, tags, buildargs] each),
-    up to BUILDS_AT_ONCE side by side: a push spends its time compressing its layers, and
-    pushes of different images then share the machine's cores (the real release's eight
-    images: 40 s instead of 50 on two cores). Returns {tag: registry digest}; when builds
-    fail, raises naming each, after the others have finished.
-
-    CLI Example: salt nuc1 ag_app.images_build_push '[[/srv/x/nginx, Dockerfile, [127.0.0.1:5000/nginx:h]]]'
-    """
-    with concurrent.futures.ThreadPoolExecutor(max(1, min(len(builds), BUILDS_AT_ONCE))) as pool:
-        # each in a copy of this call's context, where Salt's loader keeps this module's dunders
-        done = [pool.submit(contextvars.copy_context().run, image_build_push, *build)
-                for build in builds]
-    digests, errors = {}, []
-    for future in done:
-        try:
-            digests.update(future.result())
-        except CommandExecutionError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise CommandExecutionError("\n".join(errors))
     return digests
 
 

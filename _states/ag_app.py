@@ -221,11 +221,12 @@ def images_pushed(name, compose_file="docker-compose.yml", postgres_version=None
         ret.update(result=None, changes=changes,
                    comment=f"{len(changes)} image(s) would be built and pushed")
         return ret
-    # one build per context, Dockerfile and args, tagged and pushed under each image's names
-    pushed = __salt__["ag_app.images_build_push"]([
-        [path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")],
-         dict(args)]
-        for path, dockerfile, args, images, tag in todo])
+    pushed = {}
+    for path, dockerfile, args, images, tag in todo:
+        # one build per context, Dockerfile and args, tagged and pushed under each image's names
+        pushed.update(__salt__["ag_app.image_build_push"](
+            path, dockerfile, [f"{image}:{version}" for image in images for version in (tag, "latest")],
+            dict(args)))
     unlike = sorted(ref for ref, digest in pushed.items()
                     if __salt__["ag_app.image_digest"](ref) != digest)
     if unlike:

@@ -68,9 +68,6 @@ class Docker:
         self.unpushed -= {tag.rsplit(":", 1)[0] for tag in tags}
         return {tag: self.image_digest(tag) for tag in tags}
 
-    def images_build_push(self, builds):
-        return {tag: digest for build in builds for tag, digest in self.image_build_push(*build).items()}
-
     def stack_deploy(self, name, compose_files, cwd):
         self.deploys.append(compose_files)
         self.log.append(("deploy",))
@@ -120,7 +117,7 @@ def ag_app(docker, tmp_path, monkeypatch):
     module = load("_states/ag_app.py", "ag_app")
     module.__salt__ = module_fakes({
         **{f"ag_app.{name}": getattr(docker, name) for name in (
-            "image_digest", "images_build_push", "stack_status", "stack_deploy", "local_task_exec",
+            "image_digest", "image_build_push", "stack_status", "stack_deploy", "local_task_exec",
             "job_like", "stack_secrets_pruned", "services_paused", "services_resumed",
             "local_task_password_works", "local_task_password_set")},
         "ag_app.services": docker.service_list,
@@ -178,6 +175,7 @@ def test_a_push_the_registry_reads_back_otherwise_fails_naming_it(ag_app, docker
     push = docker.image_build_push
     monkeypatch.setattr(docker, "image_build_push",
                         lambda *args: {tag: "sha256:other" for tag in push(*args)})
+    ag_app.__salt__["ag_app.image_build_push"].side_effect = docker.image_build_push
     ret = ag_app.images_pushed(str(CHECKOUT))
     assert ret["result"] is False
     assert ret["comment"].startswith("pushed, but the registry reads back otherwise: "
