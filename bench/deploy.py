@@ -5,7 +5,10 @@ the orchestration. For each, a full deploy from nodes without a swarm (stand-in 
 the same clean start; then the ratios, and `ag.plan` and a tweak (gunicorn workers) that rolls
 one service.
 
-  AG_BED_ID=K /var/tmp/agbed/venv/bin/python bench/deploy.py [--real]
+  AG_BED_ID=K /var/tmp/agbed/venv/bin/python bench/deploy.py [--real] [--rounds N]
+
+--rounds N (default 1): the three ways take turns N times (a slower spell of the machine then
+falls on each), and the ratios are those of the medians.
 
 --real (issue 21.4): the real release (2022.01.v1, the bed's copy) instead of the stand-in,
 with the real-stack session's site pillar (no bootstrap: the other ways make no course). Each
@@ -24,8 +27,10 @@ and the checkout gets upstream's files back. The pillar is restored at the end; 
 orchestration's stack is left running. Prints one line per measurement.
 """
 
+import argparse
 import contextlib
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -167,32 +172,42 @@ def write_pillar(data):
 
 
 def print_ratios(times):
+    """`times`: {way: [(full, no-op) of each round]} → the medians, their ratios."""
+    medians = {way: [statistics.median(run[i] for run in runs) for i in (0, 1)]
+               for way, runs in times.items()}
+    if len(next(iter(times.values()))) > 1:
+        for way, (full, noop) in medians.items():
+            print(f"{way}: median of {len(times[way])} rounds: full deploy {full:.1f} s, "
+                  f"no-op redeploy {noop:.1f} s")
     for i, what in enumerate(("full deploy", "no-op redeploy")):
         for other in ("by hand", "Ansible"):
-            print(f"ratio ag.deploy / {other}, {what}: {times['ag.deploy'][i] / times[other][i]:.2f}")
-    for way, (full, noop) in times.items():
+            print(f"ratio ag.deploy / {other}, {what}: {medians['ag.deploy'][i] / medians[other][i]:.2f}")
+    for way, (full, noop) in medians.items():
         print(f"{way}: no-op redeploy is {100 * noop / full:.0f}% of the full deploy")
 
 
 def main():
-    real = sys.argv[1:] == ["--real"]
-    if sys.argv[1:] and not real:
-        sys.exit(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
     by_ansible.make_venv()
     subprocess.run([TESTBED, "up", "--nodes", "3"], check=True)
     saved = yaml.safe_load(PILLAR.read_text())
     cluster = saved["autograder"]["cluster"]
     nodes, manager = sorted(cluster["nodes"]), cluster["manager"]
-    with real_release(saved, nodes, manager) if real else contextlib.nullcontext():
+    with real_release(saved, nodes, manager) if args.real else contextlib.nullcontext():
         deployed = yaml.safe_load(PILLAR.read_text())
         ansible = by_ansible.playbook_cmd(by_ansible.write_inventory(nodes), PILLAR)
-        times = {}
-        # ag.deploy last: ag.plan and the tweak below work on its stack
-        for way, argv in (("by hand", BY_HAND), ("Ansible", ansible), ("ag.deploy", ORCHESTRATE)):
-            with guide_checkout(real and way != "ag.deploy"):
-                clean(nodes, manager, real)
-                times[way] = (timed(f"{way}: full deploy", argv),
-                              timed(f"{way}: no-op redeploy", argv))
+        times = {"by hand": [], "Ansible": [], "ag.deploy": []}
+        for _ in range(args.rounds):
+            # ag.deploy last: ag.plan and the tweak below work on its stack
+            for way, argv in (("by hand", BY_HAND), ("Ansible", ansible), ("ag.deploy", ORCHESTRATE)):
+                with guide_checkout(args.real and way != "ag.deploy"):
+                    clean(nodes, manager, args.real)
+                    times[way].append((timed(f"{way}: full deploy", argv),
+                                       timed(f"{way}: no-op redeploy", argv)))
         print_ratios(times)
         timed("ag.plan", host.salt_cmd("salt-run", "ag.plan"))
         tweak(deployed)
