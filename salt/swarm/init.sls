@@ -9,6 +9,7 @@ include:
 {%- from "swarm/map.jinja" import swarm with context %}
 {%- if swarm.is_manager %}
 
+# swarm.labels stands alone (a label edit applies only it); here it follows the swarm's init
 extend:
   swarm-labels-reconciled:
     ag_swarm:
