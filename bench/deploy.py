@@ -24,7 +24,8 @@ Ansible runs from the bench's own venv, which the script makes and fills first w
 (bench/by_ansible.py: `python3 -m venv` and pip from bench/requirements.txt).
 Before each way: the stack, the registry, the swarm, their volumes and the stack's images go,
 and the checkout gets upstream's files back. The pillar is restored at the end; the
-orchestration's stack is left running. Prints one line per measurement.
+orchestration's stack is left running (--real: the stand-in's bed is back). Prints one
+line per measurement.
 """
 
 import argparse
@@ -113,8 +114,8 @@ def guide_checkout(real):
         move_children(PRODUCT_ASIDE, netns.SHARED_CHECKOUT)
 
 
-def on_manager(manager, script, timeout=None):
-    subprocess.run([TESTBED, "exec", manager, "sh", "-ec", script], check=True, timeout=timeout)
+def on_manager(manager, script):
+    subprocess.run([TESTBED, "exec", manager, "sh", "-ec", script], check=True)
 
 
 @contextlib.contextmanager
@@ -192,6 +193,8 @@ def main():
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds takes 1 or more")
     by_ansible.make_venv()
     subprocess.run([TESTBED, "up", "--nodes", "3"], check=True)
     saved = yaml.safe_load(PILLAR.read_text())
