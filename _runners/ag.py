@@ -395,11 +395,10 @@ def check_steps(steps, saltenv="base"):
             # for the ag_app states yet): not known, so the deploy runs its steps from there
             why = "; ".join(ret) if isinstance(ret, list) else (ret or "no answer")
             for number, (index, _) in enumerate(its):
-                step = checked[index]
-                step["result"] = step["result"] if step["result"] is False else None
-                step["changes"].append(f"{node}: not known yet, its steps did not test together: "
-                                       f"{why}".strip() if number == 0 else
-                                       f"{node}: not known yet (see {checked[its[0][0]]['id']})")
+                _would_change(checked[index],
+                              f"{node}: not known yet, its steps did not test together: "
+                              f"{why}".strip() if number == 0 else
+                              f"{node}: not known yet (see {checked[its[0][0]]['id']})")
             continue
         for key, state in sorted(ret.items(), key=_state_order):
             step = checked[_owner(state.get("__sls__", ""), its)]
@@ -411,13 +410,19 @@ def check_steps(steps, saltenv="base"):
             if state.get("result") is False and not own:
                 step.update(result=False, comment="; ".join(filter(None, [step["comment"], line])))
             elif own or state.get("result") is None or state.get("changes"):
-                step["changes"].append(line)
-                step["result"] = None if step["result"] is not False else False
+                _would_change(step, line)
     for step, (_, function, target) in zip(checked, steps, strict=True):
         if target == "master":
             step["result"], step["changes"], step["comment"] = _master_check(function, returns)
     first = next((i for i, step in enumerate(checked) if step["result"] is not True), len(steps))
     return {"steps": checked, "run": [step["id"] for step in checked[first:]]}
+
+
+def _would_change(step, line):
+    """`line` among the changes of a checked step, which then would change (unless it fails)."""
+    step["changes"].append(line)
+    if step["result"] is not False:
+        step["result"] = None
 
 
 # what ag.roll applies, and the states in it whose change restarts dockerd (daemon.json's watch,
